@@ -1,0 +1,173 @@
+"""Typed settings: the only place that reads the environment and `.env`.
+
+Every field is an environment variable prefixed `APPRENTI_` (Slack's own variables keep their
+names). Constructor arguments win over the environment, which wins over the defaults here.
+`.env.example` lists every variable; a test keeps the two in step.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import AliasChoices, Field, ValidationError, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[list[str], NoDecode]
+
+
+class SettingsError(Exception):
+    """A setting has a value the program cannot use; the message names the variable."""
+
+
+def default_home() -> Path:
+    """Where Apprenti keeps its data when APPRENTI_HOME is not set."""
+    return Path.home() / ".apprenti"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="APPRENTI_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        extra="ignore",
+        validate_default=True,
+    )
+
+    # --- where things live -------------------------------------------------------------------
+    home: Path = Field(default_factory=default_home, description="Data folder: database, Chroma index, adapters, logs. Created if missing.")
+    database_url: str | None = Field(None, description="SQLAlchemy URL. Default: SQLite file apprenti.db in the home (WAL mode).")
+    chroma_path: Path | None = Field(None, description="Folder of the embedded Chroma index. Default: chroma/ in the home.")
+    chroma_url: str | None = Field(None, description="URL of a Chroma server (http://host:port). When set, replaces the embedded index.")
+    config: Path | None = Field(None, description="Channel profiles (YAML). Default: apprenti.yaml in the working folder, if present.")
+
+    # --- models --------------------------------------------------------------------------------
+    base_model: str = Field("Qwen/Qwen2.5-0.5B-Instruct", description="Base model: a Hugging Face hub id or a local folder.")
+    load_in_4bit: bool = Field(False, description="Load the serving model in 4-bit NF4 (bitsandbytes).")
+    llm_backend: Literal["local", "openai"] = Field("local", description="local (transformers + peft in process) or openai (an OpenAI-compatible server such as vLLM).")
+    openai_base_url: str | None = Field(None, description="Base URL of the OpenAI-compatible endpoint, e.g. http://gpu-box:8000/v1.")
+    openai_api_key: str = Field("not-needed", description="API key sent to the OpenAI-compatible endpoint.")
+    openai_model: str | None = Field(None, description="Served model name when no adapter is active. Default: the base model.")
+    llm_timeout: float = Field(60.0, gt=0, description="Seconds to wait for the model before answering with an error.")
+    max_new_tokens: int = Field(256, ge=1, le=8192, description="Longest answer, in tokens.")
+    temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 means greedy decoding.")
+    max_prompt_tokens: int = Field(3072, ge=64, description="Longest prompt; a longer question is truncated with a visible notice.")
+    embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model (name or folder) for the index. all-MiniLM-L6-v2 ships offline; multilingual-e5-small suits French-speaking teams better.")
+
+    # --- plugins and answers -------------------------------------------------------------------
+    plugins: CommaList | None = Field(None, description="Comma-separated plugin names to load (built-in and installed). Default: all.")
+    trace_plugins: bool = Field(False, description="Log every hook call with its arguments and results.")
+    rag_k: int = Field(5, ge=1, le=50, description="Passages retrieved per question.")
+    rag_threshold: float = Field(0.35, description="auto mode: retrieve when the best passage scores at least this, else prompt.")
+    fewshot_k: int = Field(3, ge=0, le=20, description="Approved pairs put in the prompt as examples.")
+
+    # --- Slack ---------------------------------------------------------------------------------
+    slack_bot_token: str | None = Field(None, validation_alias=AliasChoices("SLACK_BOT_TOKEN"), description="Bot token (xoxb-...).")
+    slack_app_token: str | None = Field(None, validation_alias=AliasChoices("SLACK_APP_TOKEN"), description="App-level token (xapp-...); enables Socket Mode.")
+    slack_signing_secret: str | None = Field(None, validation_alias=AliasChoices("SLACK_SIGNING_SECRET"), description="Signing secret used to verify HTTP requests from Slack.")
+    slack_api_url: str | None = Field(None, validation_alias=AliasChoices("SLACK_API_URL"), description="Base URL of the Slack Web API (tests, proxies). Must end with /api/.")
+    review_channel: str | None = Field(None, description="Channel id where corrections are posted for review.")
+    admin_channel: str | None = Field(None, description="Channel id for training reports and admin notices.")
+    admins: CommaList = Field(default_factory=list, description="Comma-separated Slack user or user-group ids with admin rights.")
+    reviewers: CommaList = Field(default_factory=list, description="Comma-separated Slack user or user-group ids who may approve corrections.")
+    auditors: CommaList = Field(default_factory=list, description="Comma-separated Slack user or user-group ids with read-only access.")
+
+    # --- learning loop -------------------------------------------------------------------------
+    train_threshold: int = Field(50, ge=1, description="Approved, unused examples of a track that trigger a training run.")
+    min_examples: int = Field(50, ge=1, description="Fewest examples a track needs before training is allowed.")
+    auto_promote: bool = Field(True, description="Activate a candidate adapter when it passes the gate.")
+    scheduler_interval: int = Field(300, ge=1, description="Seconds between the scheduler's threshold checks.")
+    train_min_interval: int = Field(3600, ge=0, description="Fewest seconds between two training runs of one track.")
+    train_daily_cap: int = Field(4, ge=0, description="Most training runs per track per day (0: no cap).")
+    quiet_hours: str | None = Field(None, description="Hours when the scheduler starts no run, e.g. 08-18 (local time).")
+    heartbeat_timeout: int = Field(300, ge=10, description="Seconds without a heartbeat after which a training run is marked failed.")
+    train_epochs: float = Field(3.0, gt=0, description="Training epochs per run.")
+    train_max_length: int = Field(1024, ge=32, description="Longest training sequence, in tokens.")
+    gate_margin: float = Field(0.0, description="How much the candidate must beat the active adapter on the target metric.")
+
+    @field_validator("plugins", "admins", "reviewers", "auditors", mode="before")
+    @classmethod
+    def _split_commas(cls, value):
+        if isinstance(value, str):
+            return [part.strip() for part in value.split(",") if part.strip()]
+        return value
+
+    @field_validator("quiet_hours")
+    @classmethod
+    def _check_quiet_hours(cls, value: str | None) -> str | None:
+        if value in (None, ""):
+            return None
+        try:
+            start, end = (int(part) for part in value.split("-"))
+        except ValueError:
+            raise ValueError("expected two hours like 08-18") from None
+        if not (0 <= start <= 23 and 0 <= end <= 24):
+            raise ValueError("hours must be between 0 and 24")
+        return value
+
+    @field_validator("slack_api_url")
+    @classmethod
+    def _check_api_url(cls, value: str | None) -> str | None:
+        if value and not value.endswith("/"):
+            value += "/"
+        return value
+
+    @model_validator(mode="after")
+    def _fill_paths(self) -> Settings:
+        self.home = self.home.expanduser()
+        if self.database_url is None:
+            self.database_url = f"sqlite:///{self.home / 'apprenti.db'}"
+        if self.chroma_path is None:
+            self.chroma_path = self.home / "chroma"
+        if self.config is None and Path("apprenti.yaml").is_file():
+            self.config = Path("apprenti.yaml")
+        return self
+
+    # --- derived places ------------------------------------------------------------------------
+    @property
+    def adapters_dir(self) -> Path:
+        return self.home / "adapters"
+
+    @property
+    def logs_dir(self) -> Path:
+        return self.home / "logs"
+
+    def ensure_home(self) -> Path:
+        """Create the data folders, or fail with a message naming APPRENTI_HOME."""
+        try:
+            for folder in (self.home, self.adapters_dir, self.logs_dir):
+                folder.mkdir(parents=True, exist_ok=True)
+            probe = self.home / ".write-test"
+            probe.write_text("ok")
+            probe.unlink()
+        except OSError as exc:
+            raise SettingsError(
+                f"APPRENTI_HOME={self.home}: the data folder cannot be created or written ({exc.strerror or exc}). "
+                "Point APPRENTI_HOME at a writable folder."
+            ) from None
+        return self.home
+
+
+def env_name(field: str) -> str:
+    """The environment variable that sets a field."""
+    info = Settings.model_fields[field]
+    alias = info.validation_alias
+    if isinstance(alias, AliasChoices):
+        return str(alias.choices[0])
+    return f"APPRENTI_{field.upper()}"
+
+
+def load_settings(**overrides) -> Settings:
+    """Read the settings, turning validation errors into one message per variable."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = []
+        for error in exc.errors():
+            field = str(error["loc"][0]) if error["loc"] else "?"
+            name = env_name(field) if field in Settings.model_fields else field
+            raw = os.environ.get(name)
+            shown = f"={raw!r}" if raw is not None else ""
+            lines.append(f"{name}{shown}: {error['msg']}")
+        raise SettingsError("invalid settings:\n  " + "\n  ".join(lines)) from None

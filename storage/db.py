@@ -1,0 +1,98 @@
+"""Engine, sessions and migrations. Takes a plain SQLAlchemy URL; knows nothing of settings."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, OperationalError
+from sqlmodel import Session
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+_migrate_lock = threading.Lock()
+
+
+class DatabaseError(Exception):
+    """The database cannot be used; the message names the URL and what to do."""
+
+
+def _redact(url: str) -> str:
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return url
+
+
+def make_engine(url: str, *, echo: bool = False) -> Engine:
+    """Create an engine; SQLite gets WAL mode, a busy timeout and enforced foreign keys."""
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise DatabaseError(
+            f"malformed database URL {url!r}: expected e.g. sqlite:///path/apprenti.db "
+            "or postgresql+psycopg2://user:password@host/dbname"
+        ) from None
+    kwargs: dict = {"echo": echo, "pool_pre_ping": True}
+    if parsed.get_backend_name() == "sqlite":
+        kwargs["connect_args"] = {"check_same_thread": False, "timeout": 30}
+        if parsed.database:
+            Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except (NoSuchModuleError, ModuleNotFoundError) as exc:
+        raise DatabaseError(f"database URL {_redact(url)}: unsupported driver ({exc})") from None
+
+    if parsed.get_backend_name() == "sqlite":
+
+        @event.listens_for(engine, "connect")
+        def _sqlite_pragmas(dbapi_connection, _record):
+            cursor = dbapi_connection.cursor()
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA busy_timeout=30000")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.close()
+
+    return engine
+
+
+def migrate(engine: Engine) -> None:
+    """Bring the schema to the newest Alembic revision (idempotent, safe to call at every start)."""
+    from alembic import command
+    from alembic.config import Config
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False).replace("%", "%%"))
+    with _migrate_lock:
+        try:
+            with engine.begin() as connection:
+                config.attributes["connection"] = connection
+                command.upgrade(config, "head")
+        except OperationalError as exc:
+            raise DatabaseError(f"database {_redact(str(engine.url))} is unreachable: {exc.orig}") from None
+
+
+def open_database(url: str) -> Engine:
+    """An engine whose schema is up to date."""
+    engine = make_engine(url)
+    migrate(engine)
+    return engine
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits on success and rolls back on any error, Ctrl-C included."""
+    session = Session(engine, expire_on_commit=False)
+    try:
+        yield session
+        session.commit()
+    except BaseException:
+        session.rollback()
+        raise
+    finally:
+        session.close()

@@ -1,0 +1,27 @@
+"""Slack event ids already handled: the first caller wins, retries are dropped."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from sqlalchemy import Engine, delete
+from sqlalchemy.exc import IntegrityError
+
+from storage.db import session_scope
+from storage.models import ProcessedEvent, utcnow
+
+
+def claim_event(engine: Engine, event_id: str) -> bool:
+    """True the first time an event id is seen, False for every retry or duplicate."""
+    try:
+        with session_scope(engine) as session:
+            session.add(ProcessedEvent(event_id=event_id))
+        return True
+    except IntegrityError:
+        return False
+
+
+def prune_events(engine: Engine, older_than: timedelta = timedelta(days=2)) -> int:
+    with session_scope(engine) as session:
+        result = session.execute(delete(ProcessedEvent).where(ProcessedEvent.at < utcnow() - older_than))
+        return result.rowcount or 0

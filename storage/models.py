@@ -1,0 +1,171 @@
+"""The tables. Every column works the same on SQLite and Postgres.
+
+Schema changes go through a new Alembic migration in storage/migrations/versions, never by
+editing one that has shipped.
+"""
+
+from __future__ import annotations
+
+import enum
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ExampleStatus(enum.StrEnum):
+    pending = "pending"
+    approved = "approved"
+    rejected = "rejected"
+
+
+class ExampleOrigin(enum.StrEnum):
+    correction = "correction"
+    imported = "import"
+    golden = "golden"
+
+
+class AdapterStatus(enum.StrEnum):
+    training = "training"
+    candidate = "candidate"
+    active = "active"
+    retired = "retired"
+    rejected = "rejected"
+    failed = "failed"
+
+
+class RunStatus(enum.StrEnum):
+    queued = "queued"
+    running = "running"
+    succeeded = "succeeded"
+    failed = "failed"
+    rejected = "rejected"
+
+
+ACTIVE_RUN_STATUSES = (RunStatus.queued.value, RunStatus.running.value)
+
+
+class Interaction(SQLModel, table=True):
+    """One question and its answer (both PII-scrubbed)."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow, index=True)
+    team_id: str | None = None
+    channel_id: str | None = Field(default=None, index=True)
+    thread_ts: str | None = None
+    message_ts: str | None = None
+    user_id: str | None = Field(default=None, index=True)
+    question: str
+    answer: str
+    mode: str = "prompt"
+    track: str = "default"
+    sources: list[dict[str, Any]] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    adapter_version: str | None = None
+    latency_ms: int | None = None
+    format_violations: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    feedback: int | None = None
+    votes: dict[str, int] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    error: str | None = None
+
+
+class Example(SQLModel, table=True):
+    """A training pair: what was asked, what was answered, and the answer a person wanted."""
+
+    __table_args__ = (UniqueConstraint("track", "content_hash", name="uq_example_track_hash"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    track: str = Field(default="default", index=True)
+    question: str
+    context: str | None = None
+    original_answer: str | None = None
+    corrected_answer: str
+    note: str | None = None
+    origin: str = Field(default=ExampleOrigin.correction.value)
+    status: str = Field(default=ExampleStatus.pending.value, index=True)
+    author_id: str | None = Field(default=None, index=True)
+    reviewer_id: str | None = None
+    reviewed_at: datetime | None = None
+    interaction_id: int | None = Field(default=None, foreign_key="interaction.id", ondelete="SET NULL")
+    split: str = "train"
+    content_hash: str = Field(index=True)
+    review_channel: str | None = None
+    review_ts: str | None = None
+    flag: str | None = None
+
+
+class Adapter(SQLModel, table=True):
+    """A LoRA adapter version of a track (`track/vN`)."""
+
+    __table_args__ = (UniqueConstraint("track", "version", name="uq_adapter_track_version"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    track: str = Field(default="default", index=True)
+    version: int
+    name: str = Field(index=True, unique=True)
+    base_model: str
+    path: str
+    status: str = Field(default=AdapterStatus.training.value, index=True)
+    dataset_fingerprint: str | None = None
+    example_ids: list[int] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    hyperparameters: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    metrics: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    parent_version: str | None = None
+    run_id: int | None = Field(default=None, foreign_key="training_run.id", ondelete="SET NULL")
+    activated_by: str | None = None
+    activated_at: datetime | None = None
+    tainted: bool = False
+
+
+class TrainingRun(SQLModel, table=True):
+    """One attempt to train a track; the row is also the lease that keeps runs one at a time."""
+
+    __tablename__ = "training_run"
+    __table_args__ = (Index("ix_training_run_track_status", "track", "status"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    track: str = "default"
+    trigger: str = "admin"
+    triggered_by: str | None = None
+    status: str = Field(default=RunStatus.queued.value)
+    heartbeat_at: datetime | None = None
+    worker_host: str | None = None
+    worker_pid: int | None = None
+    log_path: str | None = None
+    error: str | None = None
+    adapter_name: str | None = None
+    # Non-null only while queued or running: a unique index on it makes "one run per track" hold
+    # even when several workers race to insert.
+    lease: str | None = Field(default=None, unique=True)
+
+
+class AuditEvent(SQLModel, table=True):
+    """Append-only record of who did what."""
+
+    __tablename__ = "audit_event"
+
+    id: int | None = Field(default=None, primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+    actor: str
+    action: str = Field(index=True)
+    target: str | None = None
+    details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class ProcessedEvent(SQLModel, table=True):
+    """Slack event ids already handled, so retries are dropped."""
+
+    __tablename__ = "processed_event"
+
+    event_id: str = Field(primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)

@@ -1,0 +1,237 @@
+"""Weights: load a base model (optionally 4-bit), attach, switch and remove LoRA adapters, generate.
+
+One `ChatModel` serves every track of a process: adapters are loaded side by side on the same
+base weights and selected per request under a lock, so a swap costs milliseconds and two tracks
+answering at once each get their own adapter.
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+
+class ModelError(Exception):
+    """A model or adapter cannot be loaded; the message names it and says how to fix it."""
+
+
+@dataclass
+class Generation:
+    text: str
+    prompt_tokens: int
+    completion_tokens: int
+    truncated: bool = False
+
+
+def _looks_like_path(name: str) -> bool:
+    return name.startswith((".", "/", "~")) or "\\" in name or name.count("/") > 1
+
+
+def resolve_model(name: str) -> str:
+    """A local folder, or a hub id that is already in the local cache (or reachable when online)."""
+    path = Path(name).expanduser()
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise ModelError(f"model folder {path} has no config.json: it is not a Hugging Face model folder.")
+        return str(path)
+    if _looks_like_path(name) or path.exists():
+        raise ModelError(
+            f"model folder {name} does not exist. Create a test model with `apprenti model make-tiny {name}` "
+            "or point APPRENTI_BASE_MODEL at a model folder or hub id."
+        )
+    from huggingface_hub import constants, snapshot_download
+
+    try:
+        return snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"],
+                                 local_files_only=constants.HF_HUB_OFFLINE)
+    except Exception as exc:  # noqa: BLE001 - hub errors come in many types; all mean the same here
+        offline = " (HF_HUB_OFFLINE=1: only the local cache is searched)" if constants.HF_HUB_OFFLINE else ""
+        raise ModelError(
+            f"model {name!r} cannot be loaded{offline}: {type(exc).__name__}. Download it once "
+            f"(`hf download {name}`), point APPRENTI_BASE_MODEL at a local folder, or make an offline "
+            "test model with `apprenti model make-tiny DIR`."
+        ) from None
+
+
+def quantization_config(load_in_4bit: bool):
+    if not load_in_4bit:
+        return None
+    import torch
+    from transformers import BitsAndBytesConfig
+
+    compute = torch.bfloat16 if torch.cuda.is_available() else torch.float32
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute, bnb_4bit_quant_storage=compute)
+
+
+def load_base(name: str, *, load_in_4bit: bool = False, device: str | None = None, dtype: Any = None):
+    """Load a causal LM and its tokenizer. Returns (model, tokenizer, resolved path)."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    path = resolve_model(name)
+    device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if dtype is None:
+        dtype = torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(
+            path,
+            dtype=dtype,
+            quantization_config=quantization_config(load_in_4bit),
+            device_map={"": device} if (load_in_4bit or device != "cpu") else None,
+        )
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"model {name!r} ({path}) cannot be loaded: {exc}") from None
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    if tokenizer.chat_template is None:
+        raise ModelError(f"model {name!r} has no chat template; use an instruct/chat model.")
+    return model, tokenizer, path
+
+
+def adapter_key(name: str) -> str:
+    """peft adapter names become module keys: keep them free of dots and slashes."""
+    return re.sub(r"[^A-Za-z0-9_-]", "_", name)
+
+
+class ChatModel:
+    """A base model with any number of named LoRA adapters, one selected per request."""
+
+    def __init__(self, model, tokenizer, name: str):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.name = name
+        self.adapters: dict[str, str] = {}  # adapter name -> folder
+        self._lock = threading.RLock()
+        self.model.eval()
+
+    @classmethod
+    def load(cls, name: str, *, load_in_4bit: bool = False, device: str | None = None) -> ChatModel:
+        model, tokenizer, _ = load_base(name, load_in_4bit=load_in_4bit, device=device)
+        return cls(model, tokenizer, name)
+
+    @property
+    def device(self):
+        return next(self.model.parameters()).device
+
+    # --- adapters --------------------------------------------------------------------------------
+    def load_adapter(self, name: str, path: str | Path) -> None:
+        """Attach a PEFT adapter folder under `name` (no-op when already loaded from that folder)."""
+        path = Path(path)
+        if not (path / "adapter_config.json").is_file():
+            raise ModelError(f"adapter {name}: {path} is not a PEFT adapter folder (no adapter_config.json).")
+        with self._lock:
+            if self.adapters.get(name) == str(path):
+                return
+            from peft import PeftModel
+
+            key = adapter_key(name)
+            if name in self.adapters:
+                self.model.delete_adapter(key)
+                del self.adapters[name]
+            try:
+                if isinstance(self.model, PeftModel):
+                    self.model.load_adapter(str(path), adapter_name=key, is_trainable=False)
+                else:
+                    self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=key,
+                                                           is_trainable=False)
+            except Exception as exc:
+                raise ModelError(f"adapter {name} ({path}) cannot be loaded: {exc}") from None
+            self.model.eval()
+            self.adapters[name] = str(path)
+
+    def remove_adapter(self, name: str) -> None:
+        with self._lock:
+            if name in self.adapters:
+                self.model.delete_adapter(adapter_key(name))
+                del self.adapters[name]
+
+    @contextmanager
+    def using(self, adapter: str | None):
+        """Hold the model with `adapter` selected (None: the bare base model)."""
+        with self._lock:
+            if adapter is None:
+                if self.adapters:
+                    with self.model.disable_adapter():
+                        yield self.model
+                else:
+                    yield self.model
+                return
+            if adapter not in self.adapters:
+                raise ModelError(f"adapter {adapter} is not loaded in this process.")
+            self.model.set_adapter(adapter_key(adapter))
+            yield self.model
+
+    # --- prompts and generation ------------------------------------------------------------------
+    def render(self, messages: list[dict[str, str]]) -> str:
+        return self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+
+    def count_tokens(self, text: str) -> int:
+        return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _inputs(self, messages, max_prompt_tokens: int | None):
+        prompt = self.render(messages)
+        ids = self.tokenizer(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        truncated = False
+        if max_prompt_tokens and ids.shape[1] > max_prompt_tokens:
+            # Keep the end: the question and the generation prompt matter most.
+            ids = ids[:, -max_prompt_tokens:]
+            truncated = True
+        return ids.to(self.device), truncated
+
+    def _generate_kwargs(self, max_new_tokens: int, temperature: float) -> dict:
+        kwargs = {
+            "max_new_tokens": max_new_tokens,
+            "pad_token_id": self.tokenizer.pad_token_id,
+            "eos_token_id": self.tokenizer.eos_token_id,
+        }
+        if temperature > 0:
+            kwargs.update(do_sample=True, temperature=temperature, top_p=0.95)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        return kwargs
+
+    def generate(self, messages: list[dict[str, str]], *, adapter: str | None = None, max_new_tokens: int = 256,
+                 temperature: float = 0.0, max_prompt_tokens: int | None = None) -> Generation:
+        import torch
+
+        ids, truncated = self._inputs(messages, max_prompt_tokens)
+        with self.using(adapter) as model, torch.inference_mode():
+            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                 **self._generate_kwargs(max_new_tokens, temperature))
+        new = out[0, ids.shape[1]:]
+        text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
+        return Generation(text=text, prompt_tokens=int(ids.shape[1]), completion_tokens=int(new.shape[0]),
+                          truncated=truncated)
+
+    def stream(self, messages: list[dict[str, str]], *, adapter: str | None = None, max_new_tokens: int = 256,
+               temperature: float = 0.0, max_prompt_tokens: int | None = None) -> Iterator[str]:
+        """Yield the answer in pieces as it is generated."""
+        import torch
+        from transformers import TextIteratorStreamer
+
+        ids, _ = self._inputs(messages, max_prompt_tokens)
+        streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
+        errors: list[BaseException] = []
+
+        def run():
+            try:
+                with self.using(adapter) as model, torch.inference_mode():
+                    model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
+                                   **self._generate_kwargs(max_new_tokens, temperature))
+            except BaseException as exc:  # re-raised in the consumer's thread
+                errors.append(exc)
+                streamer.end()
+
+        thread = threading.Thread(target=run, daemon=True)
+        thread.start()
+        yield from streamer
+        thread.join()
+        if errors:
+            raise errors[0]

@@ -73,7 +73,9 @@ def load_base(name: str, *, load_in_4bit: bool = False, device: str | None = Non
     """Load a causal LM and its tokenizer. Returns (model, tokenizer, resolved path)."""
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as hf_logging
 
+    hf_logging.disable_progress_bar()
     path = resolve_model(name)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     if dtype is None:

@@ -1,0 +1,149 @@
+"""The answer pipeline: profile → retrieval → few-shot → system prompt → LLM → format → store."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from sqlalchemy import Engine
+
+from bot import messages as text
+from bot.llm import LLM
+from bot.profiles import Profiles
+from plugins.pii import scrub
+from plugins.profile import Profile
+from storage.interactions import add_interaction
+
+log = logging.getLogger("apprenti.assistant")
+
+MODES = ("prompt", "rag", "auto")
+
+
+@dataclass
+class Answer:
+    answer: str
+    mode: str
+    sources: list[dict[str, Any]] = field(default_factory=list)
+    adapter: str | None = None
+    interaction_id: int | None = None
+    prompt: list[dict[str, str]] = field(default_factory=list)
+    notices: list[str] = field(default_factory=list)
+    format_violations: list[str] = field(default_factory=list)
+    track: str = "default"
+    latency_ms: int = 0
+    error: str | None = None
+    profile: Profile | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("profile")
+        return data
+
+
+def _flatten(results) -> list:
+    return [item for result in results if result for item in result]
+
+
+def source_block(passages: list[dict[str, Any]]) -> str:
+    lines = []
+    for i, passage in enumerate(passages, 1):
+        title = passage.get("title") or passage.get("source") or f"source {i}"
+        lines.append(f"[{i}] {title}\n{passage['text'].strip()}")
+    return "\n\n".join(lines)
+
+
+class Assistant:
+    def __init__(self, engine: Engine, pm, llm: LLM, profiles: Profiles | None = None, *, rag_k: int = 5,
+                 rag_threshold: float = 0.35, fewshot_k: int = 3):
+        self.engine = engine
+        self.pm = pm
+        self.llm = llm
+        self.profiles = profiles or Profiles()
+        self.rag_k = rag_k
+        self.rag_threshold = rag_threshold
+        self.fewshot_k = fewshot_k
+
+    # --- the stages -----------------------------------------------------------------------------
+    def _retrieve(self, question: str, profile: Profile, mode: str, notices: list[str]) -> tuple[str, list[dict]]:
+        """Which mode really applies, and the passages to cite."""
+        if mode == "prompt":
+            return "prompt", []
+        try:
+            passages = _flatten(self.pm.hook.retrieve(question=question, profile=profile, k=self.rag_k))
+        except Exception as exc:  # noqa: BLE001 - an index failure must not cost the user an answer
+            log.exception("retrieval failed")
+            notices.append(text.INDEX_DOWN.format(error=exc))
+            return "prompt", []
+        passages = sorted(passages, key=lambda p: p.get("score", 0.0), reverse=True)[: self.rag_k]
+        if mode == "auto":
+            passages = [p for p in passages if p.get("score", 0.0) >= self.rag_threshold]
+        if not passages:
+            notices.append(text.NO_SOURCE)
+            return "prompt", []
+        return "rag", passages
+
+    def build_prompt(self, question: str, profile: Profile, passages: list[dict]) -> list[dict[str, str]]:
+        parts = [text.BASE_SYSTEM_PROMPT]
+        parts += [p for p in self.pm.hook.system_prompt(profile=profile, question=question) if p]
+        if passages:
+            parts.append(text.RAG_INSTRUCTIONS)
+        prompt = [{"role": "system", "content": "\n\n".join(parts)}]
+        if self.fewshot_k:
+            shots = _flatten(self.pm.hook.fewshot_examples(question=question, profile=profile, k=self.fewshot_k))
+            for shot in shots[: self.fewshot_k]:
+                prompt.append({"role": "user", "content": shot["question"]})
+                prompt.append({"role": "assistant", "content": shot["answer"]})
+        user = question
+        if passages:
+            user = f"Sources:\n{source_block(passages)}\n\nQuestion: {question}"
+        prompt.append({"role": "user", "content": user})
+        return prompt
+
+    # --- the pipeline ---------------------------------------------------------------------------
+    def answer(self, question: str, *, channel: str | None = None, user: str | None = None,
+               thread: str | None = None, mode: str | None = None, team: str | None = None,
+               message_ts: str | None = None, store: bool = True) -> Answer:
+        started = time.perf_counter()
+        profile = self.profiles.for_channel(channel)
+        question = (question or "").strip()
+        if not question:
+            return Answer(answer=text.EMPTY_QUESTION, mode="none", track=profile.track, profile=profile)
+        if mode is not None and mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        notices: list[str] = []
+        used_mode, passages = self._retrieve(question, profile, mode or profile.mode, notices)
+        prompt = self.build_prompt(question, profile, passages)
+
+        completion = self.llm.generate(prompt, track=profile.track)
+        if completion.truncated:
+            notices.append(text.TRUNCATED.format(tokens=completion.prompt_tokens))
+        if completion.error:
+            answer_text = text.MODEL_FAILED.format(error=completion.error)
+            violations: list[str] = []
+        else:
+            answer_text = completion.text
+            repaired = self.pm.hook.format_answer(answer=answer_text, profile=profile)
+            if repaired is not None:
+                answer_text = repaired
+            violations = _flatten(self.pm.hook.check_format(answer=answer_text, profile=profile))
+
+        sources = [
+            {"title": p.get("title") or p.get("source"), "source": p.get("source"), "score": round(float(p.get("score", 0.0)), 4),
+             "snippet": p.get("snippet") or p["text"][:200]}
+            for p in passages
+        ]
+        result = Answer(answer=answer_text, mode=used_mode, sources=sources, adapter=completion.adapter,
+                        prompt=prompt, notices=notices, format_violations=violations, track=profile.track,
+                        error=completion.error, profile=profile,
+                        latency_ms=int((time.perf_counter() - started) * 1000))
+        if store:
+            row = add_interaction(
+                self.engine, team_id=team, channel_id=channel, thread_ts=thread, message_ts=message_ts,
+                user_id=user, question=scrub(self.pm, question), answer=scrub(self.pm, answer_text), mode=used_mode,
+                track=profile.track, sources=sources, adapter_version=completion.adapter,
+                latency_ms=result.latency_ms, format_violations=violations, error=completion.error,
+            )
+            result.interaction_id = row.id
+        return result

@@ -1,0 +1,101 @@
+"""`apprenti doctor`: check the set-up and say what is missing and how to fix it."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import typer
+from rich.table import Table
+
+from bot.cli.common import console, print_json
+
+
+@dataclass
+class Check:
+    name: str
+    status: str  # ok, warn, fail
+    detail: str
+    fix: str = ""
+
+
+def _checks() -> list[Check]:
+    from bot.runtime import Runtime
+    from bot.settings import SettingsError, load_settings
+
+    try:
+        settings = load_settings()
+    except SettingsError as exc:
+        return [Check("settings", "fail", str(exc), "Fix the variables named above (see .env.example).")]
+    checks = [Check("settings", "ok", "all variables valid")]
+    rt = Runtime(settings)
+
+    def attempt(name: str, fn, fix: str) -> None:
+        try:
+            checks.append(Check(name, "ok", fn()))
+        except Exception as exc:  # noqa: BLE001 - the doctor reports every failure
+            checks.append(Check(name, "fail", str(exc), fix))
+
+    attempt("home", lambda: str(rt.home), "Set APPRENTI_HOME to a writable folder.")
+    attempt("database", lambda: f"{rt.engine.url.render_as_string(hide_password=True)} (schema up to date)",
+            "Check APPRENTI_DATABASE_URL and that the database server is running.")
+    attempt("plugins", lambda: ", ".join(sorted(n for n, _ in rt.plugins.list_name_plugin())),
+            "Check APPRENTI_PLUGINS.")
+    attempt("profiles", lambda: f"{len(rt.profiles.channels)} channel profile(s) from {settings.config or 'defaults'}",
+            "Fix the file named by APPRENTI_CONFIG.")
+
+    def model() -> str:
+        from finetune.model import resolve_model
+
+        return f"{settings.base_model} -> {resolve_model(settings.base_model)}"
+
+    attempt("model", model, "Set APPRENTI_BASE_MODEL to a model folder, or run `apprenti model make-tiny DIR`.")
+
+    def chroma() -> str:
+        if settings.chroma_url:
+            import httpx
+
+            httpx.get(settings.chroma_url.rstrip("/") + "/api/v2/heartbeat", timeout=3).raise_for_status()
+            return f"server {settings.chroma_url} is up"
+        settings.chroma_path.mkdir(parents=True, exist_ok=True)
+        return f"embedded at {settings.chroma_path}"
+
+    attempt("chroma", chroma, "Start the Chroma server (`chroma run`) or unset APPRENTI_CHROMA_URL.")
+
+    tokens = [
+        ("SLACK_BOT_TOKEN", settings.slack_bot_token, "xoxb-"),
+        ("SLACK_APP_TOKEN", settings.slack_app_token, "xapp-"),
+    ]
+    for name, value, prefix in tokens:
+        if not value:
+            checks.append(Check(name, "warn", "not set", f"Needed for Slack: see docs/slack-setup.md ({prefix}...)."))
+        elif not value.startswith(prefix):
+            checks.append(Check(name, "fail", f"does not start with {prefix}", f"Copy the {prefix}... token from the Slack app settings."))
+        else:
+            checks.append(Check(name, "ok", "set"))
+    if settings.slack_app_token:
+        checks.append(Check("slack mode", "ok", "Socket Mode (SLACK_APP_TOKEN is set)"))
+    elif settings.slack_signing_secret:
+        checks.append(Check("slack mode", "ok", "HTTP mode (signing secret set): run `apprenti serve --http --port P`"))
+    else:
+        checks.append(Check("slack mode", "warn", "neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET is set",
+                            "Set SLACK_APP_TOKEN for Socket Mode, or SLACK_SIGNING_SECRET for HTTP mode."))
+    return checks
+
+
+def doctor(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")):
+    """Check settings, home, database, plugins, profiles, model, Chroma and Slack tokens."""
+    checks = _checks()
+    if as_json:
+        print_json({"ok": all(c.status != "fail" for c in checks), "checks": [asdict(c) for c in checks]})
+    else:
+        table = Table("check", "status", "detail", "how to fix")
+        colour = {"ok": "green", "warn": "yellow", "fail": "red"}
+        for c in checks:
+            table.add_row(c.name, f"[{colour[c.status]}]{c.status}[/]", c.detail, c.fix)
+        console.print(table)
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("doctor")(doctor)

@@ -1,0 +1,88 @@
+"""The composition root: builds each part once, from the settings, when first needed."""
+
+from __future__ import annotations
+
+import logging
+from functools import cached_property
+
+from bot.settings import Settings, SettingsError, load_settings
+from storage.db import DatabaseError, open_database
+
+log = logging.getLogger("apprenti")
+
+
+class Runtime:
+    """Everything a process needs, built lazily so `apprenti doctor` or `--help` stay fast."""
+
+    def __init__(self, settings: Settings | None = None, *, plugins_extra: dict | None = None,
+                 entrypoints: bool = True):
+        self.settings = settings or load_settings()
+        self._plugins_extra = plugins_extra
+        self._entrypoints = entrypoints
+
+    @cached_property
+    def home(self):
+        return self.settings.ensure_home()
+
+    @cached_property
+    def engine(self):
+        self.home  # noqa: B018 - the default SQLite file lives in the home
+        try:
+            return open_database(self.settings.database_url)
+        except DatabaseError as exc:
+            raise SettingsError(f"APPRENTI_DATABASE_URL: {exc}") from None
+
+    @cached_property
+    def plugins(self):
+        from plugins.manager import PluginError, make_manager
+
+        try:
+            pm = make_manager(self.settings.plugins, entrypoints=self._entrypoints,
+                              trace=self.settings.trace_plugins, extra=self._plugins_extra)
+        except PluginError as exc:
+            raise SettingsError(str(exc)) from None
+        pm.hook.startup(config=self.settings.model_dump(mode="json"))
+        return pm
+
+    @cached_property
+    def formats(self):
+        from plugins.formats import collect_formats
+
+        return collect_formats(self.plugins)
+
+    @cached_property
+    def profiles(self):
+        from bot.profiles import ProfileError, load_profiles
+
+        try:
+            profiles = load_profiles(self.settings.config)
+            profiles.check(self.formats)
+        except ProfileError as exc:
+            raise SettingsError(f"APPRENTI_CONFIG: {exc}") from None
+        return profiles
+
+    @cached_property
+    def chat_model(self):
+        from finetune.model import ChatModel, ModelError
+
+        try:
+            return ChatModel.load(self.settings.base_model, load_in_4bit=self.settings.load_in_4bit)
+        except ModelError as exc:
+            raise SettingsError(f"APPRENTI_BASE_MODEL: {exc}") from None
+
+    @cached_property
+    def llm(self):
+        from bot.llm import LocalLLM
+
+        s = self.settings
+        return LocalLLM(self.chat_model, self.engine, max_new_tokens=s.max_new_tokens, temperature=s.temperature,
+                        max_prompt_tokens=s.max_prompt_tokens)
+
+    @cached_property
+    def assistant(self):
+        from bot.assistant import Assistant
+
+        s = self.settings
+        profiles = self.profiles  # validated before the model loads: config errors come first
+        return Assistant(self.engine, self.plugins, self.llm, profiles, rag_k=s.rag_k,
+                         rag_threshold=s.rag_threshold, fewshot_k=s.fewshot_k)

@@ -1,0 +1,146 @@
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+
+import pytest
+from sqlalchemy import inspect, text
+
+from storage.db import DatabaseError, make_engine, open_database, session_scope
+from storage.events import claim_event
+from storage.examples import DuplicateExample, add_example, list_examples, review_example
+from storage.hashing import content_hash, split_for
+from storage.interactions import add_interaction, record_vote
+from storage.models import AuditEvent, Interaction
+from storage.runs import acquire_run, finish_run, heartbeat, stale_runs, start_run
+
+TABLES = {"interaction", "example", "adapter", "training_run", "audit_event", "processed_event"}
+
+
+def test_migration_creates_every_table_and_is_idempotent(tmp_path):
+    url = f"sqlite:///{tmp_path / 'a.db'}"
+    engine = open_database(url)
+    assert TABLES <= set(inspect(engine).get_table_names())
+    open_database(url)  # a second start must not fail or duplicate anything
+    with engine.connect() as conn:
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0001"
+
+
+def test_sqlite_runs_in_wal_mode_with_busy_timeout(engine):
+    with engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+        assert conn.execute(text("PRAGMA busy_timeout")).scalar() == 30000
+
+
+@pytest.mark.parametrize("url", ["not a url", "sqlite//missing-colon", "nosuchdriver://x/y"])
+def test_malformed_database_url_names_the_url(url):
+    with pytest.raises(DatabaseError) as info:
+        make_engine(url)
+    assert url.split("/")[0] in str(info.value)
+
+
+def test_session_scope_rolls_back_on_interrupt(engine):
+    with pytest.raises(KeyboardInterrupt), session_scope(engine) as session:
+        session.add(AuditEvent(actor="u", action="a"))
+        session.flush()
+        raise KeyboardInterrupt
+    with session_scope(engine) as session:
+        assert session.query(AuditEvent).count() == 0
+
+
+def test_interaction_json_columns_round_trip(engine):
+    row = add_interaction(engine, question="q", answer="a", sources=[{"title": "t", "score": 0.5}],
+                          format_violations=["missing heading"])
+    with session_scope(engine) as session:
+        again = session.get(Interaction, row.id)
+        assert again.sources == [{"title": "t", "score": 0.5}]
+        assert again.format_violations == ["missing heading"]
+
+
+def test_votes_are_one_per_person_and_changeable(engine):
+    row = add_interaction(engine, question="q", answer="a")
+    record_vote(engine, row.id, "U1", 1)
+    record_vote(engine, row.id, "U2", -1)
+    updated = record_vote(engine, row.id, "U1", -1)
+    assert updated.votes == {"U1": -1, "U2": -1}
+    assert updated.feedback == -1
+    assert record_vote(engine, 9999, "U1", 1) is None
+
+
+def test_examples_are_deduplicated_after_normalisation(engine):
+    first = add_example(engine, "How do I  book leave?", "Use the HR portal.", author_id="U1")
+    with pytest.raises(DuplicateExample) as info:
+        add_example(engine, "how do i book LEAVE?", "use the hr portal.", author_id="U2")
+    assert info.value.existing.id == first.id
+    # Another track may hold the same pair.
+    add_example(engine, "How do I book leave?", "Use the HR portal.", track="support")
+
+
+def test_split_is_fixed_by_the_question_and_roughly_80_20():
+    questions = [f"question number {i}" for i in range(2000)]
+    splits = [split_for(q) for q in questions]
+    assert splits == [split_for(q) for q in questions]
+    assert 0.15 < splits.count("test") / len(splits) < 0.25
+    assert content_hash("A  b", "C") == content_hash("a b", "c")
+
+
+def test_two_clicks_approve_once(engine):
+    example = add_example(engine, "q", "corrected")
+    results = []
+    barrier = threading.Barrier(2)
+
+    def click(user):
+        barrier.wait()
+        results.append(review_example(engine, example.id, "approved", user))
+
+    threads = [threading.Thread(target=click, args=(u,)) for u in ("R1", "R2")]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sum(r is not None for r in results) == 1
+    assert review_example(engine, example.id, "rejected", "R3") is None
+    (stored,) = list_examples(engine, status="approved")
+    assert stored.reviewer_id in {"R1", "R2"}
+    with session_scope(engine) as session:
+        assert session.query(AuditEvent).filter(AuditEvent.action == "example.approved").count() == 1
+
+
+def test_edit_and_approve_replaces_the_answer(engine):
+    example = add_example(engine, "q", "draft")
+    row = review_example(engine, example.id, "approved", "R1", corrected_answer="final")
+    assert row.corrected_answer == "final"
+    assert row.content_hash == content_hash("q", "final")
+
+
+def test_event_ids_are_claimed_once(engine):
+    assert claim_event(engine, "Ev1") is True
+    assert claim_event(engine, "Ev1") is False
+    assert claim_event(engine, "Ev2") is True
+
+
+def test_one_run_per_track_even_when_racing(engine):
+    winners = []
+    barrier = threading.Barrier(4)
+
+    def race():
+        barrier.wait()
+        winners.append(acquire_run(engine, "default", "scheduler"))
+
+    threads = [threading.Thread(target=race) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    runs = [w for w in winners if w is not None]
+    assert len(runs) == 1
+    run = runs[0]
+    assert acquire_run(engine, "support", "admin") is not None  # other tracks are independent
+    assert start_run(engine, run.id) is True
+    assert start_run(engine, run.id) is False
+    assert heartbeat(engine, run.id) is True
+    assert stale_runs(engine, timedelta(seconds=60)) == []
+    assert [r.id for r in stale_runs(engine, timedelta(seconds=-1))] == [run.id, run.id + 1]
+    assert finish_run(engine, run.id, "failed", error="boom") is True
+    assert finish_run(engine, run.id, "succeeded") is False
+    assert acquire_run(engine, "default", "scheduler") is not None  # the lease is free again

@@ -16,6 +16,7 @@ COMMAND_MODULES = [
     "bot.cli.ask",
     "bot.cli.model",
     "bot.cli.doctor",
+    "bot.cli.demo",
 ]
 
 app = typer.Typer(

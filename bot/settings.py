@@ -159,6 +159,21 @@ def env_name(field: str) -> str:
     return f"APPRENTI_{field.upper()}"
 
 
+def settings_env(settings: Settings) -> dict[str, str]:
+    """The settings as environment variables, so a child process (a training run) sees the same."""
+    env = {}
+    for field in Settings.model_fields:
+        value = getattr(settings, field)
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = ",".join(value)
+        elif isinstance(value, bool):
+            value = "true" if value else "false"
+        env[env_name(field)] = str(value)
+    return env
+
+
 def load_settings(**overrides) -> Settings:
     """Read the settings, turning validation errors into one message per variable."""
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -91,7 +92,12 @@ class Assistant:
             parts.append(text.RAG_INSTRUCTIONS)
         prompt = [{"role": "system", "content": "\n\n".join(parts)}]
         if self.fewshot_k:
-            shots = _flatten(self.pm.hook.fewshot_examples(question=question, profile=profile, k=self.fewshot_k))
+            try:
+                shots = _flatten(self.pm.hook.fewshot_examples(question=question, profile=profile, k=self.fewshot_k))
+            except Exception:  # noqa: BLE001 - examples help an answer; their absence must not prevent it
+                log.exception("few-shot examples failed")
+                shots = []
+            shots = sorted(shots, key=lambda s: s.get("score", 0.0), reverse=True)
             for shot in shots[: self.fewshot_k]:
                 prompt.append({"role": "user", "content": shot["question"]})
                 prompt.append({"role": "assistant", "content": shot["answer"]})
@@ -104,7 +110,11 @@ class Assistant:
     # --- the pipeline ---------------------------------------------------------------------------
     def answer(self, question: str, *, channel: str | None = None, user: str | None = None,
                thread: str | None = None, mode: str | None = None, team: str | None = None,
-               message_ts: str | None = None, store: bool = True) -> Answer:
+               message_ts: str | None = None, store: bool = True,
+               on_text: Callable[[str], None] | None = None) -> Answer:
+        """Answer a question through the channel's profile. With `on_text`, the answer is streamed:
+        on_text receives the text written so far after each piece (the Slack face edits its message);
+        the returned Answer holds the final, format-repaired text."""
         started = time.perf_counter()
         profile = self.profiles.for_channel(channel)
         question = (question or "").strip()
@@ -116,7 +126,19 @@ class Assistant:
         used_mode, passages = self._retrieve(question, profile, mode or profile.mode, notices)
         prompt = self.build_prompt(question, profile, passages)
 
-        completion = self.llm.generate(prompt, track=profile.track)
+        if on_text is None:
+            completion = self.llm.generate(prompt, track=profile.track)
+        else:
+            stream = self.llm.stream(prompt, track=profile.track)
+            written = ""
+            for piece in stream:
+                written += piece
+                try:
+                    on_text(written)
+                except Exception:  # noqa: BLE001 - a failed live update must not lose the answer
+                    log.exception("on_text callback failed")
+            completion = stream.completion
+        prompt = completion.messages or prompt
         if completion.truncated:
             notices.append(text.TRUNCATED.format(tokens=completion.prompt_tokens))
         if completion.error:

@@ -1,19 +1,36 @@
 """LLM backends behind one interface. A backend never raises for a model failure: the
-Completion carries the error so the user is told."""
+Completion carries the error so the user is told.
+
+- `LocalLLM`: transformers + peft in this process (finetune.model.ChatModel), the track's active
+  adapter selected per request, the system prefix's KV cache reused across requests.
+- `OpenAILLM`: any OpenAI-compatible endpoint (vLLM, LoRAX, llama.cpp server...) through
+  langchain-openai; the track's active adapter is the served model name, as vLLM serves LoRA modules.
+
+Both stream: `stream()` returns a `Stream` to iterate for text pieces as they are written; once
+it is exhausted, `stream.completion` holds the whole answer (or the error), exactly as
+`generate()` would have returned it.
+"""
 
 from __future__ import annotations
 
 import logging
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
-from finetune.model import ChatModel
+from bot import messages as text
 from storage.adapters import active_adapter
 
 log = logging.getLogger("apprenti.llm")
+
+# What a cut question shows where its middle was.
+ELISION = "\n[…]\n"
+# An OpenAI-compatible endpoint does not tell us its tokenizer: prompts are measured at about
+# four characters per token, which errs on the long side for English and French.
+CHARS_PER_TOKEN = 4
 
 
 @dataclass
@@ -24,6 +41,76 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     truncated: bool = False
+    # The messages really sent (after fitting the prompt to the model's limit).
+    messages: list[dict[str, str]] | None = None
+
+
+class Stream:
+    """Text pieces as the model writes them; `completion` is set once the iteration ends.
+
+    Iterating never raises for a model failure: the pieces stop and `completion.error` says why.
+    """
+
+    def __init__(self, pieces: Callable[[], Iterable[str]], finish: Callable[[str, BaseException | None], Completion]):
+        self._pieces = pieces
+        self._finish = finish
+        self._started = False
+        self.completion: Completion | None = None
+
+    def __iter__(self) -> Iterator[str]:
+        if self._started:
+            raise RuntimeError("a Stream can be iterated once; read .completion afterwards")
+        self._started = True
+        written: list[str] = []
+        failure: BaseException | None = None
+        try:
+            for piece in self._pieces():
+                if piece:
+                    written.append(piece)
+                    yield piece
+        except Exception as exc:  # noqa: BLE001 - reported in the completion, never kills the caller
+            failure = exc
+        finally:
+            # Also when the consumer stops early: what was written so far is the answer.
+            self.completion = self._finish("".join(written), failure)
+
+    def result(self) -> Completion:
+        """Consume what is left and return the completion."""
+        if not self._started:
+            for _ in self:
+                pass
+        return self.completion
+
+
+def fit_prompt(messages: list[dict[str, str]], count: Callable[[list[dict[str, str]]], int],
+               limit: int | None) -> tuple[list[dict[str, str]], bool]:
+    """Make the prompt fit in `limit` tokens, keeping the system prompt (instructions, tone, format).
+
+    Few-shot examples go first (oldest first), then the last user message (question and sources)
+    is cut in its middle, keeping its beginning and its end. Returns the messages and whether
+    anything was removed.
+    """
+    if not limit or count(messages) <= limit:
+        return messages, False
+    messages = [dict(m) for m in messages]
+    head = 0
+    while head < len(messages) and messages[head]["role"] == "system":
+        head += 1
+    # Drop few-shot pairs (user + assistant turns between the system prompt and the question).
+    while len(messages) - head > 1 and count(messages) > limit:
+        del messages[head:head + 2 if len(messages) - head > 2 else head + 1]
+    last = messages[-1]
+    for _ in range(8):
+        total = count(messages)
+        if total <= limit:
+            break
+        content = last["content"]
+        keep = int(len(content) * limit / total * 0.9) - len(ELISION)
+        if keep <= 0:
+            last["content"] = ""
+            break
+        last["content"] = content[: keep // 2] + ELISION + content[len(content) - keep // 2:]
+    return messages, True
 
 
 class LLM:
@@ -32,55 +119,278 @@ class LLM:
     def generate(self, messages: list[dict[str, str]], track: str = "default") -> Completion:
         raise NotImplementedError
 
-    def stream(self, messages: list[dict[str, str]], track: str = "default") -> Iterator[str]:
-        yield self.generate(messages, track).text
+    def stream(self, messages: list[dict[str, str]], track: str = "default") -> Stream:
+        """Default: one piece, the whole answer (backends that can stream override this)."""
+        holder: list[Completion] = []
+
+        def pieces():
+            holder.append(self.generate(messages, track))
+            yield holder[0].text
+
+        def finish(written, failure):
+            if holder:
+                return holder[0]
+            return Completion(text=written, error=_describe(failure))
+
+        return Stream(pieces, finish)
+
+
+def _describe(exc: BaseException | None) -> str | None:
+    if exc is None:
+        return None
+    return f"{type(exc).__name__}: {exc}"
+
+
+class ActiveAdapters:
+    """The active adapter of each track, read from the registry at most every `refresh_seconds`,
+    so an activation or a rollback reaches every serving process within that delay."""
+
+    def __init__(self, engine: Engine | None, refresh_seconds: float = 2.0):
+        self.engine = engine
+        self.refresh_seconds = refresh_seconds
+        self._seen: dict[str, tuple[float, str | None, str | None]] = {}
+        self._lock = threading.Lock()
+
+    def lookup(self, track: str) -> tuple[str | None, str | None, bool]:
+        """(name, path, changed) of the track's active adapter; (None, None, ...) for the base model."""
+        if self.engine is None:
+            return None, None, False
+        with self._lock:
+            checked, name, path = self._seen.get(track, (0.0, None, None))
+            if time.monotonic() - checked < self.refresh_seconds:
+                return name, path, False
+            row = active_adapter(self.engine, track)
+            new = (row.name, row.path) if row is not None else (None, None)
+            changed = new != (name, path) or checked == 0.0
+            self._seen[track] = (time.monotonic(), *new)
+            return (*new, changed)
+
+    def retry_later(self, track: str) -> None:
+        """After a failed load: serve the base model, and try the adapter again after the refresh delay."""
+        with self._lock:
+            self._seen[track] = (time.monotonic(), None, None)
 
 
 class LocalLLM(LLM):
     """transformers + peft in this process; the track's active adapter is looked up at most every
-    `refresh_seconds`, and swapped in without reloading the base model."""
+    `refresh_seconds`, and swapped in without reloading the base model. ChatModel selects the
+    adapter per request under its lock, so tracks served at once each get their own."""
 
-    def __init__(self, model: ChatModel, engine: Engine | None = None, *, max_new_tokens: int = 256,
+    def __init__(self, model, engine: Engine | None = None, *, max_new_tokens: int = 256,
                  temperature: float = 0.0, max_prompt_tokens: int | None = None, refresh_seconds: float = 2.0):
         self.model = model
         self.engine = engine
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.max_prompt_tokens = max_prompt_tokens
-        self.refresh_seconds = refresh_seconds
-        self._active: dict[str, tuple[float, str | None]] = {}
+        self.active = ActiveAdapters(engine, refresh_seconds)
+        self._loaded: dict[str, str | None] = {}  # track -> adapter name actually in service
 
     def adapter_for(self, track: str) -> str | None:
         """The active adapter's name for a track (loaded if needed), or None for the base model."""
-        if self.engine is None:
-            return None
-        checked, name = self._active.get(track, (0.0, None))
-        if time.monotonic() - checked < self.refresh_seconds:
-            return name
-        row = active_adapter(self.engine, track)
-        name = None
-        if row is not None:
+        name, path, changed = self.active.lookup(track)
+        if not changed:
+            return self._loaded.get(track)
+        if name is not None:
             try:
-                self.model.load_adapter(row.name, row.path)
-                name = row.name
+                self.model.load_adapter(name, path)
             except Exception as exc:  # noqa: BLE001 - serve the base model rather than nothing
-                log.error("active adapter %s cannot be loaded, serving the base model: %s", row.name, exc)
-        self._active[track] = (time.monotonic(), name)
+                log.error("active adapter %s cannot be loaded, serving the base model: %s", name, exc)
+                self.active.retry_later(track)
+                name = None
+        self._loaded[track] = name
         return name
+
+    def _count(self, messages) -> int:
+        return self.model.count_tokens(self.model.render(messages))
+
+    def _prepare(self, messages):
+        return fit_prompt(messages, self._count, self.max_prompt_tokens)
+
+    def _options(self) -> dict:
+        return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
+                "max_prompt_tokens": self.max_prompt_tokens}
 
     def generate(self, messages, track="default"):
         adapter = None
+        sent = messages
         try:
             adapter = self.adapter_for(track)
-            out = self.model.generate(messages, adapter=adapter, max_new_tokens=self.max_new_tokens,
-                                      temperature=self.temperature, max_prompt_tokens=self.max_prompt_tokens)
+            sent, cut = self._prepare(messages)
+            out = self.model.generate(sent, adapter=adapter, **self._options())
         except Exception as exc:  # noqa: BLE001 - the user is told; the bot lives on
             log.exception("local generation failed")
-            return Completion(text="", adapter=adapter, error=f"{type(exc).__name__}: {exc}")
+            return Completion(text="", adapter=adapter, error=_describe(exc), messages=sent)
         return Completion(text=out.text, adapter=adapter, prompt_tokens=out.prompt_tokens,
-                          completion_tokens=out.completion_tokens, truncated=out.truncated)
+                          completion_tokens=out.completion_tokens, truncated=cut or out.truncated, messages=sent)
 
     def stream(self, messages, track="default"):
-        adapter = self.adapter_for(track)
-        yield from self.model.stream(messages, adapter=adapter, max_new_tokens=self.max_new_tokens,
-                                     temperature=self.temperature, max_prompt_tokens=self.max_prompt_tokens)
+        state: dict = {"adapter": None, "sent": messages, "cut": False}
+
+        def pieces():
+            state["adapter"] = self.adapter_for(track)
+            state["sent"], state["cut"] = self._prepare(messages)
+            yield from self.model.stream(state["sent"], adapter=state["adapter"], **self._options())
+
+        def finish(written, failure):
+            if failure is not None:
+                log.error("local streaming failed: %s", failure)
+            prompt_tokens = 0
+            try:
+                prompt_tokens = self._count(state["sent"])
+            except Exception:  # noqa: BLE001 - the count is informative only
+                pass
+            return Completion(text=written.strip(), adapter=state["adapter"], error=_describe(failure),
+                              prompt_tokens=prompt_tokens, completion_tokens=self.model.count_tokens(written),
+                              truncated=state["cut"], messages=state["sent"])
+
+        return Stream(pieces, finish)
+
+
+class OpenAILLM(LLM):
+    """An OpenAI-compatible chat-completions endpoint (vLLM with `--enable-lora`, for instance).
+
+    The served model name is the track's active adapter (`track/vN`, loaded into the server through
+    vLLM's `/load_lora_adapter` when the server does not list it yet) or, with no adapter, `model`.
+    Timeouts, refused connections and HTTP errors come back as a Completion with `error` set.
+    """
+
+    def __init__(self, base_url: str, *, model: str, api_key: str = "not-needed", engine: Engine | None = None,
+                 timeout: float = 60.0, max_new_tokens: int = 256, temperature: float = 0.0,
+                 max_prompt_tokens: int | None = None, refresh_seconds: float = 2.0):
+        if not base_url:
+            raise ValueError("the openai backend needs a base URL (APPRENTI_OPENAI_BASE_URL)")
+        self.base_url = base_url.rstrip("/")
+        self.model = model
+        self.api_key = api_key
+        self.timeout = timeout
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.max_prompt_tokens = max_prompt_tokens
+        self.active = ActiveAdapters(engine, refresh_seconds)
+        self._served: dict[str, str | None] = {}
+        self._clients: dict[str, object] = {}
+        self._lock = threading.Lock()
+
+    # --- which model the server should run ------------------------------------------------------
+    def _server_models(self) -> set[str]:
+        import httpx
+
+        response = httpx.get(f"{self.base_url}/models", headers={"Authorization": f"Bearer {self.api_key}"},
+                             timeout=self.timeout)
+        response.raise_for_status()
+        return {item.get("id") for item in response.json().get("data", [])}
+
+    def _load_into_server(self, name: str, path: str) -> None:
+        import httpx
+
+        response = httpx.post(f"{self.base_url}/load_lora_adapter", json={"lora_name": name, "lora_path": path},
+                              headers={"Authorization": f"Bearer {self.api_key}"}, timeout=self.timeout)
+        if response.status_code >= 400:
+            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+
+    def adapter_for(self, track: str) -> str | None:
+        """The served adapter name for a track (loaded into the server if needed), or None."""
+        name, path, changed = self.active.lookup(track)
+        if not changed:
+            return self._served.get(track)
+        if name is not None:
+            try:
+                if name not in self._server_models():
+                    self._load_into_server(name, path)
+            except Exception as exc:  # noqa: BLE001 - serve the base model rather than nothing
+                log.error("adapter %s is not served by %s and cannot be loaded there (%s); serving the base "
+                          "model. Start vLLM with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, "
+                          "or list the adapter in --lora-modules.", name, self.base_url, exc)
+                self.active.retry_later(track)
+                name = None
+        self._served[track] = name
+        return name
+
+    def _client(self, model: str, streaming: bool = False):
+        key = f"{model}\0{streaming}"
+        with self._lock:
+            if key not in self._clients:
+                from langchain_openai import ChatOpenAI
+
+                self._clients[key] = ChatOpenAI(
+                    model=model, base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
+                    max_retries=0,  # a retry would double the wait the user was promised
+                    max_tokens=self.max_new_tokens, temperature=self.temperature, streaming=streaming,
+                    stream_usage=streaming,
+                )
+            return self._clients[key]
+
+    @staticmethod
+    def _estimate(messages) -> int:
+        return sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN + 4 * len(messages)
+
+    def _prepare(self, messages):
+        return fit_prompt(messages, self._estimate, self.max_prompt_tokens)
+
+    def _error(self, exc: BaseException) -> str:
+        import openai
+
+        if isinstance(exc, openai.APITimeoutError):
+            return text.LLM_TIMEOUT.format(seconds=f"{self.timeout:g}")
+        if isinstance(exc, openai.APIConnectionError):
+            return text.LLM_UNREACHABLE.format(url=self.base_url)
+        if isinstance(exc, openai.APIStatusError):
+            detail = getattr(exc, "message", None) or str(exc)
+            return text.LLM_HTTP_ERROR.format(status=exc.status_code, detail=detail[:300])
+        return _describe(exc)
+
+    @staticmethod
+    def _usage(message) -> tuple[int, int]:
+        usage = getattr(message, "usage_metadata", None) or {}
+        return int(usage.get("input_tokens", 0) or 0), int(usage.get("output_tokens", 0) or 0)
+
+    def generate(self, messages, track="default"):
+        adapter = None
+        sent = messages
+        try:
+            adapter = self.adapter_for(track)
+            sent, cut = self._prepare(messages)
+            reply = self._client(adapter or self.model).invoke([(m["role"], m["content"]) for m in sent])
+        except Exception as exc:  # noqa: BLE001 - the user is told; the bot lives on
+            log.warning("OpenAI-compatible backend failed: %r", exc)
+            return Completion(text="", adapter=adapter, error=self._error(exc), messages=sent)
+        prompt_tokens, completion_tokens = self._usage(reply)
+        return Completion(text=str(reply.content).strip(), adapter=adapter,
+                          prompt_tokens=prompt_tokens or self._estimate(sent),
+                          completion_tokens=completion_tokens, truncated=cut, messages=sent)
+
+    def stream(self, messages, track="default"):
+        state: dict = {"adapter": None, "sent": messages, "cut": False, "usage": (0, 0)}
+
+        def pieces():
+            state["adapter"] = self.adapter_for(track)
+            state["sent"], state["cut"] = self._prepare(messages)
+            client = self._client(state["adapter"] or self.model, streaming=True)
+            for chunk in client.stream([(m["role"], m["content"]) for m in state["sent"]]):
+                usage = self._usage(chunk)
+                if any(usage):
+                    state["usage"] = usage
+                if chunk.content:
+                    yield str(chunk.content)
+
+        def finish(written, failure):
+            if failure is not None:
+                log.warning("OpenAI-compatible streaming failed: %r", failure)
+            return Completion(text=written.strip(), adapter=state["adapter"],
+                              error=self._error(failure) if failure is not None else None,
+                              prompt_tokens=state["usage"][0] or self._estimate(state["sent"]),
+                              completion_tokens=state["usage"][1],
+                              truncated=state["cut"], messages=state["sent"])
+
+        return Stream(pieces, finish)
+
+
+def make_llm(settings, engine: Engine | None, chat_model: Callable[[], object]) -> LLM:
+    """The backend named by APPRENTI_LLM_BACKEND. `chat_model` loads the local model when needed."""
+    common = {"max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
+              "max_prompt_tokens": settings.max_prompt_tokens}
+    if settings.llm_backend == "openai":
+        return OpenAILLM(settings.openai_base_url, model=settings.openai_model or settings.base_model,
+                         api_key=settings.openai_api_key, engine=engine, timeout=settings.llm_timeout, **common)
+    return LocalLLM(chat_model(), engine, **common)

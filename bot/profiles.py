@@ -32,15 +32,22 @@ class Profiles:
         """Names used by the profiles must exist: each format, and each format's options."""
         for where, profile in self.all().items():
             if profile.format is None:
+                if profile.format_options:
+                    raise ProfileError(f"{self.source}: profile {where}: format_options given but no format")
                 continue
             if profile.format not in formats:
                 raise ProfileError(
                     f"{self.source}: profile {where}: unknown format {profile.format!r}; "
                     f"available: {', '.join(sorted(formats)) or 'none'}"
                 )
-            problems = formats[profile.format].validate_options(profile.format_options)
+            try:
+                problems = formats[profile.format].validate_options(profile.format_options)
+            except Exception as exc:  # noqa: BLE001 - a plugin's validator failing is still a config error
+                problems = [f"{type(exc).__name__}: {exc}"]
             if problems:
-                raise ProfileError(f"{self.source}: profile {where}: format_options: {'; '.join(problems)}")
+                raise ProfileError(
+                    f"{self.source}: profile {where}: format {profile.format}: format_options: {'; '.join(problems)}"
+                )
 
 
 def _profile(data: Any, where: str, source: str, base: Profile | None = None) -> Profile:

@@ -72,11 +72,12 @@ class Runtime:
 
     @cached_property
     def llm(self):
-        from bot.llm import LocalLLM
+        from bot.llm import make_llm
 
-        s = self.settings
-        return LocalLLM(self.chat_model, self.engine, max_new_tokens=s.max_new_tokens, temperature=s.temperature,
-                        max_prompt_tokens=s.max_prompt_tokens)
+        if self.settings.llm_backend == "openai" and not self.settings.openai_base_url:
+            raise SettingsError("APPRENTI_LLM_BACKEND=openai needs APPRENTI_OPENAI_BASE_URL "
+                                "(e.g. http://gpu-box:8000/v1)")
+        return make_llm(self.settings, self.engine, lambda: self.chat_model)
 
     @cached_property
     def assistant(self):

@@ -62,6 +62,7 @@ class Settings(BaseSettings):
     rag_k: int = Field(5, ge=1, le=50, description="Passages retrieved per question.")
     rag_threshold: float = Field(0.35, description="auto mode: retrieve when the best passage scores at least this, else prompt.")
     fewshot_k: int = Field(3, ge=0, le=20, description="Approved pairs put in the prompt as examples.")
+    fewshot_min_score: float = Field(0.3, ge=-1.0, le=1.0, description="Least cosine similarity between the question and an approved pair's question for the pair to be shown as an example.")
 
     # --- Slack ---------------------------------------------------------------------------------
     slack_bot_token: str | None = Field(None, validation_alias=AliasChoices("SLACK_BOT_TOKEN"), description="Bot token (xoxb-...).")

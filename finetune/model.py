@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from finetune.prefix_cache import PrefixCache, prefix_length
+
 
 class ModelError(Exception):
     """A model or adapter cannot be loaded; the message names it and says how to fix it."""
@@ -111,6 +113,8 @@ class ChatModel:
         self.name = name
         self.adapters: dict[str, str] = {}  # adapter name -> folder
         self._lock = threading.RLock()
+        # KV caches of static system prompts, reused across requests (None disables it).
+        self.prefix_cache: PrefixCache | None = PrefixCache()
         self.model.eval()
 
     @classmethod
@@ -199,6 +203,15 @@ class ChatModel:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
 
+    def _cached_prefix(self, model, messages, ids, adapter: str | None) -> dict:
+        """generate() kwargs that start from the cached KV of the system prefix, when there is one.
+        Called with the model held, so the cache matches the selected adapter."""
+        if self.prefix_cache is None:
+            return {}
+        past = self.prefix_cache.past_for(model, ids, prefix_length(self.tokenizer, messages, ids),
+                                          (adapter, self.adapters.get(adapter) if adapter else None))
+        return {} if past is None else {"past_key_values": past}
+
     def generate(self, messages: list[dict[str, str]], *, adapter: str | None = None, max_new_tokens: int = 256,
                  temperature: float = 0.0, max_prompt_tokens: int | None = None) -> Generation:
         import torch
@@ -206,6 +219,7 @@ class ChatModel:
         ids, truncated = self._inputs(messages, max_prompt_tokens)
         with self.using(adapter) as model, torch.inference_mode():
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                 **self._cached_prefix(model, messages, ids, adapter),
                                  **self._generate_kwargs(max_new_tokens, temperature))
         new = out[0, ids.shape[1]:]
         text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
@@ -226,6 +240,7 @@ class ChatModel:
             try:
                 with self.using(adapter) as model, torch.inference_mode():
                     model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
+                                   **self._cached_prefix(model, messages, ids, adapter),
                                    **self._generate_kwargs(max_new_tokens, temperature))
             except BaseException as exc:  # re-raised in the consumer's thread
                 errors.append(exc)

@@ -15,6 +15,9 @@ log = logging.getLogger("apprenti.plugins")
 # Built-in plugins by name, in the order they run. Each is an ordinary module of hook implementations.
 BUILTINS: dict[str, str] = {
     "pii": "plugins.builtin.pii",
+    "formats": "plugins.builtin.formats",
+    "tone": "plugins.builtin.tone",
+    "fewshot": "plugins.builtin.fewshot",
 }
 
 

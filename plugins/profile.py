@@ -16,11 +16,19 @@ class Profile(BaseModel):
     tone: str | None = None
     format: str | None = None
     format_options: dict[str, Any] = Field(default_factory=dict)
-    track: str = "default"
+    # Adapter names are `track/vN` and become folder names: keep tracks to safe characters.
+    track: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
     collections: list[str] | None = None
     ephemeral: bool = False
-    language: str | None = None
+    language: str | None = Field(None, min_length=2, max_length=40)
 
     def merged(self, overrides: dict[str, Any]) -> Profile:
-        """This profile with the given keys replaced (a channel's overrides over the default)."""
-        return Profile(**{**self.model_dump(), **overrides})
+        """This profile with the given keys replaced (a channel's overrides over the default).
+
+        A channel that picks another format starts from no format options: the default's options
+        belong to the default's format.
+        """
+        base = self.model_dump()
+        if "format" in overrides and overrides["format"] != self.format and "format_options" not in overrides:
+            base["format_options"] = {}
+        return Profile(**{**base, **overrides})

@@ -19,3 +19,134 @@ RAG_INSTRUCTIONS = (
     "Answer from the numbered sources below when they are relevant, and cite them as [1], [2]. "
     "If the sources do not contain the answer, say so."
 )
+
+# --- Slack: asking -------------------------------------------------------------------------------
+SLACK_THINKING = "_Thinking…_"
+SLACK_STATUS_THINKING = "is thinking…"
+SLACK_ASK_ACK = "Thinking about it… the answer will appear here in a moment."
+SLACK_ANSWER_FAILED = (
+    "Sorry, something went wrong while answering ({error}). Please ask again; if it keeps happening, "
+    "tell an Apprenti admin."
+)
+SLACK_EMPTY_ANSWER = "The model returned an empty answer. Please rephrase the question, or click *Correct* to teach me."
+SLACK_ANSWER_FALLBACK = "Apprenti's answer: {preview}"
+SLACK_CONTEXT_LINE = "mode *{mode}* · adapter *{adapter}* · {seconds:.1f} s"
+SLACK_BASE_MODEL = "base model"
+SLACK_SOURCES_TITLE = "*Sources*"
+SLACK_CONTINUED = "_(continued {part}/{total})_"
+SLACK_BUTTON_UP = "👍"
+SLACK_BUTTON_DOWN = "👎"
+SLACK_BUTTON_CORRECT = "Correct"
+SLACK_BUTTON_SHARE = "Share in channel"
+SLACK_SHARED_BY = "Shared by <@{user}>"
+SLACK_SUGGESTED_TITLE = "Try asking:"
+SLACK_SUGGESTED_PROMPTS = (
+    ("What can you do?", "What can you help me with, and where do your answers come from?"),
+    ("Find a document", "Which of our documents explains how to request holidays?"),
+    ("Summarise a policy", "Summarise our expense policy in five bullet points."),
+)
+SLACK_ASSISTANT_GREETING = (
+    "Hi! Ask me anything about the team's work. Every answer shows its sources; click *Correct* when I get "
+    "something wrong, and I will learn from it once a reviewer approves."
+)
+
+# --- Slack: feedback and corrections -------------------------------------------------------------
+SLACK_VOTE_RECORDED = "Thanks, your {emoji} is recorded. You can change it at any time by clicking the other button."
+SLACK_ANSWER_GONE = "This answer no longer exists (it may have been erased), so it cannot be rated or corrected."
+SLACK_NOT_AN_ANSWER = "This shortcut works on Apprenti's answers only; pick a message with the 👍 👎 Correct buttons."
+SLACK_CORRECT_TITLE = "Correct the answer"
+SLACK_CORRECT_SUBMIT = "Send for review"
+SLACK_CANCEL = "Cancel"
+SLACK_CORRECT_QUESTION = "*Question*\n{question}"
+SLACK_CORRECT_ANSWER_LABEL = "The answer you wanted"
+SLACK_CORRECT_ANSWER_HINT = "Edit the answer until it is the one a colleague should get. Reviewers see it before it is used for training."
+SLACK_CORRECT_NOTE_LABEL = "Note for the reviewers (optional)"
+SLACK_CORRECT_EMPTY = "Write the answer you wanted; an empty answer cannot be used."
+SLACK_CORRECT_UNCHANGED = "The answer is unchanged. Edit it to the answer you wanted, or cancel."
+SLACK_CORRECT_DUPLICATE = "This exact correction is already known (example #{id}, {status})."
+SLACK_CORRECT_THANKS = (
+    "Thank you! Your correction is example #{id}; a reviewer will check it before Apprenti learns from it."
+)
+SLACK_REVIEW_POST_FAILED = (
+    " (It could not be posted to the review channel: {error}. Reviewers still see it in the App Home; "
+    "an admin should check APPRENTI_REVIEW_CHANNEL.)"
+)
+SLACK_NO_REVIEW_CHANNEL = " (No review channel is configured; reviewers see it in Apprenti's App Home.)"
+
+# --- Slack: review -------------------------------------------------------------------------------
+SLACK_REVIEW_HEADER = "Correction #{id} to review"
+SLACK_REVIEW_FIELDS = "*Track:* {track} · *From:* <@{author}>"
+SLACK_REVIEW_QUESTION = "*Question*\n{text}"
+SLACK_REVIEW_ORIGINAL = "*Apprenti answered*\n{text}"
+SLACK_REVIEW_CORRECTED = "*Corrected answer*\n{text}"
+SLACK_REVIEW_NOTE = "*Note*\n{text}"
+SLACK_BUTTON_APPROVE = "Approve"
+SLACK_BUTTON_EDIT_APPROVE = "Edit & approve"
+SLACK_BUTTON_REJECT = "Reject"
+SLACK_REVIEW_OUTCOME = {
+    "approved": "✅ Approved by <@{reviewer}>",
+    "rejected": "❌ Rejected by <@{reviewer}>",
+}
+SLACK_REVIEW_OUTCOME_EDITED = "✅ Edited and approved by <@{reviewer}>"
+SLACK_REVIEW_ALREADY = "Example #{id} was already {status}{by}; nothing changed."
+SLACK_REVIEW_GONE = "Example #{id} no longer exists (it may have been erased)."
+SLACK_REVIEW_DONE = "Example #{id} {status}."
+SLACK_EDIT_TITLE = "Edit & approve"
+SLACK_EDIT_SUBMIT = "Approve"
+SLACK_REVIEW_QUEUE_EMPTY = "No correction is waiting for review. 🎉"
+SLACK_REVIEW_QUEUE_HEADER = "{count} correction(s) waiting for review"
+SLACK_REVIEW_QUEUE_MORE = "…and {count} more."
+SLACK_FALLBACK_REVIEW = "Correction #{id} to review"
+
+# --- Slack: roles and commands -------------------------------------------------------------------
+SLACK_DENIED = (
+    "Sorry, *{what}* needs the {roles} role, and you do not have it. "
+    "Ask an Apprenti admin if you think you should (APPRENTI_{env})."
+)
+SLACK_UNKNOWN_SUBCOMMAND = "Unknown command `{name}`. Type `/apprenti help` to see what you can do."
+SLACK_NOT_AVAILABLE = "`{name}` is not available in this installation yet: {reason}"
+SLACK_HELP_HEADER = "*What you can do with `/apprenti`* (your role: {roles})"
+SLACK_HELP = {
+    "help": "`/apprenti help` — this list",
+    "ask": "`/apprenti ask QUESTION` — a private answer, with a button to share it",
+    "status": "`/apprenti status` — adapters in service, pending reviews, recent training runs",
+    "review": "`/apprenti review` — the corrections waiting for review",
+    "audit": "`/apprenti audit` — the last entries of the audit log",
+    "adapters": "`/apprenti adapters` — every adapter version and its metrics",
+    "retrain": "`/apprenti retrain [TRACK]` — queue a training run now",
+    "activate": "`/apprenti activate TRACK/vN` — put an adapter in service",
+    "rollback": "`/apprenti rollback [TRACK/vN]` — go back to the previous (or a named) adapter",
+    "discard": "`/apprenti discard TRACK/vN` — set aside a candidate adapter",
+    "forget": "`/apprenti forget @user` — erase a person's questions and corrections",
+    "export": "`/apprenti export` — the approved training pairs as a JSONL file",
+    "ingest": "`/apprenti ingest PATH` — index documents on the server",
+}
+SLACK_USAGE = "Usage: {usage}"
+SLACK_STATUS_HEADER = "*Apprenti status*"
+SLACK_STATUS_ADAPTER = "• track *{track}*: {adapter}{metrics}"
+SLACK_STATUS_NO_ADAPTER = "• track *{track}*: base model (no adapter in service)"
+SLACK_STATUS_PENDING = "*Pending reviews:* {count}"
+SLACK_STATUS_RUNS = "*Recent training runs*"
+SLACK_STATUS_RUN = "• run #{id} {track}: {status} ({trigger}{by}, {when}){adapter}{error}"
+SLACK_STATUS_NO_RUNS = "No training run yet."
+SLACK_ADAPTERS_EMPTY = "No adapter has been trained yet."
+SLACK_ADAPTER_LINE = "• *{name}* — {status}{metrics}{activated}"
+SLACK_AUDIT_EMPTY = "The audit log is empty."
+SLACK_AUDIT_LINE = "• {at} {actor} {action} {target}"
+SLACK_RETRAIN_QUEUED = "Training run #{id} for track *{track}* is queued; the worker starts it shortly."
+SLACK_RETRAIN_BUSY = "Track *{track}* already has a training run in flight (run #{id}); wait for it to finish."
+SLACK_ADMIN_DONE = "{what}: done."
+SLACK_ADMIN_FAILED = "{what} failed: {error}"
+SLACK_COMMAND_FAILED = "Sorry, `/apprenti {name}` failed ({error}). The error is logged; please try again."
+SLACK_ACTION_FAILED = "Sorry, that did not work ({error}). Please try again."
+
+# --- Slack: App Home -----------------------------------------------------------------------------
+SLACK_HOME_TITLE = "Apprenti"
+SLACK_HOME_INTRO = "Ask me in any channel by mentioning me, in a DM, or with `/apprenti ask`. Your role: {roles}."
+SLACK_HOME_ADAPTERS = "*Adapters in service*"
+SLACK_HOME_PENDING = "*Corrections waiting for review:* {count}"
+SLACK_HOME_RUNS = "*Recent training runs*"
+SLACK_BUTTON_RETRAIN = "Retrain {track}"
+SLACK_BUTTON_ROLLBACK = "Roll back {track}"
+SLACK_BUTTON_ACTIVATE = "Activate {name}"
+SLACK_BUTTON_DISCARD = "Discard {name}"

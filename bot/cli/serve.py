@@ -1,0 +1,90 @@
+"""`apprenti serve`: the Slack bot, in Socket Mode (SLACK_APP_TOKEN set) or over HTTP (--http)."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import signal
+from collections.abc import Callable
+
+import typer
+
+from bot.cli.common import bad_input, runtime
+
+log = logging.getLogger("apprenti.serve")
+
+# Background services started next to the Slack face, as "module:function". Each function is called
+# with (runtime, notifier) and returns a callable that stops it (or None). A module that does not
+# exist yet is skipped, so the scheduler plugs in by existing: bot/scheduler.py with
+# `start_scheduler(runtime, notifier) -> stop`.
+BACKGROUND_STARTERS = ["bot.scheduler:start_scheduler"]
+
+
+def load_starters(names: list[str]) -> list[Callable]:
+    starters = []
+    for spec in names:
+        module_name, _, function = spec.partition(":")
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            if exc.name == module_name:
+                log.info("%s is not installed; not started", module_name)
+                continue
+            raise
+        starters.append(getattr(module, function))
+    return starters
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt
+
+
+def serve(
+    ctx: typer.Context,
+    http: bool = typer.Option(False, "--http", help="Serve Slack over HTTP (POST /slack/events) instead of Socket Mode."),
+    port: int = typer.Option(3000, "--port", help="HTTP port (with --http)."),
+    host: str = typer.Option("0.0.0.0", "--host", help="HTTP address to bind (with --http)."),
+    no_scheduler: bool = typer.Option(False, "--no-scheduler", help="Do not run the training scheduler in this process."),
+    workers: int = typer.Option(2, "--answer-workers", min=1, max=32, help="Answers generated at the same time."),
+):
+    """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP with --http."""
+    from bot.slack.app import create_app
+    from bot.slack.notify import Notifier
+    from bot.slack.server import run_http, run_socket_mode
+
+    rt = runtime(ctx)
+    settings = rt.settings
+    socket_mode = bool(settings.slack_app_token) and not http
+    if not socket_mode and not http:
+        bad_input("SLACK_APP_TOKEN is not set: set it for Socket Mode, or serve over HTTP with --http --port P "
+                  "(see docs/slack-setup.md).")
+    if not 0 < port < 65536:
+        bad_input(f"--port must be between 1 and 65535, not {port}")
+    rt.engine  # noqa: B018 - fail on a bad database before connecting to Slack
+    rt.assistant  # noqa: B018 - and on bad profiles or a missing model
+    app, services = create_app(rt, answer_workers=workers, socket_mode=socket_mode)
+
+    stoppers = []
+    if not no_scheduler:
+        notifier = Notifier(services.client, settings.admin_channel)
+        for start in load_starters(BACKGROUND_STARTERS):
+            stop = start(rt, notifier)
+            if stop is not None:
+                stoppers.append(stop)
+    signal.signal(signal.SIGTERM, _interrupt)  # uvicorn installs its own while it runs
+    try:
+        if socket_mode:
+            run_socket_mode(app, settings.slack_app_token)
+        else:
+            run_http(app, services, host=host, port=port, signing_secret=settings.slack_signing_secret)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for stop in stoppers:
+            stop()
+        services.pool.wait_idle(timeout=30)
+        services.pool.shutdown(wait=False)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("serve")(serve)

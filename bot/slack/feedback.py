@@ -1,0 +1,131 @@
+"""👍/👎 votes, Share, and corrections: the Correct button and the message shortcut open a modal; a
+submitted correction becomes a pending example, goes to the review channel, and the author is thanked."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from slack_sdk.errors import SlackApiError
+
+from bot import messages as text
+from bot.slack import blocks as ui
+from bot.slack.middleware import tell_privately
+from bot.slack.services import Services
+from storage.examples import DuplicateExample, add_example, set_review_message
+from storage.interactions import get_interaction, record_vote
+from storage.models import ExampleOrigin, ExampleStatus
+
+log = logging.getLogger("apprenti.slack.feedback")
+
+
+def _where(body: dict) -> tuple[str | None, str | None]:
+    """(channel, thread) of the message a click or shortcut came from."""
+    container = body.get("container") or {}
+    message = body.get("message") or {}
+    channel = (body.get("channel") or {}).get("id") or container.get("channel_id")
+    thread = message.get("thread_ts") or container.get("thread_ts")
+    return channel, thread
+
+
+def open_correction(services: Services, client, body: dict, interaction_id: int | None) -> None:
+    user = (body.get("user") or {}).get("id")
+    row = get_interaction(services.engine, interaction_id) if interaction_id is not None else None
+    if row is None:
+        tell_privately(services, body, user, text.SLACK_ANSWER_GONE if interaction_id else text.SLACK_NOT_AN_ANSWER)
+        return
+    channel, thread = _where(body)
+    metadata = {"interaction": row.id, "channel": channel or row.channel_id, "thread": thread or row.thread_ts}
+    client.views_open(trigger_id=body["trigger_id"], view=ui.correction_modal(row.question, row.answer, metadata))
+
+
+def post_for_review(services: Services, example) -> str | None:
+    """Post a pending example to the review channel; returns the problem when it could not be posted."""
+    if not services.review_channel:
+        return text.SLACK_NO_REVIEW_CHANNEL
+    try:
+        response = services.client.chat_postMessage(channel=services.review_channel, **ui.review_message(example))
+    except SlackApiError as exc:
+        error = exc.response.get("error") or str(exc)
+        log.error("could not post example #%s to the review channel %s: %s", example.id, services.review_channel,
+                  error)
+        return text.SLACK_REVIEW_POST_FAILED.format(error=error)
+    set_review_message(services.engine, example.id, response["channel"], response["ts"])
+    return None
+
+
+def register(app, services: Services) -> None:
+    @app.action(ui.VOTE_UP)
+    @app.action(ui.VOTE_DOWN)
+    def on_vote(ack, body, action):
+        ack()
+        user = body["user"]["id"]
+        vote = 1 if action["action_id"] == ui.VOTE_UP else -1
+        row = record_vote(services.engine, int(action["value"]), user, vote)
+        message = text.SLACK_ANSWER_GONE if row is None else text.SLACK_VOTE_RECORDED.format(
+            emoji=text.SLACK_BUTTON_UP if vote > 0 else text.SLACK_BUTTON_DOWN)
+        tell_privately(services, body, user, message)
+
+    @app.action(ui.CORRECT)
+    def on_correct(ack, body, action, client):
+        ack()
+        open_correction(services, client, body, int(action["value"]))
+
+    @app.shortcut(ui.CORRECT_SHORTCUT)
+    def on_shortcut(ack, body, client):
+        ack()
+        message = body.get("message") or {}
+        interaction_id = ui.interaction_id_from_blocks(message.get("blocks"))
+        open_correction(services, client, body, interaction_id)
+
+    @app.action(ui.SHARE)
+    def on_share(ack, body, action, client, respond):
+        ack()
+        user = body["user"]["id"]
+        row = get_interaction(services.engine, int(action["value"]))
+        if row is None:
+            tell_privately(services, body, user, text.SLACK_ANSWER_GONE)
+            return
+        channel, thread = _where(body)
+        channel = channel or row.channel_id
+        for message in ui.answer_messages(ui.AnswerView.from_interaction(row), shared_by=user):
+            client.chat_postMessage(channel=channel, thread_ts=thread or row.thread_ts, **message)
+        if body.get("response_url"):
+            respond(delete_original=True)
+
+    @app.view(ui.CORRECTION_VIEW)
+    def on_correction(ack, body, view, client):
+        user = body["user"]["id"]
+        metadata = json.loads(view.get("private_metadata") or "{}")
+        row = get_interaction(services.engine, int(metadata.get("interaction", 0)))
+        corrected, note = ui.modal_value(view, ui.ANSWER_BLOCK), ui.modal_value(view, ui.NOTE_BLOCK)
+        if row is None:
+            return ack(response_action="errors", errors={ui.ANSWER_BLOCK: text.SLACK_ANSWER_GONE})
+        if not corrected:
+            return ack(response_action="errors", errors={ui.ANSWER_BLOCK: text.SLACK_CORRECT_EMPTY})
+        if " ".join(corrected.split()) == " ".join((row.answer or "").split()):
+            return ack(response_action="errors", errors={ui.ANSWER_BLOCK: text.SLACK_CORRECT_UNCHANGED})
+        try:
+            example = add_example(
+                services.engine, services.scrub(row.question), services.scrub(corrected),
+                original_answer=row.answer, note=services.scrub(note) or None, track=row.track,
+                origin=ExampleOrigin.correction.value, status=ExampleStatus.pending.value, author_id=user,
+                interaction_id=row.id,
+                context="\n\n".join(s.get("snippet") or "" for s in row.sources or []) or None,
+            )
+        except DuplicateExample as dup:
+            return ack(response_action="errors", errors={ui.ANSWER_BLOCK: text.SLACK_CORRECT_DUPLICATE.format(
+                id=dup.existing.id, status=dup.existing.status)})
+        ack()
+        services.example_changed(example, "created")
+        problem = post_for_review(services, example) or ""
+        thanks = text.SLACK_CORRECT_THANKS.format(id=example.id) + problem
+        channel = metadata.get("channel") or row.channel_id
+        try:
+            if channel:
+                client.chat_postEphemeral(channel=channel, user=user, text=thanks, thread_ts=metadata.get("thread"))
+            else:
+                client.chat_postMessage(channel=user, text=thanks)
+        except SlackApiError as exc:
+            log.warning("ephemeral thanks failed in %s (%s); sending it by DM", channel, exc.response.get("error"))
+            client.chat_postMessage(channel=user, text=thanks)

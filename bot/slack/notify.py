@@ -1,0 +1,92 @@
+"""Posting to Slack from outside a request: the scheduler and the trainer report to the admin channel.
+
+    notifier = Notifier.from_settings(settings)          # or Notifier(client, admin_channel=...)
+    notifier.admin("Training run #4 for track default started")
+    notifier.run_report(run, adapter, candidate=True)   # metrics table + Activate/Discard buttons
+    notifier.upload(path, title="Loss curve")           # a plot or a report file
+
+Every method returns the Slack response (or None when no admin channel is configured) and never
+raises for a Slack error: it is logged, and the caller's work (training) goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from slack_sdk import WebClient
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_handlers import ConnectionErrorRetryHandler, RateLimitErrorRetryHandler
+from slack_sdk.models.blocks import ActionsBlock
+
+from bot import messages as text
+from bot.slack import blocks as ui
+from bot.slack.reports import metrics_text
+
+log = logging.getLogger("apprenti.slack.notify")
+
+
+def make_client(token: str | None, base_url: str | None = None) -> WebClient:
+    """A WebClient that retries rate-limited calls (honouring Retry-After) and dropped connections."""
+    kwargs: dict[str, Any] = {"token": token}
+    if base_url:
+        kwargs["base_url"] = base_url
+    client = WebClient(**kwargs)
+    client.retry_handlers.extend([RateLimitErrorRetryHandler(max_retry_count=3),
+                                  ConnectionErrorRetryHandler(max_retry_count=2)])
+    return client
+
+
+class Notifier:
+    def __init__(self, client: WebClient, admin_channel: str | None = None):
+        self.client = client
+        self.admin_channel = admin_channel
+
+    @classmethod
+    def from_settings(cls, settings) -> Notifier:
+        return cls(make_client(settings.slack_bot_token, settings.slack_api_url), settings.admin_channel)
+
+    def admin(self, message: str, blocks: list | None = None):
+        """A message in the admin channel (plain text, or Block Kit objects / dicts)."""
+        if not self.admin_channel:
+            log.info("no admin channel configured; not posted: %s", message)
+            return None
+        payload = [b.to_dict() if hasattr(b, "to_dict") else b for b in blocks] if blocks else None
+        try:
+            return self.client.chat_postMessage(channel=self.admin_channel, text=message, blocks=payload)
+        except SlackApiError as exc:
+            log.error("could not post to the admin channel %s (%s): %s", self.admin_channel,
+                      exc.response.get("error"), message)
+            return None
+
+    def run_report(self, run, adapter=None, *, candidate: bool = False, summary: str | None = None):
+        """A training run's outcome: status, adapter and metrics; a candidate gets Activate/Discard buttons."""
+        line = text.SLACK_STATUS_RUN.format(
+            id=run.id, track=run.track, status=run.status, trigger=run.trigger,
+            by=f" by <@{run.triggered_by}>" if run.triggered_by and run.trigger == "admin" else "",
+            when=run.created_at.strftime("%Y-%m-%d %H:%M"),
+            adapter=f" → {adapter.name}" if adapter is not None else "",
+            error=f" — {run.error[:500]}" if run.error else "")
+        blocks: list = [ui.section(line)]
+        if adapter is not None:
+            blocks.append(ui.section(f"*{adapter.name}*{metrics_text(adapter.metrics)}"))
+        if summary:
+            blocks.append(ui.section(summary))
+        if candidate and adapter is not None:
+            blocks.append(ActionsBlock(block_id=f"apprenti-candidate:{adapter.name}", elements=[
+                ui.button(text.SLACK_BUTTON_ACTIVATE.format(name=adapter.name), ui.ACTIVATE, adapter.name, "primary"),
+                ui.button(text.SLACK_BUTTON_DISCARD.format(name=adapter.name), ui.DISCARD, adapter.name),
+            ]))
+        return self.admin(line, blocks)
+
+    def upload(self, path: str | Path, title: str | None = None, comment: str | None = None):
+        """A file (a plot, a report) in the admin channel."""
+        if not self.admin_channel:
+            return None
+        try:
+            return self.client.files_upload_v2(channel=self.admin_channel, file=str(path),
+                                               title=title or Path(path).name, initial_comment=comment)
+        except SlackApiError as exc:
+            log.error("could not upload %s to the admin channel: %s", path, exc.response.get("error"))
+            return None

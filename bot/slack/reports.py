@@ -1,0 +1,90 @@
+"""What `/apprenti status`, `/apprenti adapters`, `/apprenti audit` and the App Home show."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from bot import messages as text
+from bot.slack.blocks import escape
+from storage.adapters import active_adapters, list_adapters
+from storage.audit import list_events
+from storage.examples import count_examples
+from storage.models import ExampleStatus
+from storage.runs import list_runs
+
+METRIC_KEYS = 4
+SLACK_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+def who(actor: str | None) -> str:
+    """A Slack user id as a mention, anything else (system, scheduler, cli) as plain text."""
+    return f"<@{actor}>" if actor and SLACK_ID.match(actor) else escape(actor or "unknown")
+
+
+def metrics_text(metrics: dict[str, Any] | None) -> str:
+    """A few headline metrics, `name 0.812`; nested dicts (per-split results) are flattened one level."""
+    flat: list[tuple[str, Any]] = []
+    for key, value in (metrics or {}).items():
+        if isinstance(value, dict):
+            flat += [(f"{key}.{k}", v) for k, v in value.items() if isinstance(v, int | float)]
+        elif isinstance(value, int | float) and not isinstance(value, bool):
+            flat.append((key, value))
+    if not flat:
+        return ""
+    shown = ", ".join(f"{k} {v:.3g}" if isinstance(v, float) else f"{k} {v}" for k, v in flat[:METRIC_KEYS])
+    return f" — {escape(shown)}"
+
+
+def adapter_lines(engine, tracks: list[str]) -> list[str]:
+    active = active_adapters(engine)
+    lines = []
+    for track in sorted(set(tracks) | set(active)):
+        row = active.get(track)
+        if row is None:
+            lines.append(text.SLACK_STATUS_NO_ADAPTER.format(track=escape(track)))
+        else:
+            lines.append(text.SLACK_STATUS_ADAPTER.format(track=escape(track), adapter=escape(row.name),
+                                                          metrics=metrics_text(row.metrics)))
+    return lines
+
+
+def pending_count(engine) -> int:
+    return count_examples(engine, status=ExampleStatus.pending.value)
+
+
+def run_lines(engine, limit: int = 5) -> list[str]:
+    runs = list_runs(engine, limit=limit)
+    if not runs:
+        return [text.SLACK_STATUS_NO_RUNS]
+    return [text.SLACK_STATUS_RUN.format(
+        id=run.id, track=escape(run.track), status=run.status, trigger=run.trigger,
+        by=f" by <@{run.triggered_by}>" if run.triggered_by and run.trigger == "admin" else "",
+        when=run.created_at.strftime("%Y-%m-%d %H:%M"),
+        adapter=f" → {escape(run.adapter_name)}" if run.adapter_name else "",
+        error=f" — {escape(run.error[:200])}" if run.error else "") for run in runs]
+
+
+def status_text(engine, tracks: list[str]) -> str:
+    parts = [text.SLACK_STATUS_HEADER, *adapter_lines(engine, tracks), "",
+             text.SLACK_STATUS_PENDING.format(count=pending_count(engine)), "", text.SLACK_STATUS_RUNS,
+             *run_lines(engine)]
+    return "\n".join(parts)
+
+
+def adapters_text(engine) -> str:
+    rows = list_adapters(engine)
+    if not rows:
+        return text.SLACK_ADAPTERS_EMPTY
+    return "\n".join(text.SLACK_ADAPTER_LINE.format(
+        name=escape(row.name), status=row.status, metrics=metrics_text(row.metrics),
+        activated=f" (activated by <@{row.activated_by}>)" if row.activated_by else "") for row in rows[-40:])
+
+
+def audit_text(engine, limit: int = 20) -> str:
+    events = list_events(engine, limit=limit)
+    if not events:
+        return text.SLACK_AUDIT_EMPTY
+    return "\n".join(text.SLACK_AUDIT_LINE.format(at=e.at.strftime("%Y-%m-%d %H:%M"), actor=who(e.actor),
+                                                  action=escape(e.action), target=escape(e.target or ""))
+                     for e in events)

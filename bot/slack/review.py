@@ -1,0 +1,98 @@
+"""Review buttons: Approve, Edit & approve (modal), Reject. The update is conditional in storage, so
+two clicks approve once; the review message then shows who decided what."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+from slack_sdk.errors import SlackApiError
+
+from bot import messages as text
+from bot.slack import blocks as ui
+from bot.slack.middleware import tell_privately
+from bot.slack.services import Services
+from storage.examples import get_example, review_example
+from storage.models import ExampleStatus
+
+log = logging.getLogger("apprenti.slack.review")
+
+
+def update_review_message(services: Services, example, *, edited: bool = False) -> None:
+    """Show the outcome on the example's review message (if it has one)."""
+    if not (example.review_channel and example.review_ts):
+        return
+    try:
+        services.client.chat_update(channel=example.review_channel, ts=example.review_ts,
+                                    **ui.review_message(example, outcome=ui.outcome_line(example, edited)))
+    except SlackApiError as exc:
+        log.error("could not update the review message of example #%s: %s", example.id, exc.response.get("error"))
+
+
+def decide(services: Services, body: dict, example_id: int, status: ExampleStatus, user: str,
+           corrected: str | None = None) -> str:
+    """Apply a reviewer's decision; returns what to tell the reviewer."""
+    example = review_example(services.engine, example_id, status, user, corrected_answer=corrected)
+    if example is None:
+        current = get_example(services.engine, example_id)
+        if current is None:
+            return text.SLACK_REVIEW_GONE.format(id=example_id)
+        by = f" by <@{current.reviewer_id}>" if current.reviewer_id else ""
+        update_review_message(services, current)  # bring a stale message up to date
+        return text.SLACK_REVIEW_ALREADY.format(id=example_id, status=current.status, by=by)
+    edited = corrected is not None
+    services.example_changed(example, "edited" if edited else status.value)
+    update_review_message(services, example, edited=edited)
+    return text.SLACK_REVIEW_DONE.format(id=example_id, status=example.status)
+
+
+def register(app, services: Services) -> None:
+    def after_decision(body: dict, user: str, message: str) -> None:
+        if (body.get("view") or {}).get("type") == "home":
+            from bot.slack.home import publish_home
+
+            publish_home(services, user)
+        tell_privately(services, body, user, message)
+
+    @app.action(ui.APPROVE)
+    @app.action(ui.REJECT)
+    def on_decision(ack, body, action):
+        ack()
+        user = body["user"]["id"]
+        status = ExampleStatus.approved if action["action_id"] == ui.APPROVE else ExampleStatus.rejected
+        after_decision(body, user, decide(services, body, int(action["value"]), status, user))
+
+    @app.action(ui.EDIT_APPROVE)
+    def on_edit(ack, body, action, client):
+        ack()
+        user = body["user"]["id"]
+        example = get_example(services.engine, int(action["value"]))
+        if example is None or example.status != ExampleStatus.pending.value:
+            message = decide(services, body, int(action["value"]), ExampleStatus.approved, user) \
+                if example is None else text.SLACK_REVIEW_ALREADY.format(
+                    id=example.id, status=example.status,
+                    by=f" by <@{example.reviewer_id}>" if example.reviewer_id else "")
+            tell_privately(services, body, user, message)
+            return
+        client.views_open(trigger_id=body["trigger_id"], view=ui.edit_modal(example, {"example": example.id}))
+
+    @app.view(ui.EDIT_VIEW)
+    def on_edit_submit(ack, body, view):
+        user = body["user"]["id"]
+        metadata = json.loads(view.get("private_metadata") or "{}")
+        example_id = int(metadata.get("example", 0))
+        corrected = ui.modal_value(view, ui.ANSWER_BLOCK)
+        current = get_example(services.engine, example_id)
+        if current is None:
+            return ack(response_action="errors", errors={ui.ANSWER_BLOCK: text.SLACK_REVIEW_GONE.format(id=example_id)})
+        if not corrected:
+            return ack(response_action="errors", errors={ui.ANSWER_BLOCK: text.SLACK_CORRECT_EMPTY})
+        if current.status != ExampleStatus.pending.value:
+            return ack(response_action="errors", errors={ui.ANSWER_BLOCK: text.SLACK_REVIEW_ALREADY.format(
+                id=example_id, status=current.status,
+                by=f" by <@{current.reviewer_id}>" if current.reviewer_id else "")})
+        ack()
+        changed = corrected if corrected != current.corrected_answer else None
+        message = decide(services, body, example_id, ExampleStatus.approved, user, services.scrub(changed)
+                         if changed else None)
+        services.client.chat_postMessage(channel=user, text=message)

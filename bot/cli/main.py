@@ -17,6 +17,7 @@ COMMAND_MODULES = [
     "bot.cli.model",
     "bot.cli.doctor",
     "bot.cli.demo",
+    "bot.cli.admin",
     "bot.cli.serve",
 ]
 

@@ -1,0 +1,68 @@
+"""`apprenti forget` and `apprenti audit`: erasure and the audit log."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from bot.cli.common import bad_input, console, print_json, runtime
+
+
+def forget(
+    ctx: typer.Context,
+    user: str = typer.Argument(..., help="Slack user id (U...) whose data is erased."),
+    actor: str = typer.Option("cli", "--actor", help="Who asks, for the audit log."),
+    retrain: bool = typer.Option(True, "--retrain/--no-retrain", help="Queue a retrain of affected tracks."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+):
+    """Erase a person's interactions and examples; adapters trained on them are marked tainted."""
+    from bot.erasure import forget_user
+
+    if not user.strip():
+        bad_input("USER must be a Slack user id such as U012ABCDEF")
+    rt = runtime(ctx)
+    result = forget_user(rt.engine, user, actor, pm=rt.plugins)
+    result["retrain_runs"] = []
+    if retrain:
+        from bot.scheduler import start_run
+
+        for track in result["retrain_tracks"]:
+            run, state = start_run(rt, track, "erasure", actor, force=True)
+            result["retrain_runs"].append({"track": track, "run": run.id if run else None,
+                                           "reasons": state.reasons})
+    if as_json:
+        print_json(result)
+    else:
+        console.print(f"Erased {result['interactions']} interaction(s) and {result['examples']} example(s) "
+                      f"of {result['user']}.")
+        if result["tainted_adapters"]:
+            console.print(f"Adapters trained on that data: {', '.join(result['tainted_adapters'])}")
+        for item in result["retrain_runs"]:
+            console.print(f"Retrain of {item['track']}: " + (f"run #{item['run']} queued" if item["run"]
+                          else "not started (" + "; ".join(item["reasons"]) + ")"))
+
+
+def audit(
+    ctx: typer.Context,
+    limit: int = typer.Option(100, "--limit", min=1, help="How many events, newest first."),
+    action: str | None = typer.Option(None, "--action", help="Only this action, e.g. adapter.activate."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+):
+    """Show the audit log, newest first."""
+    from storage.audit import list_events
+
+    events = list_events(runtime(ctx).engine, limit=limit, action=action)
+    rows = [{"id": e.id, "at": e.at.isoformat(), "actor": e.actor, "action": e.action, "target": e.target,
+             "details": e.details} for e in events]
+    if as_json:
+        print_json({"events": rows})
+        return
+    table = Table("at", "actor", "action", "target", "details")
+    for r in rows:
+        table.add_row(r["at"][:19], r["actor"], r["action"], r["target"] or "", str(r["details"])[:80])
+    console.print(table)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("forget")(forget)
+    app.command("audit")(audit)

@@ -221,7 +221,7 @@ class FakeSlack:
                 else:
                     response = fake.answer(method, args)
                 with fake._lock:
-                    fake._calls.append(args)
+                    fake._calls.append({**args, "_response": response})
                     fake._lock.notify_all()
                 self._reply(200, response)
 

@@ -27,6 +27,7 @@ def group_lister(client: WebClient):
 
 
 def create_app(runtime, *, client: WebClient | None = None, answer_workers: int = 2,
+               listener_workers: int = 16,
                token_verification: bool = True, socket_mode: bool = False) -> tuple[App, Services]:
     """Build the Bolt app for a Runtime. `client` defaults to one made from SLACK_BOT_TOKEN and
     SLACK_API_URL; HTTP mode needs SLACK_SIGNING_SECRET (Socket Mode requests are not signed)."""
@@ -39,6 +40,7 @@ def create_app(runtime, *, client: WebClient | None = None, answer_workers: int 
     if not socket_mode and not settings.slack_signing_secret:
         raise SettingsError("SLACK_SIGNING_SECRET is not set: HTTP mode verifies every request with it. Copy it "
                             "from the Slack app's Basic Information page, or set SLACK_APP_TOKEN for Socket Mode.")
+    listeners = AnswerPool(listener_workers, name="apprenti-listener")
     app = App(
         client=client,
         signing_secret=settings.slack_signing_secret,
@@ -46,10 +48,12 @@ def create_app(runtime, *, client: WebClient | None = None, answer_workers: int 
         token_verification_enabled=token_verification,
         # Bolt acks each listener from its own pool; the model's work goes to the AnswerPool instead.
         process_before_response=False,
+        listener_executor=listeners,
         name="apprenti",
     )
     roles = Roles(settings.admins, settings.reviewers, settings.auditors, list_group_members=group_lister(client))
     services = Services(runtime=runtime, client=client, roles=roles, pool=AnswerPool(answer_workers),
+                        listeners=listeners,
                         review_channel=settings.review_channel, admin_channel=settings.admin_channel)
 
     app.use(make_drop_retries(services))

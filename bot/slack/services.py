@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
@@ -20,8 +21,8 @@ class AnswerPool:
     """A thread pool of its own for the slow work (the model), so Bolt's listener threads, and with
     them the acks, never wait behind an answer being generated."""
 
-    def __init__(self, workers: int = 2):
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="apprenti-answer")
+    def __init__(self, workers: int = 2, name: str = "apprenti-answer"):
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
         self._pending = 0
         self._idle = threading.Condition()
 
@@ -33,7 +34,7 @@ class AnswerPool:
             try:
                 return fn(*args, **kwargs)
             except Exception:  # the job tells the user itself; this only keeps the pool alive
-                log.exception("answer job failed")
+                log.exception("background job failed")
             finally:
                 with self._idle:
                     self._pending -= 1
@@ -60,9 +61,22 @@ class Services:
     client: WebClient
     roles: Roles
     pool: AnswerPool
+    listeners: AnswerPool | None = None  # Bolt's listener threads, counted so shutdown can drain them
     review_channel: str | None = None
     admin_channel: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    def wait_idle(self, timeout: float = 30.0) -> bool:
+        """Until no answer is being made and no listener runs (a listener may start an answer, so loop)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            pools = [p for p in (self.listeners, self.pool) if p is not None]
+            for pool in pools:
+                if not pool.wait_idle(max(0.0, deadline - time.monotonic())):
+                    return False
+            if all(p.pending == 0 for p in pools):
+                return True
+        return False
 
     @property
     def engine(self):

@@ -103,10 +103,14 @@ class Harness:
                        "response_url": self.fake.response_url(f"command-{user}")})
         return self.dispatch(urlencode(fields))
 
+    def close(self) -> None:
+        self.services.wait_idle(10)
+        self.services.pool.shutdown()
+        self.services.listeners.shutdown()
+
     def settle(self, timeout: float = 15.0) -> None:
         """Wait for the answers in flight, then for Bolt's listener threads to finish their calls."""
-        assert self.services.pool.wait_idle(timeout)
-        time.sleep(0.05)
+        assert self.services.wait_idle(timeout)
 
 
 @pytest.fixture
@@ -121,9 +125,11 @@ def make_harness(fake, tmp_path, llm=None, **settings) -> Harness:
 
     values = dict(home=tmp_path / "home", slack_signing_secret=SECRET, slack_bot_token="xoxb-test",
                   slack_api_url=fake.api_url, review_channel=REVIEW_CHANNEL, admin_channel="CADMIN",
-                  admins=[ADMIN], reviewers=[REVIEWER, REVIEWER_GROUP], auditors=[AUDITOR])
+                  admins=[ADMIN], reviewers=[REVIEWER, REVIEWER_GROUP], auditors=[AUDITOR],
+                  plugins=["pii"])  # Slack tests need no retrieval or few-shot index
     values.update(settings)
-    runtime = Runtime(Settings(**values), entrypoints=False)
+    extra = values.pop("plugins_extra", None)
+    runtime = Runtime(Settings(**values), entrypoints=False, plugins_extra=extra)
     llm = llm or FakeLLM()
     runtime.__dict__["llm"] = llm  # the model is the one thing faked here
     client = WebClient(token="xoxb-test", base_url=fake.api_url)
@@ -135,5 +141,4 @@ def make_harness(fake, tmp_path, llm=None, **settings) -> Harness:
 def slack(fake_slack, tmp_path):
     harness = make_harness(fake_slack, tmp_path)
     yield harness
-    harness.services.pool.wait_idle(10)
-    harness.services.pool.shutdown()
+    harness.close()

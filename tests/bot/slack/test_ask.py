@@ -154,4 +154,4 @@ def test_ephemeral_profile_answers_privately(fake_slack, tmp_path):
     assert [e["action_id"] for e in ephemeral["blocks"][-1]["elements"]][-1] == ui.SHARE
     harness.settle()
     assert fake_slack.calls("chat.postMessage") == []
-    harness.services.pool.shutdown()
+    harness.close()

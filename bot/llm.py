@@ -235,13 +235,14 @@ class LocalLLM(LLM):
         def finish(written, failure):
             if failure is not None:
                 log.error("local streaming failed: %s", failure)
-            prompt_tokens = 0
+            prompt_tokens = completion_tokens = 0
             try:
                 prompt_tokens = self._count(state["sent"])
-            except Exception:  # noqa: BLE001 - the count is informative only
+                completion_tokens = self.model.count_tokens(written)
+            except Exception:  # noqa: BLE001 - the counts are informative only
                 pass
             return Completion(text=written.strip(), adapter=state["adapter"], error=_describe(failure),
-                              prompt_tokens=prompt_tokens, completion_tokens=self.model.count_tokens(written),
+                              prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
                               truncated=state["cut"], messages=state["sent"])
 
         return Stream(pieces, finish)

@@ -68,7 +68,8 @@ def build_tokenizer(vocab_size: int = 2048):
     return fast
 
 
-def make_tiny(directory: str | Path, size: str = "tiny", seed: int = 0, vocab_size: int = 2048) -> Path:
+def make_tiny(directory: str | Path, size: str = "tiny", seed: int = 0, vocab_size: int = 2048,
+              initializer_range: float = 0.02) -> Path:
     """Write a random Llama model and its tokenizer to `directory` in Hugging Face format."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM
@@ -91,6 +92,7 @@ def make_tiny(directory: str | Path, size: str = "tiny", seed: int = 0, vocab_si
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
+        initializer_range=initializer_range,
     )
     torch.manual_seed(seed)
     model = LlamaForCausalLM(config)

@@ -48,8 +48,8 @@ class NotEnoughExamples(Exception):
 def user_message(question: str, context: str | None = None) -> str:
     """The user turn: the question, preceded by the retrieved context when there is one."""
     if context and context.strip():
-        return f"Context:\n{context.strip()}\n\nQuestion:\n{question.strip()}"
-    return question.strip()
+        return f"Context:\n{context}\n\nQuestion:\n{question}"
+    return question
 
 
 def split_user_message(text: str) -> tuple[str, str | None]:

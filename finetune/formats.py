@@ -380,3 +380,38 @@ def read_records(path: str | Path, system_prompt: str | None = None) -> list[dic
 
     return [{"prompt": prompt_messages(p.question, p.context, p.system or system_prompt),
              "completion": [{"role": "assistant", "content": p.answer}]} for p in result.pairs]
+
+
+# --- the database side: import into review, export what training uses ------------------------------
+def import_pairs(engine, pairs: Sequence[Pair], *, track: str = "default", approved: bool = False,
+                 actor: str = "cli", scrub: Callable[[str | None], str | None] | None = None,
+                 source: str | None = None):
+    """Store pairs as examples (pending review unless approved), scrubbed, in one transaction.
+    Returns (stored examples, duplicates skipped)."""
+    from storage.examples import add_examples, new_example
+    from storage.models import ExampleOrigin, ExampleStatus, utcnow
+
+    def clean(text: str | None) -> str | None:
+        return scrub(text) if scrub and text else text
+
+    status = ExampleStatus.approved.value if approved else ExampleStatus.pending.value
+    rows = []
+    for pair in pairs:
+        fields = dict(context=clean(pair.context), original_answer=clean(pair.rejected), track=track,
+                      origin=ExampleOrigin.imported.value, status=status, author_id=actor,
+                      note=f"imported from {source}" if source else None)
+        if approved:
+            fields.update(reviewer_id=actor, reviewed_at=utcnow())
+        rows.append(new_example(clean(pair.question), clean(pair.answer), **fields))
+    return add_examples(engine, rows, actor)
+
+
+def training_pairs(engine, track: str = "default") -> list[Pair]:
+    """The pairs training would use for a track: approved, deduplicated, contradictions left out."""
+    from finetune.dataset import prepare
+    from storage.examples import approved_examples
+
+    examples = {e.id: e for e in approved_examples(engine, track)}
+    dataset = prepare(examples.values(), track=track, min_examples=0)
+    return [Pair(question=examples[i].question, answer=examples[i].corrected_answer, context=examples[i].context,
+                 rejected=examples[i].original_answer) for i in dataset.example_ids]

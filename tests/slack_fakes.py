@@ -85,7 +85,7 @@ class FakeSlack:
         self.port = self.server.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
         self.api_url = f"{self.base}/api/"
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
 
     def __enter__(self) -> FakeSlack:
         self.start()

@@ -41,20 +41,25 @@ def create_app(runtime, *, client: WebClient | None = None, answer_workers: int 
         raise SettingsError("SLACK_SIGNING_SECRET is not set: HTTP mode verifies every request with it. Copy it "
                             "from the Slack app's Basic Information page, or set SLACK_APP_TOKEN for Socket Mode.")
     listeners = AnswerPool(listener_workers, name="apprenti-listener")
-    app = App(
-        client=client,
-        signing_secret=settings.slack_signing_secret,
-        request_verification_enabled=bool(settings.slack_signing_secret),
-        token_verification_enabled=token_verification,
-        # Bolt acks each listener from its own pool; the model's work goes to the AnswerPool instead.
-        process_before_response=False,
-        listener_executor=listeners,
-        name="apprenti",
-    )
+    try:
+        app = App(
+            client=client,
+            signing_secret=settings.slack_signing_secret,
+            request_verification_enabled=bool(settings.slack_signing_secret),
+            token_verification_enabled=token_verification,
+            # Bolt acks each listener from its own pool; the model's work goes to the AnswerPool instead.
+            process_before_response=False,
+            listener_executor=listeners,
+            name="apprenti",
+        )
+    except Exception as exc:  # auth.test at start-up: a wrong token or an unreachable API
+        listeners.shutdown(wait=False)
+        raise SettingsError(f"Slack refused the bot token or could not be reached ({exc}). Check SLACK_BOT_TOKEN "
+                            "and, if set, SLACK_API_URL.") from None
     roles = Roles(settings.admins, settings.reviewers, settings.auditors, list_group_members=group_lister(client))
     services = Services(runtime=runtime, client=client, roles=roles, pool=AnswerPool(answer_workers),
-                        listeners=listeners,
-                        review_channel=settings.review_channel, admin_channel=settings.admin_channel)
+                        listeners=listeners, review_channel=settings.review_channel,
+                        admin_channel=settings.admin_channel)
 
     app.use(make_drop_retries(services))
     app.use(make_authorize(services))

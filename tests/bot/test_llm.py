@@ -210,3 +210,43 @@ def test_generation_with_the_prefix_cache_matches_without(chat_model):
     finally:
         chat_model.prefix_cache = saved
     assert plain.text == first.text == second.text
+
+
+# --- concurrent tracks ----------------------------------------------------------------------------
+
+def make_adapter(base_dir, folder, seed):
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(seed)
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    config = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj", "down_proj"],
+                        init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(folder)
+    return folder
+
+
+def test_tracks_served_at_once_each_get_their_own_adapter(tiny_model_dir, engine, tmp_path):
+    from concurrent.futures import ThreadPoolExecutor
+
+    from finetune.model import ChatModel
+
+    activate(engine, "alpha", 1, make_adapter(tiny_model_dir, tmp_path / "alpha", seed=1))
+    activate(engine, "beta", 1, make_adapter(tiny_model_dir, tmp_path / "beta", seed=2))
+    llm = LocalLLM(ChatModel.load(str(tiny_model_dir)), engine, max_new_tokens=8)
+    system = {"role": "system", "content": "You answer questions about the team's holidays and expenses. " * 4}
+    messages = [system, {"role": "user", "content": "How do I request holidays?"}]
+    tracks = ["alpha", "beta", "default"]
+    alone = {track: llm.generate(messages, track=track) for track in tracks}
+    assert [alone[t].adapter for t in tracks] == ["alpha/v1", "beta/v1", None]
+    assert len({alone[t].text for t in tracks}) == 3, "the adapters must change the output for this test to mean anything"
+
+    def ask(track):
+        return track, llm.generate(messages, track=track)
+
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        results = list(pool.map(ask, tracks * 4))
+    for track, completion in results:
+        assert completion.error is None
+        assert (completion.adapter, completion.text) == (alone[track].adapter, alone[track].text), track

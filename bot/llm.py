@@ -87,7 +87,7 @@ def fit_prompt(messages: list[dict[str, str]], count: Callable[[list[dict[str, s
     """Make the prompt fit in `limit` tokens, keeping the system prompt (instructions, tone, format).
 
     Few-shot examples go first (oldest first), then the last user message (question and sources)
-    is cut in its middle, keeping its beginning and its end. Returns the messages and whether
+    is cut in its middle, keeping its beginning and (more of) its end. Returns the messages and whether
     anything was removed.
     """
     if not limit or count(messages) <= limit:
@@ -109,7 +109,9 @@ def fit_prompt(messages: list[dict[str, str]], count: Callable[[list[dict[str, s
         if keep <= 0:
             last["content"] = ""
             break
-        last["content"] = content[: keep // 2] + ELISION + content[len(content) - keep // 2:]
+        # More of the end than of the beginning: a pasted text usually comes before the actual ask.
+        head_chars = keep // 3
+        last["content"] = content[:head_chars] + ELISION + content[len(content) - (keep - head_chars):]
     return messages, True
 
 

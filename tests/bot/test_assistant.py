@@ -150,3 +150,15 @@ def test_done_when_openai_backend_with_profile_and_approved_pair(openai_standin,
     assert answer.error is None and answer.answer.startswith("Hello from the stand-in.")
     assert answer.format_violations == ["the answer is not valid JSON: Expecting value (line 1, column 1)"]
     json.dumps(answer.to_json())  # what `apprenti ask --json` prints
+
+
+def test_too_long_question_is_cut_with_a_visible_notice(engine, pm, profiles, tiny_model_dir):
+    from bot.llm import LocalLLM
+    from finetune.model import ChatModel
+
+    llm = LocalLLM(ChatModel.load(str(tiny_model_dir)), max_new_tokens=2, max_prompt_tokens=300)
+    answer = Assistant(engine, pm, llm, profiles).answer("Congés ? " * 300 + "Combien de jours ?")
+    assert answer.error is None
+    assert any(n.startswith("Your question was too long for the model") for n in answer.notices)
+    assert "« vous »" in answer.prompt[0]["content"]  # the instructions survive the cut
+    assert answer.prompt[-1]["content"].endswith("Combien de jours ?") and "[…]" in answer.prompt[-1]["content"]

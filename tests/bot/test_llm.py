@@ -45,6 +45,7 @@ def test_stream_yields_pieces_then_the_completion(openai_standin):
     assert "".join(pieces) == "Hello from the stand-in. [model=base-model]"
     assert stream.completion.text == "".join(pieces)
     assert stream.completion.error is None
+    assert stream.completion.prompt_tokens == 11  # from the final usage chunk
     assert openai_standin.requests[-1]["body"]["stream"] is True
 
 

@@ -231,6 +231,9 @@ class Registry:
             if target.track != track:
                 raise RegistryError(f"{target.name} belongs to track {target.track!r}, not {track!r}")
             return self.activate(target.name, actor, reason="rollback")
+        if self.active(track) is None:
+            raise RegistryError(f"track {track!r} has no active adapter: nothing to roll back "
+                                "(activate a version with `apprenti adapters activate track/vN`)")
         target = self.previous_active(track)
         if target is not None:
             if not folder_ok(target):

@@ -9,10 +9,10 @@ from pathlib import Path
 from langchain_core.documents import Document
 from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
 
-# all-MiniLM-L6-v2 reads at most 256 word pieces (about 1,000 characters of English):
-# chunks stay under that so the whole chunk is embedded.
-CHUNK_SIZE = 900
-CHUNK_OVERLAP = 120
+# About 150-200 word pieces: the embedding reads the first 128 (see embeddings.DEFAULT_MAX_TOKENS)
+# and BM25 matches every word, so a chunk stays one coherent passage without losing its tail.
+CHUNK_SIZE = 800
+CHUNK_OVERLAP = 100
 
 _HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3"), ("####", "h4")]
 

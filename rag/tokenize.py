@@ -6,8 +6,8 @@ import re
 import unicodedata
 from functools import lru_cache
 
+import Stemmer
 from bm25s.stopwords import STOPWORDS_EN, STOPWORDS_FRENCH
-from nltk.stem.snowball import SnowballStemmer
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
 
@@ -25,12 +25,12 @@ STOPWORDS = _EN | _FR
 _EN_ONLY = _EN - _FR
 _FR_ONLY = _FR - _EN
 
-_STEMMERS = {"en": SnowballStemmer("english"), "fr": SnowballStemmer("french")}
+_STEMMERS = {"en": Stemmer.Stemmer("english"), "fr": Stemmer.Stemmer("french")}
 
 
 @lru_cache(maxsize=200_000)
 def _stem(word: str, language: str) -> str:
-    return _STEMMERS[language].stem(word)
+    return _STEMMERS[language].stemWord(word)
 
 
 def detect_language(words: list[str]) -> str:

@@ -19,6 +19,9 @@ COMMAND_MODULES = [
     "bot.cli.demo",
     "bot.cli.admin",
     "bot.cli.serve",
+    "bot.cli.examples",
+    "bot.cli.adapters",
+    "bot.cli.train",
 ]
 
 app = typer.Typer(

@@ -1,0 +1,66 @@
+"""`apprenti train [--track T] [--run N] --json`: one training run, start to finish."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from bot.cli.common import EXIT_FAILED, bad_input, console, print_json, runtime
+
+
+def _check_format(rt):
+    """The default profile's output-format validator, so the gate can compare format compliance."""
+    profile = rt.profiles.default
+    if not getattr(profile, "format", None):
+        return None
+    fmt, options = rt.formats[profile.format], dict(getattr(profile, "format_options", None) or {})
+    return lambda answer: fmt.check(answer, options)
+
+
+def train(
+    ctx: typer.Context,
+    track: str = typer.Option("default", "--track", help="Which track to train."),
+    run: int | None = typer.Option(None, "--run", help="A queued run id (what the scheduler spawns)."),
+    golden: str | None = typer.Option(None, "--golden", help="Golden file (any import format) for the gate."),
+    general: str | None = typer.Option(None, "--general", help="General-skills file replacing the shipped one."),
+    replay: str | None = typer.Option(None, "--replay", help="General data mixed into training against forgetting."),
+    dpo: bool = typer.Option(False, "--dpo", help="A DPO pass on (corrected, original) pairs after SFT."),
+    max_steps: int = typer.Option(-1, "--max-steps", help="Stop after N steps (smoke tests)."),
+    actor: str | None = typer.Option(None, "--actor", help="Who triggers, for the card and audit log."),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
+):
+    """Build the dataset, train, evaluate, gate, register (and activate when the gate passes and
+    APPRENTI_AUTO_PROMOTE is on)."""
+    from finetune.config import TrainConfig
+    from finetune.evaluate import GateConfig
+    from finetune.pipeline import RunRefused, TrainOptions, run_training
+
+    rt = runtime(ctx)
+    s = rt.settings
+    s.ensure_home()
+    options = TrainOptions(
+        base_model=s.base_model, adapters_dir=s.adapters_dir, track=track, min_examples=s.min_examples,
+        auto_promote=s.auto_promote, golden_path=golden, general_path=general,
+        train=TrainConfig(epochs=s.train_epochs, max_length=s.train_max_length, replay_path=replay, dpo=dpo,
+                          max_steps=max_steps, progress_bar=not as_json),
+        gate=GateConfig(margin=s.gate_margin), check_format=_check_format(rt), eval_in_4bit=s.load_in_4bit,
+        triggered_by=actor, trigger="admin", heartbeat_every=max(5.0, s.heartbeat_timeout / 10))
+    try:
+        outcome = run_training(rt.engine, options, run_id=run)
+    except RunRefused as exc:
+        bad_input(str(exc))
+    if as_json:
+        print_json(outcome.as_dict())
+    else:
+        console.print(f"run #{outcome.run_id} {outcome.status}: " + (
+            f"{outcome.adapter} ({'activated' if outcome.activated else 'not activated'})" if outcome.adapter
+            else outcome.error or ""))
+        for reason in (outcome.verdict or {}).get("reasons", []):
+            console.print(f"  - {reason}")
+    if not outcome.ok:
+        sys.exit(EXIT_FAILED)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)

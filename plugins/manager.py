@@ -18,6 +18,7 @@ BUILTINS: dict[str, str] = {
     "formats": "plugins.builtin.formats",
     "tone": "plugins.builtin.tone",
     "fewshot": "plugins.builtin.fewshot",
+    "rag": "plugins.builtin.rag",
 }
 
 

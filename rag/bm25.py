@@ -9,6 +9,7 @@ that notices the new version, so the serving bot follows what the CLI ingested.
 from __future__ import annotations
 
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -20,6 +21,9 @@ import bm25s
 import numpy as np
 
 from rag.tokenize import tokenize
+
+# bm25s logs every index build at DEBUG through its own handler; that is noise for our users.
+logging.getLogger("bm25s").setLevel(logging.WARNING)
 
 DEFAULT_K1 = 1.2
 DEFAULT_B = 0.75

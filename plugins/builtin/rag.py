@@ -1,0 +1,99 @@
+"""Built-in retrieval: passages from the team's indexed documents (rag.DocumentIndex), hybrid search.
+
+The index is opened on first use from the start-up settings: the embedded Chroma folder
+(``chroma_path``) or a Chroma server (``chroma_url``; the BM25 side then lives in ``home/rag``).
+A channel profile's ``collections`` limit the search; none means every collection.
+
+Each passage's ``score`` keeps the hybrid order and is scaled so that the best passage scores
+its cosine similarity to the question: an absolute figure, which is what the ``auto`` mode's
+threshold (``rag_threshold``) compares. Unrelated questions score about 0.1 with MiniLM.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+from typing import Any
+
+from plugins.hookspecs import hookimpl
+
+log = logging.getLogger("apprenti.rag")
+
+
+class _State:
+    def __init__(self) -> None:
+        self.config: dict[str, Any] | None = None
+        self.retriever = None
+        self.lock = threading.Lock()
+
+    def reset(self, config: dict[str, Any] | None) -> None:
+        with self.lock:
+            self.config = config
+            self.retriever = None
+
+    def get(self):
+        """The retriever, opened on first use (None before startup)."""
+        with self.lock:
+            if self.retriever is None and self.config is not None:
+                self.retriever = open_retriever(self.config)
+            return self.retriever
+
+
+def open_retriever(config: dict[str, Any]):
+    """A hybrid Retriever over the index the settings point at (raises rag.index.IndexUnavailable)."""
+    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.index import DocumentIndex, open_client
+    from rag.retriever import Retriever
+
+    url = config.get("chroma_url")
+    path = config.get("chroma_path") or (Path(config["home"]) / "chroma" if config.get("home") else None)
+    state_dir = Path(config["home"]) / "rag" if url and config.get("home") else path
+    index = DocumentIndex(
+        open_client(path=None if url else path, url=url),
+        state_dir,
+        SentenceTransformerEmbedder(config.get("embedding_model")),
+    )
+    return Retriever(index, k=int(config.get("rag_k") or 5))
+
+
+def passages(results) -> list[dict[str, Any]]:
+    """Search results as the passages the answer pipeline cites (see plugins/hookspecs.py)."""
+    if not results:
+        return []
+    best = max((r.relevance for r in results if r.relevance is not None), default=None)
+    out = []
+    for r in results:
+        score = r.score * best if best is not None else r.score
+        out.append(
+            {
+                "id": r.id,
+                "text": r.text,
+                "title": r.citation,
+                "source": r.source,
+                "score": round(float(score), 4),
+                "snippet": r.snippet,
+                "heading": r.heading,
+                "page": r.page,
+                "collection": r.collection,
+            }
+        )
+    return out
+
+
+_state = _State()
+
+
+@hookimpl
+def startup(config):
+    _state.reset(config)
+
+
+@hookimpl
+def retrieve(question, profile, k):
+    # Errors reach the assistant, which answers by prompting and tells the user the index is down.
+    retriever = _state.get()
+    if retriever is None:
+        return []
+    collections = list(getattr(profile, "collections", None) or []) or None
+    return passages(retriever.search(question, k=k, collections=collections))

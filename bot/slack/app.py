@@ -57,7 +57,7 @@ def create_app(runtime, *, client: WebClient | None = None, answer_workers: int 
         raise SettingsError(f"Slack refused the bot token or could not be reached ({exc}). Check SLACK_BOT_TOKEN "
                             "and, if set, SLACK_API_URL.") from None
     roles = Roles(settings.admins, settings.reviewers, settings.auditors, list_group_members=group_lister(client))
-    services = Services(runtime=runtime, client=client, roles=roles, pool=AnswerPool(answer_workers),
+    services = Services(runtime=runtime, client=client, roles=roles, pool=AnswerPool(answer_workers, nice=10),
                         listeners=listeners, review_channel=settings.review_channel,
                         admin_channel=settings.admin_channel)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
+import threading
 
 from slack_sdk.errors import SlackApiError
 
@@ -17,6 +18,8 @@ from storage.interactions import get_interaction, record_vote
 from storage.models import ExampleOrigin, ExampleStatus
 
 log = logging.getLogger("apprenti.slack.feedback")
+# A vote rewrites the interaction's votes; SQLite has no row locks, so votes in one process take turns.
+_votes = threading.Lock()
 
 
 def _where(body: dict) -> tuple[str | None, str | None]:
@@ -61,7 +64,8 @@ def register(app, services: Services) -> None:
         ack()
         user = body["user"]["id"]
         vote = 1 if action["action_id"] == ui.VOTE_UP else -1
-        row = record_vote(services.engine, int(action["value"]), user, vote)
+        with _votes:
+            row = record_vote(services.engine, int(action["value"]), user, vote)
         message = text.SLACK_ANSWER_GONE if row is None else text.SLACK_VOTE_RECORDED.format(
             emoji=text.SLACK_BUTTON_UP if vote > 0 else text.SLACK_BUTTON_DOWN)
         tell_privately(services, body, user, message)

@@ -1,6 +1,11 @@
 """Running the app: HTTP (Bolt's Starlette adapter under uvicorn: POST /slack/events, GET /healthz) or
-Socket Mode. Bolt's dispatch is synchronous, so it runs in Starlette's thread pool: one slow request
-never holds up the acks of the others."""
+Socket Mode.
+
+Acks come first. An Events API request needs nothing from us but a 200 within 3 s (Slack ignores
+the body), so once its signature checks out it is acknowledged at once and handed to Bolt's dispatch
+on a background thread; retries are still dropped there, by event id. Interactivity and slash
+commands may need Bolt's reply (modal errors, command text), so they are dispatched before
+answering, on Starlette's thread pool, so that one slow request never holds up the others."""
 
 from __future__ import annotations
 
@@ -8,7 +13,7 @@ import json
 import logging
 from urllib.parse import parse_qs
 
-from slack_bolt import App
+from slack_bolt import App, BoltRequest
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from slack_sdk.signature import SignatureVerifier
 from starlette.applications import Starlette
@@ -17,46 +22,72 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from bot.slack.services import AnswerPool
+
 log = logging.getLogger("apprenti.slack.server")
 
 EVENTS_PATH = "/slack/events"
 MAX_BODY = 1_000_000  # Slack's payloads are far smaller; anything bigger is not from Slack
 
 
-def body_problem(body: bytes, content_type: str) -> str | None:
-    """Why a body cannot be a Slack request (malformed JSON or form), or None when it parses."""
+def inspect_body(body: bytes, content_type: str) -> tuple[str | None, bool]:
+    """(why the body cannot be a Slack request or None, whether it is an Events API callback)."""
     try:
         raw = body.decode("utf-8")
     except UnicodeDecodeError:
-        return "body is not UTF-8"
+        return "body is not UTF-8", False
     try:
         if content_type.startswith("application/json") or raw.lstrip().startswith("{"):
-            if not isinstance(json.loads(raw), dict):
-                return "JSON body is not an object"
-            return None
+            data = json.loads(raw)
+            if not isinstance(data, dict):
+                return "JSON body is not an object", False
+            return None, data.get("type") == "event_callback"
         form = parse_qs(raw, keep_blank_values=True, strict_parsing=bool(raw))
-        if "payload" in form:
-            if not isinstance(json.loads(form["payload"][0]), dict):
-                return "payload is not a JSON object"
+        if "payload" in form and not isinstance(json.loads(form["payload"][0]), dict):
+            return "payload is not a JSON object", False
     except (ValueError, json.JSONDecodeError) as exc:
-        return f"malformed body: {exc}"
-    return None
+        return f"malformed body: {exc}", False
+    return None, False
 
 
-def make_starlette(app: App, services=None, signing_secret: str | None = None) -> Starlette:
+class EventDispatcher:
+    """Bolt's dispatch of already-acknowledged events, off the request path."""
+
+    def __init__(self, app: App, workers: int = 2):
+        self.app = app
+        self.pool = AnswerPool(workers, name="apprenti-events", nice=5)
+
+    def submit(self, body: bytes, headers: dict[str, str]) -> None:
+        self.pool.submit(self._dispatch, body, headers)
+
+    def _dispatch(self, body: bytes, headers: dict[str, str]) -> None:
+        response = self.app.dispatch(BoltRequest(body=body.decode("utf-8"), headers=headers))
+        if response.status != 200:
+            log.warning("event dispatch answered %s: %s", response.status, response.body[:200])
+
+
+def make_starlette(app: App, services=None, signing_secret: str | None = None, *,
+                   early_ack: bool = True) -> Starlette:
     verifier = SignatureVerifier(signing_secret) if signing_secret else None
+    dispatcher = EventDispatcher(app) if early_ack and verifier else None
 
     async def events(request: Request) -> Response:
         body = await request.body()
         if len(body) > MAX_BODY:
             return PlainTextResponse("request too large", status_code=413)
-        problem = body_problem(body, request.headers.get("content-type", ""))
+        problem, event = inspect_body(body, request.headers.get("content-type", ""))
         if problem:
             # Signature first: a forged request learns nothing about what we parse.
             if verifier and not verifier.is_valid_request(body, dict(request.headers)):
                 return PlainTextResponse("invalid request", status_code=401)
             log.warning("rejected a request: %s", problem)
             return PlainTextResponse(problem, status_code=400)
+        if dispatcher and event:
+            headers = dict(request.headers)
+            if not verifier.is_valid_request(body, headers):
+                return PlainTextResponse("invalid request", status_code=401)
+            dispatcher.submit(body, headers)
+            return Response(status_code=200)
         bolt_response = await run_in_threadpool(app.dispatch, to_bolt_request(request, body))
         return to_starlette_response(bolt_response)
 
@@ -64,14 +95,23 @@ def make_starlette(app: App, services=None, signing_secret: str | None = None) -
         data = {"ok": True}
         if services is not None:
             data["answers_in_progress"] = services.pool.pending
+        if dispatcher is not None:
+            data["events_in_progress"] = dispatcher.pool.pending
         return JSONResponse(data)
 
-    return Starlette(routes=[Route(EVENTS_PATH, events, methods=["POST"]), Route("/healthz", healthz, methods=["GET"])])
+    api = Starlette(routes=[Route(EVENTS_PATH, events, methods=["POST"]), Route("/healthz", healthz, methods=["GET"])])
+    api.state.dispatcher = dispatcher
+    return api
 
 
 def run_http(app: App, services, *, host: str, port: int, signing_secret: str | None) -> None:
+    import sys
+
     import uvicorn
 
+    # The event loop competes for the GIL with the threads that dispatch and answer; a shorter switch
+    # interval lets it take the GIL back sooner, which is what keeps acks fast while the model works.
+    sys.setswitchinterval(0.001)
     config = uvicorn.Config(make_starlette(app, services, signing_secret), host=host, port=port,
                             log_level="warning", access_log=False, timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)

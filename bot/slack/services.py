@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -17,12 +18,24 @@ from plugins.pii import scrub
 log = logging.getLogger("apprenti.slack")
 
 
+def lower_priority(nice: int) -> None:
+    """Lower the calling thread's CPU priority (Linux schedules threads individually; threads it starts,
+    such as torch's, inherit it). The model then yields the CPU to the threads that ack Slack."""
+    if nice <= 0 or not hasattr(os, "setpriority"):
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
+    except OSError as exc:
+        log.debug("cannot lower the priority of %s: %s", threading.current_thread().name, exc)
+
+
 class AnswerPool:
     """A thread pool of its own for the slow work (the model), so Bolt's listener threads, and with
     them the acks, never wait behind an answer being generated."""
 
-    def __init__(self, workers: int = 2, name: str = "apprenti-answer"):
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name)
+    def __init__(self, workers: int = 2, name: str = "apprenti-answer", nice: int = 0):
+        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name,
+                                            initializer=lower_priority, initargs=(nice,))
         self._pending = 0
         self._idle = threading.Condition()
 

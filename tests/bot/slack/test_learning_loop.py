@@ -126,8 +126,10 @@ def test_votes_one_per_person_and_changeable(loop):
     h = loop
     row = ask(h)
     h.action(ui.VOTE_UP, str(row.id), user="U1")
-    h.action(ui.VOTE_DOWN, str(row.id), user="U2")
+    h.action(ui.VOTE_DOWN, str(row.id), user="U2")  # at the same time as U1
+    h.settle()
     h.action(ui.VOTE_DOWN, str(row.id), user="U1")  # U1 changes their mind
+    h.settle()
     h.action(ui.VOTE_DOWN, str(row.id), user="U1")  # and clicking twice counts once
     h.settle()
     stored = get_interaction(h.engine, row.id)

@@ -1,0 +1,265 @@
+"""Slack ack latency under load: `apprenti serve --http` on loopback, answering with the tiny model.
+
+Sends N signed app_mention events (plus Slack-style retries of some of them) at a given concurrency
+to POST /slack/events, measures each ack's latency, then waits until every answer has reached the
+fake Slack Web API and counts lost and duplicate answers. The same load is sent to a bare Bolt app
+(one listener that only acks, Bolt's own Starlette adapter under uvicorn), measured in the same run,
+as the baseline.
+
+    .venv/bin/python bench/slack_ack.py [--events 1000 --concurrency 50 --retries 100]
+
+Targets: ack p99 <= 100 ms, 0 events lost, 0 duplicate answers. Exit code 1 when one is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import platform
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO))
+
+from tests.slack_fakes import FakeSlack, signed_headers, template  # noqa: E402
+
+SECRET = "bench-signing-secret"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def percentile(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
+
+
+def events(n: int) -> list[dict]:
+    base = template("app_mention_event.json")
+    out = []
+    for i in range(n):
+        body = json.loads(json.dumps(base))
+        body["event_id"] = f"EvBench{i:06d}"
+        body["event"]["ts"] = body["event"]["event_ts"] = f"1700000000.{i:06d}"
+        body["event"]["text"] = f"<@UAPPRENTI> Question {i}: how do I request holidays?"
+        body["event"]["user"] = f"U{i % 37:05d}"
+        out.append(body)
+    return out
+
+
+async def load(url: str, bodies: list[tuple[str, int | None]], concurrency: int) -> tuple[list[float], Counter]:
+    """Closed loop: `concurrency` clients, each sending its next request when the previous is acked.
+    (aiohttp as the client: httpx's async pool costs more CPU per request than the servers measured.)"""
+    import aiohttp
+
+    latencies: list[float] = []
+    statuses: Counter = Counter()
+    pending = list(reversed(bodies))
+    connector = aiohttp.TCPConnector(limit=concurrency)
+    async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+        async def worker():
+            while pending:
+                raw, retry = pending.pop()
+                headers = signed_headers(SECRET, raw, retry=retry)
+                started = time.perf_counter()
+                try:
+                    async with session.post(url, data=raw.encode(), headers=headers) as response:
+                        await response.read()
+                        statuses[response.status] += 1
+                except (TimeoutError, aiohttp.ClientError) as exc:
+                    statuses[type(exc).__name__] += 1
+                latencies.append((time.perf_counter() - started) * 1000)
+
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+    return latencies, statuses
+
+
+def wait_ready(base: str, process: subprocess.Popen, timeout: float = 180) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited with {process.returncode}")
+        try:
+            if httpx.get(f"{base}/healthz", timeout=1).status_code in (200, 404):
+                return
+        except httpx.TransportError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit("server did not start")
+
+
+def stop(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def workload(n: int, retries: int) -> list[tuple[str, int | None]]:
+    bodies = [json.dumps(b) for b in events(n)]
+    # Slack's retries arrive later than the original; interleave them after their original.
+    items: list[tuple[str, int | None]] = [(raw, None) for raw in bodies]
+    step = max(1, n // max(1, retries))
+    for k, i in enumerate(range(0, n, step)):
+        if k >= retries:
+            break
+        items.insert(min(len(items), i + 2 * k + 50), (bodies[i], 1))
+    return items
+
+
+def run_bare(fake: FakeSlack, items, concurrency: int) -> dict:
+    port = free_port()
+    env = {**os.environ, "BENCH_SLACK_API_URL": fake.api_url, "BENCH_PORT": str(port)}
+    process = subprocess.Popen([sys.executable, __file__, "--bare-server"], env=env, cwd=REPO)
+    try:
+        wait_ready(f"http://127.0.0.1:{port}", process)
+        started = time.perf_counter()
+        latencies, statuses = asyncio.run(load(f"http://127.0.0.1:{port}/slack/events", items, concurrency))
+        elapsed = time.perf_counter() - started
+    finally:
+        stop(process)
+    return {"latencies": latencies, "statuses": statuses, "elapsed": elapsed}
+
+
+def bare_server() -> None:
+    """A bare Bolt app: one app_mention listener that only acks, on Bolt's Starlette adapter."""
+    import logging
+
+    import uvicorn
+    from slack_bolt import App
+    from slack_bolt.adapter.starlette import SlackRequestHandler
+    from slack_sdk import WebClient
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+    logging.basicConfig(level=logging.ERROR)
+    app = App(client=WebClient(token="xoxb-bench", base_url=os.environ["BENCH_SLACK_API_URL"]),
+              signing_secret=SECRET, token_verification_enabled=False)
+
+    @app.event("app_mention")
+    def mention(ack):
+        ack()
+
+    handler = SlackRequestHandler(app)
+
+    async def endpoint(request: Request):
+        return await handler.handle(request)
+
+    api = Starlette(routes=[Route("/slack/events", endpoint, methods=["POST"])])
+    uvicorn.run(api, host="127.0.0.1", port=int(os.environ["BENCH_PORT"]), log_level="error", access_log=False)
+
+
+def run_apprenti(fake: FakeSlack, items, concurrency: int, n: int, model: str, home: Path, tokens: int,
+                 answer_timeout: float) -> dict:
+    port = free_port()
+    env = {**os.environ, "APPRENTI_HOME": str(home), "APPRENTI_BASE_MODEL": model, "SLACK_BOT_TOKEN": "xoxb-bench",
+           "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": fake.api_url, "APPRENTI_MAX_NEW_TOKENS": str(tokens),
+           "APPRENTI_PLUGINS": "pii", "HF_HUB_OFFLINE": "1"}
+    env.pop("SLACK_APP_TOKEN", None)
+    process = subprocess.Popen([sys.executable, "-m", "bot.cli.main", "serve", "--http", "--host", "127.0.0.1",
+                                "--port", str(port), "--no-scheduler"], env=env, cwd=home)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(base, process)
+        fake.reset()
+        started = time.perf_counter()
+        latencies, statuses = asyncio.run(load(f"{base}/slack/events", items, concurrency))
+        acked = time.perf_counter() - started
+        during = len(fake.calls("chat.update"))  # answers that went out while the load was running
+        # every event gets one placeholder, then one update carrying the answer
+        try:
+            fake.wait_for("chat.update", n, timeout=answer_timeout)
+        except AssertionError:
+            pass
+        time.sleep(1.0)  # a late duplicate would show up here
+        answered = time.perf_counter() - started
+    finally:
+        stop(process)
+    placeholders = fake.calls("chat.postMessage")
+    thread_of = {c["_response"]["ts"]: c.get("thread_ts") for c in placeholders if "_response" in c}
+    posted = Counter(c.get("thread_ts") for c in placeholders)
+    updated = Counter(thread_of.get(c.get("ts")) for c in fake.calls("chat.update"))
+    expected = {f"1700000000.{i:06d}" for i in range(n)}
+    lost = sorted(expected - {t for t, k in updated.items() if k >= 1})
+    duplicates = sum(k - 1 for k in posted.values() if k > 1) + sum(k - 1 for k in updated.values() if k > 1)
+    return {"latencies": latencies, "statuses": statuses, "elapsed": acked, "answered": answered,
+            "lost": len(lost), "duplicates": duplicates, "during": during}
+
+
+def summary(name: str, result: dict) -> str:
+    lat = result["latencies"]
+    return (f"| {name} | {len(lat)} | {percentile(lat, 50):.1f} | {percentile(lat, 95):.1f} | "
+            f"{percentile(lat, 99):.1f} | {max(lat):.1f} | {len(lat) / result['elapsed']:.0f} |")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1000)
+    parser.add_argument("--concurrency", type=int, default=50)
+    parser.add_argument("--retries", type=int, default=100, help="events sent a second time with X-Slack-Retry-Num")
+    parser.add_argument("--model", help="base model folder (default: a tiny model made for the run)")
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--answer-timeout", type=float, default=900)
+    parser.add_argument("--json", action="store_true")
+    parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.bare_server:
+        bare_server()
+        return 0
+
+    items = workload(args.events, args.retries)
+    with tempfile.TemporaryDirectory() as tmp, FakeSlack() as fake:
+        model = args.model
+        if model is None:
+            from finetune.tiny import make_tiny
+
+            model = str(make_tiny(Path(tmp) / "tiny"))
+        home = Path(tmp) / "home"
+        home.mkdir()
+        bare = run_bare(fake, items, args.concurrency)
+        apprenti = run_apprenti(fake, items, args.concurrency, args.events, model, home, args.max_new_tokens,
+                                args.answer_timeout)
+
+    p99 = percentile(apprenti["latencies"], 99)
+    ok = p99 <= 100 and apprenti["lost"] == 0 and apprenti["duplicates"] == 0 and set(apprenti["statuses"]) == {200}
+    lines = [
+        f"{args.events} signed app_mention events + {len(items) - args.events} retries, concurrency "
+        f"{args.concurrency}, loopback, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
+        "",
+        "| server | requests | ack p50 ms | ack p95 ms | ack p99 ms | max ms | requests/s |",
+        "|---|---|---|---|---|---|---|",
+        summary("bare Bolt app (ack only, Bolt's Starlette adapter)", bare),
+        summary("apprenti serve --http (tiny model answering)", apprenti),
+        "",
+        f"answers: {args.events - apprenti['lost']}/{args.events} delivered, {apprenti['lost']} lost, "
+        f"{apprenti['duplicates']} duplicates; {apprenti['during']} answered while the load ran "
+        f"({apprenti['elapsed']:.1f} s), all delivered {apprenti['answered']:.1f} s after the first request; "
+        f"HTTP statuses {dict(apprenti['statuses'])}",
+        f"target ack p99 <= 100 ms, 0 lost, 0 duplicates: {'met' if ok else 'MISSED'}",
+    ]
+    if args.json:
+        print(json.dumps({"bare_p99_ms": percentile(bare["latencies"], 99), "apprenti_p99_ms": p99,
+                          "lost": apprenti["lost"], "duplicates": apprenti["duplicates"],
+                          "answered_s": apprenti["answered"], "ok": ok}))
+    else:
+        print("\n".join(lines))
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

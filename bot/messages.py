@@ -133,12 +133,21 @@ SLACK_ADAPTERS_EMPTY = "No adapter has been trained yet."
 SLACK_ADAPTER_LINE = "• *{name}* — {status}{metrics}{activated}"
 SLACK_AUDIT_EMPTY = "The audit log is empty."
 SLACK_AUDIT_LINE = "• {at} {actor} {action} {target}"
-SLACK_RETRAIN_QUEUED = "Training run #{id} for track *{track}* is queued; the worker starts it shortly."
-SLACK_RETRAIN_BUSY = "Track *{track}* already has a training run in flight (run #{id}); wait for it to finish."
+SLACK_RETRAIN_QUEUED = "Training run #{id} for track *{track}* has started; its report will be posted in the admin channel."
+SLACK_RETRAIN_REFUSED = "Track *{track}* cannot be retrained now: {reasons}."
+SLACK_ADAPTER_CHANGED = "{what}: done. Track *{track}* now serves *{active}* (before: {previous})."
+SLACK_FORGOTTEN = "Erased <@{user}>: {interactions} interaction(s) and {examples} example(s)."
+SLACK_FORGOTTEN_TAINTED = "Adapters trained on that data are marked tainted: {names}."
+SLACK_INGESTED = "Indexed {paths}: {documents} document(s) added or updated. {details}"
 SLACK_ADMIN_DONE = "{what}: done."
 SLACK_ADMIN_FAILED = "{what} failed: {error}"
 SLACK_COMMAND_FAILED = "Sorry, `/apprenti {name}` failed ({error}). The error is logged; please try again."
 SLACK_ACTION_FAILED = "Sorry, that did not work ({error}). Please try again."
+
+# --- Slack: notifications to the admin channel ---------------------------------------------------------
+SLACK_RUN_QUEUED = "🏋️ Training run #{id} for track *{track}* started ({trigger}{by}): {unused} new approved example(s), {approved} in all."
+SLACK_DAILY_SUMMARY = "*Apprenti — the last 24 hours:* {runs} training run(s){statuses}."
+SLACK_DAILY_TRACK = "• track *{track}*: {approved} approved, {unused} new{due}"
 
 # --- Slack: App Home -----------------------------------------------------------------------------
 SLACK_HOME_TITLE = "Apprenti"

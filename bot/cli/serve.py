@@ -14,10 +14,21 @@ from bot.cli.common import bad_input, runtime
 log = logging.getLogger("apprenti.serve")
 
 # Background services started next to the Slack face, as "module:function". Each function is called
-# with (runtime, notifier) and returns a callable that stops it (or None). A module that does not
-# exist yet is skipped, so the scheduler plugs in by existing: bot/scheduler.py with
-# `start_scheduler(runtime, notifier) -> stop`.
-BACKGROUND_STARTERS = ["bot.scheduler:start_scheduler"]
+# with (runtime, notifier) and returns a callable that stops it (or None). A module that cannot be
+# imported is skipped with a log line.
+BACKGROUND_STARTERS = ["bot.cli.serve:start_scheduler"]
+
+
+def start_scheduler(runtime, notifier):
+    """The training scheduler (bot/scheduler.py), reporting to the admin channel through `notifier`."""
+    try:
+        from bot.scheduler import make_scheduler
+    except ImportError as exc:
+        log.warning("the scheduler is not available (%s); training runs only when started by hand", exc)
+        return None
+    runtime.notify = notifier  # the scheduler posts run_queued / run_finished / daily_summary here
+    scheduler = make_scheduler(runtime, start=True)
+    return lambda: scheduler.shutdown(wait=False)
 
 
 def load_starters(names: list[str]) -> list[Callable]:
@@ -49,7 +60,6 @@ def serve(
 ):
     """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP with --http."""
     from bot.slack.app import create_app
-    from bot.slack.notify import Notifier
     from bot.slack.server import run_http, run_socket_mode
 
     rt = runtime(ctx)
@@ -66,9 +76,8 @@ def serve(
 
     stoppers = []
     if not no_scheduler:
-        notifier = Notifier(services.client, settings.admin_channel)
         for start in load_starters(BACKGROUND_STARTERS):
-            stop = start(rt, notifier)
+            stop = start(rt, rt.notify)
             if stop is not None:
                 stoppers.append(stop)
     signal.signal(signal.SIGTERM, _interrupt)  # uvicorn installs its own while it runs

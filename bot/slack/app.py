@@ -13,7 +13,7 @@ from bot.roles import Roles
 from bot.settings import SettingsError
 from bot.slack import asking, commands, feedback, home, review
 from bot.slack.middleware import make_authorize, make_drop_retries
-from bot.slack.notify import make_client
+from bot.slack.notify import Notifier, make_client
 from bot.slack.services import AnswerPool, Services
 
 log = logging.getLogger("apprenti.slack")
@@ -56,6 +56,9 @@ def create_app(runtime, *, client: WebClient | None = None, answer_workers: int 
         listeners.shutdown(wait=False)
         raise SettingsError(f"Slack refused the bot token or could not be reached ({exc}). Check SLACK_BOT_TOKEN "
                             "and, if set, SLACK_API_URL.") from None
+    if getattr(runtime, "notify", None) is None:
+        # The scheduler and the admin commands report to the admin channel through runtime.notify.
+        runtime.notify = Notifier(client, settings.admin_channel, runtime.engine)
     roles = Roles(settings.admins, settings.reviewers, settings.auditors, list_group_members=group_lister(client))
     services = Services(runtime=runtime, client=client, roles=roles, pool=AnswerPool(answer_workers, nice=10),
                         listeners=listeners, review_channel=settings.review_channel,

@@ -2,8 +2,11 @@
 
     notifier = Notifier.from_settings(settings)          # or Notifier(client, admin_channel=...)
     notifier.admin("Training run #4 for track default started")
-    notifier.run_report(run, adapter, candidate=True)   # metrics table + Activate/Discard buttons
+    notifier.run_report(run, adapter, candidate=True)   # metrics + Activate/Discard buttons
     notifier.upload(path, title="Loss curve")           # a plot or a report file
+
+The scheduler finds it as `runtime.notify` (set by `apprenti serve`) and calls the three hooks
+`run_queued(run, readiness)`, `run_finished(run)` and `daily_summary(summary)`.
 
 Every method returns the Slack response (or None when no admin channel is configured) and never
 raises for a Slack error: it is logged, and the caller's work (training) goes on.
@@ -39,13 +42,14 @@ def make_client(token: str | None, base_url: str | None = None) -> WebClient:
 
 
 class Notifier:
-    def __init__(self, client: WebClient, admin_channel: str | None = None):
+    def __init__(self, client: WebClient, admin_channel: str | None = None, engine=None):
         self.client = client
         self.admin_channel = admin_channel
+        self.engine = engine  # to look up a finished run's adapter
 
     @classmethod
-    def from_settings(cls, settings) -> Notifier:
-        return cls(make_client(settings.slack_bot_token, settings.slack_api_url), settings.admin_channel)
+    def from_settings(cls, settings, engine=None) -> Notifier:
+        return cls(make_client(settings.slack_bot_token, settings.slack_api_url), settings.admin_channel, engine)
 
     def admin(self, message: str, blocks: list | None = None):
         """A message in the admin channel (plain text, or Block Kit objects / dicts)."""
@@ -79,6 +83,33 @@ class Notifier:
                 ui.button(text.SLACK_BUTTON_DISCARD.format(name=adapter.name), ui.DISCARD, adapter.name),
             ]))
         return self.admin(line, blocks)
+
+    # --- the scheduler's hooks (bot/scheduler.py calls these on runtime.notify) --------------------
+    def run_queued(self, run, state=None):
+        by = f" by <@{run.triggered_by}>" if run.triggered_by and run.trigger != "scheduler" else ""
+        return self.admin(text.SLACK_RUN_QUEUED.format(
+            id=run.id, track=run.track, trigger=run.trigger, by=by,
+            unused=getattr(state, "unused", "?"), approved=getattr(state, "approved", "?")))
+
+    def run_finished(self, run):
+        """A run ended (succeeded, rejected by the gate, or failed): its report, with buttons for a candidate."""
+        adapter = None
+        if run.adapter_name and self.engine is not None:
+            from storage.adapters import get_adapter
+
+            adapter = get_adapter(self.engine, run.adapter_name)
+        candidate = adapter is not None and adapter.status == "candidate"
+        return self.run_report(run, adapter, candidate=candidate)
+
+    def daily_summary(self, summary: dict):
+        statuses = ", ".join(f"{count} {status}" for status, count in sorted(summary.get("by_status", {}).items()))
+        lines = [text.SLACK_DAILY_SUMMARY.format(runs=summary.get("runs", 0),
+                                                 statuses=f" ({statuses})" if statuses else "")]
+        for track, state in sorted(summary.get("tracks", {}).items()):
+            due = " — due for training" if state.get("due") else ""
+            lines.append(text.SLACK_DAILY_TRACK.format(track=track, approved=state.get("approved", 0),
+                                                       unused=state.get("unused", 0), due=due))
+        return self.admin("\n".join(lines))
 
     def upload(self, path: str | Path, title: str | None = None, comment: str | None = None):
         """A file (a plot, a report) in the admin channel."""

@@ -1,70 +1,59 @@
-"""The admin engines behind `/apprenti` and the App Home buttons, and what each needs to work.
+"""The admin engines behind `/apprenti` and the App Home buttons.
 
-Some engines are built elsewhere (the adapter registry in finetune/registry.py, erasure, ingestion).
-`available()` says which exist in this installation, so `help` lists only what works and a missing
-one is explained instead of failing. Each call returns a sentence for the admin and audits itself
-(the engines audit their own transitions)."""
+Each engine lives in its own part (the adapter registry in finetune/registry.py, the scheduler's
+`start_run`, erasure in bot/erasure.py, ingestion in bot/cli/rag.py); this module only calls them and
+turns the outcome into a sentence. `available()` says whether an engine is installed, so `help`
+lists only what works; a missing one is explained instead of failing. The engines audit their own
+transitions."""
 
 from __future__ import annotations
 
 import importlib
 import json
 import logging
-from collections.abc import Callable
-from dataclasses import dataclass
 
 from bot import messages as text
 from storage.adapters import list_adapters
 from storage.audit import audit
 from storage.examples import list_examples
 from storage.models import ExampleStatus
-from storage.runs import acquire_run, active_run
 
 log = logging.getLogger("apprenti.slack.ops")
 
+# command -> the "module:attribute" it needs
+ENGINES = {
+    "retrain": "bot.scheduler:start_run",
+    "activate": "finetune.registry:Registry",
+    "rollback": "finetune.registry:Registry",
+    "discard": "finetune.registry:Registry",
+    "forget": "bot.erasure:forget_user",
+    "ingest": "bot.cli.rag:ingest_paths",
+}
+
 
 class Unavailable(Exception):
-    """The engine for a command is not installed yet; the message says what is missing."""
+    """The engine for a command is not installed; the message says what is missing."""
 
 
-@dataclass(frozen=True)
-class Engine:
-    module: str
-    function: str
-
-    def load(self) -> Callable:
-        try:
-            module = importlib.import_module(self.module)
-        except ImportError:
-            raise Unavailable(f"{self.module} is not installed") from None
-        fn = getattr(module, self.function, None)
-        if fn is None:
-            raise Unavailable(f"{self.module}.{self.function} does not exist") from None
-        return fn
-
-
-# Engines built by other parts. Expected signatures (keyword arguments):
-#   activate(engine, name, actor)            -> the activated Adapter
-#   rollback(engine, track, actor, to=None)  -> the Adapter now active
-#   discard(engine, name, actor)             -> the discarded Adapter
-#   forget_user(engine, user_id, actor)      -> a dict of counts
-#   ingest_paths(settings, paths)            -> a dict with "documents" and "chunks"
-ENGINES = {
-    "activate": Engine("finetune.registry", "activate"),
-    "rollback": Engine("finetune.registry", "rollback"),
-    "discard": Engine("finetune.registry", "discard"),
-    "forget": Engine("bot.erasure", "forget_user"),
-    "ingest": Engine("rag.ingest", "ingest_paths"),
-}
+def load(spec: str):
+    module_name, _, attribute = spec.partition(":")
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as exc:
+        raise Unavailable(f"{module_name} cannot be imported ({exc})") from None
+    value = getattr(module, attribute, None)
+    if value is None:
+        raise Unavailable(f"{module_name}.{attribute} does not exist")
+    return value
 
 
 def available(name: str) -> tuple[bool, str]:
     """Whether a command's engine exists here, and if not, why."""
-    engine = ENGINES.get(name)
-    if engine is None:
+    spec = ENGINES.get(name)
+    if spec is None:
         return True, ""
     try:
-        engine.load()
+        load(spec)
     except Unavailable as exc:
         return False, str(exc)
     return True, ""
@@ -78,59 +67,94 @@ class Operations:
     def engine(self):
         return self.runtime.engine
 
+    def registry(self):
+        return load(ENGINES["activate"])(self.engine, self.runtime.settings.adapters_dir)
+
     def tracks(self) -> list[str]:
         known = {a.track for a in list_adapters(self.engine)}
         known |= {e.track for e in list_examples(self.engine)}
         known |= {p.track for p in self.runtime.profiles.all().values()}
         return sorted(known or {"default"})
 
+    def _guard(self, what: str, fn):
+        try:
+            return fn()
+        except Unavailable:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the admin reads the reason; the log has the trace
+            if type(exc).__name__ not in ("RegistryError",):
+                log.exception("%s failed", what)
+            return text.SLACK_ADMIN_FAILED.format(what=what, error=exc)
+
     def retrain(self, track: str, actor: str) -> str:
-        """Queue a run; the run row is the lease, so a second click while one is in flight says so."""
+        """Start a run now (threshold and interval waived; the minimum of examples still applies)."""
         if track not in self.tracks():
             return text.SLACK_ADMIN_FAILED.format(what=f"retrain {track}",
                                                   error=f"unknown track; known: {', '.join(self.tracks())}")
-        run = acquire_run(self.engine, track, trigger="admin", triggered_by=actor)
-        if run is None:
-            busy = active_run(self.engine, track)
-            return text.SLACK_RETRAIN_BUSY.format(track=track, id=busy.id if busy else "?")
-        return text.SLACK_RETRAIN_QUEUED.format(id=run.id, track=track)
+        start_run = load(ENGINES["retrain"])
 
-    def _call(self, name: str, what: str, **kwargs) -> str:
-        fn = ENGINES[name].load()
-        try:
-            result = fn(self.engine, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - the admin reads the reason; the log has the trace
-            log.exception("%s failed", what)
-            return text.SLACK_ADMIN_FAILED.format(what=what, error=exc)
-        done = getattr(result, "name", None) or (json.dumps(result) if isinstance(result, dict) else "")
-        return text.SLACK_ADMIN_DONE.format(what=what) + (f" {done}" if done else "")
+        def run():
+            started, state = start_run(self.runtime, track, "admin", actor, force=True)
+            if started is None:
+                return text.SLACK_RETRAIN_REFUSED.format(track=track, reasons="; ".join(state.reasons))
+            return text.SLACK_RETRAIN_QUEUED.format(id=started.id, track=track)
+
+        return self._guard(f"retrain {track}", run)
+
+    def _change(self, what: str, change) -> str:
+        now = change.active or text.SLACK_BASE_MODEL
+        return text.SLACK_ADAPTER_CHANGED.format(what=what, track=change.track, active=now,
+                                                 previous=change.previous or text.SLACK_BASE_MODEL)
 
     def activate(self, name: str, actor: str) -> str:
-        return self._call("activate", f"activate {name}", name=name, actor=actor)
+        registry = self.registry()
+        return self._guard(f"activate {name}", lambda: self._change(
+            f"activate {name}", registry.activate(registry.resolve(name).name, actor)))
 
     def rollback(self, target: str | None, actor: str) -> str:
-        """`target` is a track (roll back to the previous version) or a `track/vN` name."""
-        track, to = (target.split("/", 1)[0], target) if target and "/" in target else (target or "default", None)
-        return self._call("rollback", f"rollback {target or track}", track=track, actor=actor, to=to)
+        """`target` is a track (back to the previous version), a `track/vN` name, or nothing (default)."""
+        registry = self.registry()
+        if target and "/" in target:
+            track, to = target.split("/", 1)[0], target
+        else:
+            track, to = target or "default", None
+        return self._guard(f"rollback {target or track}", lambda: self._change(
+            f"rollback {target or track}", registry.rollback(track, actor, to=to)))
 
     def discard(self, name: str, actor: str) -> str:
-        return self._call("discard", f"discard {name}", name=name, actor=actor)
+        registry = self.registry()
+        return self._guard(f"discard {name}", lambda: self._change(
+            f"discard {name}", registry.discard(registry.resolve(name).name, actor)))
 
     def forget(self, user_id: str, actor: str) -> str:
-        return self._call("forget", f"forget <@{user_id}>", user_id=user_id, actor=actor)
+        forget_user = load(ENGINES["forget"])
+
+        def run():
+            result = forget_user(self.engine, user_id, actor, pm=self.runtime.plugins)
+            lines = [text.SLACK_FORGOTTEN.format(user=user_id, interactions=result["interactions"],
+                                                 examples=result["examples"])]
+            if result.get("tainted_adapters"):
+                lines.append(text.SLACK_FORGOTTEN_TAINTED.format(names=", ".join(result["tainted_adapters"])))
+            for track in result.get("retrain_tracks", []):
+                lines.append(self.retrain(track, actor))
+            return "\n".join(lines)
+
+        return self._guard(f"forget <@{user_id}>", run)
 
     def ingest(self, paths: list[str], actor: str) -> str:
-        fn = ENGINES["ingest"].load()
-        try:
-            result = fn(self.runtime.settings, paths)
-        except Exception as exc:  # noqa: BLE001
-            log.exception("ingest failed")
-            return text.SLACK_ADMIN_FAILED.format(what="ingest", error=exc)
-        audit(self.engine, actor, "slack.ingest", ",".join(paths), result=result)
-        return text.SLACK_ADMIN_DONE.format(what=f"ingest {' '.join(paths)}") + f" {json.dumps(result)}"
+        ingest_paths = load(ENGINES["ingest"])
+
+        def run():
+            result = ingest_paths(self.runtime.settings, paths)
+            audit(self.engine, actor, "slack.ingest", ",".join(paths)[:200], documents=result.get("documents"))
+            return text.SLACK_INGESTED.format(paths=" ".join(paths), documents=result.get("documents", 0),
+                                              details=json.dumps({k: v for k, v in result.items()
+                                                                  if isinstance(v, int | float | str)})[:500])
+
+        return self._guard("ingest", run)
 
     def export(self, actor: str) -> tuple[str, int]:
-        """The approved pairs as OpenAI chat JSON Lines (the format `apprenti examples import` reads)."""
+        """The approved pairs as OpenAI chat JSON Lines (what `apprenti examples import --format openai` reads)."""
         rows = list_examples(self.engine, status=ExampleStatus.approved.value)
         lines = []
         for row in rows:

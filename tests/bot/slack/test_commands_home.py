@@ -6,46 +6,123 @@ import json
 
 from bot.slack import blocks as ui
 from storage.adapters import list_adapters
+from storage.audit import list_events
 from storage.db import session_scope
-from storage.examples import add_example, review_example
-from storage.models import Adapter
-from storage.runs import list_runs
-from tests.bot.slack.conftest import ADMIN, AUDITOR, MEMBER, REVIEWER
+from storage.examples import add_example, list_examples, review_example
+from storage.models import Adapter, utcnow
+from storage.runs import acquire_run, list_runs
+from tests.bot.slack.conftest import ADMIN, AUDITOR, MEMBER, REVIEWER, make_harness
 
 
 def replies(slack, n=1):
     return slack.fake.wait_for("response_url", n)
 
 
-def add_adapter(engine, version=1, status="active", metrics=None):
+def add_adapter(engine, version=1, status="active", metrics=None, folder=None, example_ids=None):
+    """An adapter row; with `folder`, a folder holding the files the registry checks for."""
+    path = f"/nonexistent/a{version}"
+    if folder is not None:
+        from finetune.registry import ADAPTER_FILES
+
+        target = folder / f"v{version}"
+        target.mkdir(parents=True)
+        for name in ADAPTER_FILES:
+            (target / name).write_text("{}")
+        path = str(target)
     with session_scope(engine) as session:
         session.add(Adapter(track="default", version=version, name=f"default/v{version}", base_model="tiny",
-                            path=f"/tmp/a{version}", status=status, metrics=metrics or {}))
+                            path=path, status=status, metrics=metrics or {}, example_ids=example_ids or [],
+                            activated_at=utcnow() if status in ("active", "retired") else None))
 
 
 def test_status_shows_adapters_pending_and_runs(slack):
     add_adapter(slack.engine, metrics={"rougeL": 0.4123, "format_compliance": 1.0})
     add_example(slack.engine, "q1", "a1", author_id=MEMBER)
-    slack.command("retrain", user=ADMIN)
-    slack.settle()
+    acquire_run(slack.engine, "default", "admin", ADMIN)
     slack.command("status", user=AUDITOR)
-    status = replies(slack, 2)[-1]["text"]
+    status = replies(slack)[-1]["text"]
     assert "default/v1" in status and "rougeL 0.412" in status
     assert "Pending reviews:* 1" in status
     assert "run #1 default: queued (admin by <@UADMIN>" in status
 
 
-def test_retrain_queues_once(slack):
+def test_retrain_is_refused_without_enough_examples(slack):
     slack.command("retrain", user=ADMIN)
-    slack.settle()
-    slack.command("retrain default", user=ADMIN)
     slack.command("retrain nosuchtrack", user=ADMIN)
-    texts = [c["text"] for c in replies(slack, 3)]
-    assert any("run #1 for track *default* is queued" in t for t in texts)
-    assert any("already has a training run in flight (run #1)" in t for t in texts)
+    texts = [c["text"] for c in replies(slack, 2)]
+    assert any("cannot be retrained now" in t and "training needs at least 50" in t for t in texts)
     assert any("unknown track" in t for t in texts)
-    (run,) = list_runs(slack.engine)
-    assert (run.trigger, run.triggered_by, run.status) == ("admin", ADMIN, "queued")
+    assert list_runs(slack.engine) == []
+
+
+def test_retrain_starts_one_run_and_tells_the_admin_channel(fake_slack, tmp_path, monkeypatch):
+    import bot.scheduler
+
+    spawned = []
+    # the training process itself is the trainer's business (and minutes long): record the spawn
+    monkeypatch.setattr(bot.scheduler, "spawn_training", lambda runtime, run_id: spawned.append(run_id))
+    h = make_harness(fake_slack, tmp_path, min_examples=1)
+    try:
+        e = add_example(h.engine, "q?", "a.", author_id=MEMBER)
+        review_example(h.engine, e.id, "approved", REVIEWER)
+        h.command("retrain", user=ADMIN)
+        h.settle()
+        h.command("retrain default", user=ADMIN)
+        texts = [c["text"] for c in fake_slack.wait_for("response_url", 2)]
+        assert "Training run #1 for track *default* has started" in texts[0]
+        assert "run #1 is already queued" in texts[1]
+        (run,) = list_runs(h.engine)
+        assert (run.trigger, run.triggered_by, run.status, spawned) == ("admin", ADMIN, "queued", [run.id])
+        notice = fake_slack.wait_for("chat.postMessage", where=lambda c: c["channel"] == "CADMIN")[0]
+        assert "Training run #1 for track *default* started (admin by <@UADMIN>)" in notice["text"]
+    finally:
+        h.close()
+
+
+def test_activate_rollback_discard_through_the_registry(slack, tmp_path):
+    folder = tmp_path / "adapters"
+    add_adapter(slack.engine, 1, "active", folder=folder)
+    add_adapter(slack.engine, 2, "candidate", folder=folder)
+    add_adapter(slack.engine, 3, "candidate", folder=folder)
+    slack.command("activate default/v2", user=ADMIN)
+    slack.settle()
+    assert {a.name: a.status for a in list_adapters(slack.engine)}["default/v2"] == "active"
+    slack.command("rollback", user=ADMIN)
+    slack.settle()
+    assert {a.name: a.status for a in list_adapters(slack.engine)}["default/v1"] == "active"
+    slack.command("discard v3", user=ADMIN)
+    slack.command("activate default/v9", user=ADMIN)
+    slack.settle()
+    texts = [c["text"] for c in replies(slack, 4)]
+    assert "Track *default* now serves *default/v2* (before: default/v1)" in texts[0]
+    assert "now serves *default/v1* (before: default/v2)" in texts[1]
+    assert any("discard v3: done" in t for t in texts)
+    assert any("activate default/v9 failed: no adapter named 'default/v9'" in t for t in texts)
+    assert {a.name: a.status for a in list_adapters(slack.engine)}["default/v3"] == "rejected"
+    actions = [e.action for e in list_events(slack.engine)]
+    assert "adapter.activate" in actions and "adapter.rollback" in actions and "adapter.discard" in actions
+
+
+def test_home_buttons_run_the_registry(slack, tmp_path):
+    folder = tmp_path / "adapters"
+    add_adapter(slack.engine, 1, "active", folder=folder)
+    add_adapter(slack.engine, 2, "candidate", folder=folder)
+    slack.action(ui.ACTIVATE, "default/v2", user=ADMIN, view={"type": "home", "id": "VHOME"})
+    slack.settle()
+    assert {a.name: a.status for a in list_adapters(slack.engine)}["default/v2"] == "active"
+    assert slack.fake.calls("views.publish"), "the home is refreshed after the click"
+
+
+def test_forget_erases_a_person(slack):
+    slack.send_event(slack.event(text="<@UAPPRENTI> my question", user="UFORGET"))
+    slack.settle()
+    add_example(slack.engine, "q?", "a.", author_id="UFORGET")
+    slack.command("forget <@UFORGET|someone>", user=ADMIN)
+    text_ = replies(slack)[0]["text"]
+    assert "Erased <@UFORGET>: 1 interaction(s) and 1 example(s)" in text_
+    from storage.interactions import recent_interactions
+
+    assert recent_interactions(slack.engine) == [] and list_examples(slack.engine) == []
 
 
 def test_review_queue_lists_pending_with_buttons(slack):
@@ -79,16 +156,6 @@ def test_unknown_subcommand_and_usage(slack):
     texts = [c["text"] for c in replies(slack, 2)]
     assert any("Unknown command `frobnicate`" in t for t in texts)
     assert any("Ask me something" in t for t in texts)
-
-
-def test_unavailable_engine_is_explained(slack):
-    from bot.slack.operations import available
-
-    if available("activate")[0]:
-        return  # the registry has landed; its own tests cover it
-    slack.command("activate default/v1", user=ADMIN)
-    assert "not available in this installation yet" in replies(slack)[0]["text"]
-    assert list_adapters(slack.engine) == []
 
 
 def test_home_for_a_member_and_an_admin(slack):

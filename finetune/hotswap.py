@@ -32,9 +32,15 @@ class Swap:
 
 
 class AdapterWatcher:
-    def __init__(self, engine: Engine, chat_model, tracks: Iterable[str] | None = None):
-        """tracks: only follow these tracks (None: every track)."""
+    def __init__(self, engine: Engine, chat_model, tracks: Iterable[str] | None = None, *,
+                 keep_loaded: int = 2, preload_candidates: bool = True):
+        """tracks: only follow these tracks (None: every track). keep_loaded: versions kept in memory
+        after they leave service, so a rollback is a pointer switch. preload_candidates: load candidate
+        versions as soon as they are registered, so activating one is a pointer switch too."""
         self.engine = engine
+        self.keep_loaded = keep_loaded
+        self.preload_candidates = preload_candidates
+        self._resident: list[str] = []  # loaded but not serving, oldest first
         self.chat_model = chat_model
         self.tracks = set(tracks) if tracks is not None else None
         self._serving: dict[str, str] = {}  # track -> adapter name in service in this process
@@ -77,15 +83,46 @@ class AdapterWatcher:
                     log.error("track %s: cannot load %s, still serving %s: %s", track, new, old, exc)
                     continue
                 self._failed.pop(track, None)
+                if new in self._resident:
+                    self._resident.remove(new)
                 self._serving[track] = new
                 self._unload_if_unused(old)
                 swaps.append(Swap(track, old, new))
                 log.info("track %s: now serving %s (was %s)", track, new, old)
+            if self.preload_candidates:
+                self._preload()
             return swaps
+
+    def _preload(self) -> None:
+        from sqlmodel import select
+
+        from storage.db import session_scope
+        from storage.models import Adapter, AdapterStatus
+
+        with session_scope(self.engine) as session:
+            rows = session.exec(select(Adapter).where(Adapter.status == AdapterStatus.candidate.value)).all()
+        for row in rows:
+            if (self.tracks is not None and row.track not in self.tracks) or row.name in self.chat_model.adapters:
+                continue
+            try:
+                self.chat_model.load_adapter(row.name, row.path)
+            except Exception as exc:  # noqa: BLE001 - a broken candidate is reported when activated
+                log.warning("cannot preload candidate %s: %s", row.name, exc)
+                continue
+            self._keep_resident(row.name)
+
+    def _keep_resident(self, name: str) -> None:
+        if name in self._resident:
+            self._resident.remove(name)
+        self._resident.append(name)
+        while len(self._resident) > self.keep_loaded:
+            evicted = self._resident.pop(0)
+            if evicted not in self._serving.values():
+                self.chat_model.remove_adapter(evicted)
 
     def _unload_if_unused(self, name: str | None) -> None:
         if name and name not in self._serving.values():
-            self.chat_model.remove_adapter(name)
+            self._keep_resident(name)
 
     # --- background polling ---------------------------------------------------------------------------
     def start(self, interval: float = 2.0) -> AdapterWatcher:

@@ -147,7 +147,7 @@ def test_registry_transitions_and_hot_swap(trained, tiny_model, tmp_path):
     engine, home, _ = trained
     registry = Registry(engine, home / "adapters")
     chat = ChatModel.load(tiny_model)
-    watcher = AdapterWatcher(engine, chat)
+    watcher = AdapterWatcher(engine, chat, keep_loaded=0, preload_candidates=False)
     swaps = watcher.refresh()
     assert [(s.track, s.old, s.new) for s in swaps] == [("gate", None, "gate/v1")]
     assert watcher.refresh() == [] and watcher.adapter_for("gate") == "gate/v1"
@@ -159,10 +159,15 @@ def test_registry_transitions_and_hot_swap(trained, tiny_model, tmp_path):
     for name in ("adapter_config.json", "adapter_model.safetensors"):
         shutil.copy(Path(registry.get("gate/v1").path) / name, copy / name)
     rejected = registry.register(copy, track="gate", base_model=tiny_model, status="candidate")
+    warm = AdapterWatcher(engine, ChatModel.load(tiny_model))
+    warm.refresh()
+    assert set(warm.chat_model.adapters) == {"gate/v1", rejected.name}  # the candidate is preloaded
     change = registry.activate(rejected.name, "U-ADMIN")
     assert change.previous == "gate/v1" and registry.get("gate/v1").status == "retired"
     assert [(s.old, s.new) for s in watcher.refresh()] == [("gate/v1", rejected.name)]
     assert list(chat.adapters) == [rejected.name]  # the old adapter was unloaded, the base never reloaded
+    assert [(s.old, s.new) for s in warm.refresh()] == [("gate/v1", rejected.name)]
+    assert set(warm.chat_model.adapters) == {"gate/v1", rejected.name}  # kept for a fast rollback
 
     change = registry.rollback("gate", "U-ADMIN")
     assert change.active == "gate/v1" and registry.get(rejected.name).status == "retired"

@@ -224,6 +224,7 @@ class LexicalIndex:
                     }
                     model.vocab_dict = json.loads(str(saved["vocab"][0]))
                     model.unique_token_ids_set = set(model.vocab_dict.values())
+                    model.nonoccurrence_array = None  # Lucene BM25 has no non-occurrence term
                     self._model = model
                 else:
                     self._model = None

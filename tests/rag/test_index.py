@@ -117,3 +117,14 @@ def test_bad_inputs_have_clear_errors(index, tmp_path):
     with pytest.raises(IndexUnavailable, match="bad Chroma URL"):
         open_client(url="ftp://")
     assert sorted(DOCS)  # the corpus fixture is not empty
+
+
+def test_saved_bm25_matrix_is_reused_by_another_index_object(tmp_path, docs_dir, embedder):
+    store = tmp_path / "chroma"
+    first = DocumentIndex(open_client(path=store), store, embedder)
+    first.ingest([docs_dir], collection="team")
+    expected = first.lexical.search("VPN password hardware token", 3)
+    second = DocumentIndex(open_client(path=store), store, embedder)
+    assert second.lexical._load_saved(second.lexical.version())  # no rebuild needed
+    assert second.lexical.search("VPN password hardware token", 3) == expected
+    assert second.lexical.score_ids("VPN password", [expected[0][0]])[expected[0][0]] > 0

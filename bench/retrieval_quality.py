@@ -1,0 +1,165 @@
+"""Retrieval quality on SQuAD v1.1 dev (../shared/data/squad): our default retriever vs the references.
+
+On the fixed 2,000-question sample (numpy default_rng(0).choice(10570, 2000, replace=False)), passage
+text = title + text, measured in the same run:
+- ours: rag.retriever.Retriever with its defaults (hybrid: min-max-normalised BM25 + cosine, weight 0.5,
+  en+fr analyser, MiniLM reading 128 word pieces), through a real DocumentIndex;
+- BM25 baseline: Okapi BM25 (k1=1.5, b=0.75) on lower-case \\w+ tokens, as rank-bm25 scores it;
+- dense baseline: all-MiniLM-L6-v2 over its full 256-piece window, cosine;
+- plain RRF: reciprocal-rank fusion (k=60) of the two baselines.
+
+    .venv/bin/python -m bench.retrieval_quality [--no-docs]
+
+Targets: recall@5 >= 0.95 and recall@1 >= 0.80. Exit code 1 when one is missed.
+Passage embeddings are cached in bench/.cache (delete it to re-embed).
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import platform
+import re
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
+
+from rag.embeddings import SentenceTransformerEmbedder  # noqa: E402
+from rag.evaluation import build_corpus_index, search_documents  # noqa: E402
+from rag.metrics import evaluate, load_corpus, load_queries, sample_indices, score_rankings  # noqa: E402
+from rag.retriever import Retriever  # noqa: E402
+
+SQUAD = ROOT.parent / "shared" / "data" / "squad"
+CACHE = ROOT / "bench" / ".cache"
+DOCS = ROOT / "docs" / "benchmarks.md"
+START, END = "<!-- bench:retrieval-quality:start -->", "<!-- bench:retrieval-quality:end -->"
+KS = (1, 5, 10)
+
+
+def cached_vectors(embedder: SentenceTransformerEmbedder, texts: list[str], label: str) -> np.ndarray:
+    key = hashlib.sha256(
+        f"{embedder.model}|{embedder.max_tokens}|".encode() + "\x1e".join(texts).encode()
+    ).hexdigest()[:16]
+    path = CACHE / f"{label}-{key}.npy"
+    if path.exists():
+        return np.load(path)
+    CACHE.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    vectors = embedder.encode(texts)
+    print(f"  embedded {len(texts)} {label} in {time.perf_counter() - started:.0f} s", flush=True)
+    np.save(path, vectors)
+    return vectors
+
+
+def top_ids(scores: np.ndarray, ids: list[str], k: int) -> list[list[str]]:
+    order = np.argsort(-scores, axis=1)[:, :k]
+    return [[ids[j] for j in row] for row in order]
+
+
+def baselines(corpus, queries) -> dict[str, dict]:
+    import bm25s
+
+    ids = [d.id for d in corpus]
+    passages = [d.passage for d in corpus]
+    golds = [q.gold for q in queries]
+    depth = max(KS)
+
+    words = re.compile(r"\w+")
+    bm25 = bm25s.BM25(method="robertson", k1=1.5, b=0.75)
+    bm25.index([words.findall(p.lower()) for p in passages], show_progress=False)
+    lexical = np.stack(
+        [bm25.get_scores(words.findall(q.text.lower()) or [""]) for q in queries]
+    ).astype(np.float64)
+
+    full = SentenceTransformerEmbedder(max_tokens=None)  # the model's own 256-piece window
+    doc_vectors = cached_vectors(full, passages, "squad-passages")
+    query_vectors = full.encode([q.text for q in queries])
+    dense = query_vectors @ doc_vectors.T
+
+    ranks_lexical = np.argsort(np.argsort(-lexical, axis=1), axis=1)
+    ranks_dense = np.argsort(np.argsort(-dense, axis=1), axis=1)
+    rrf = 1.0 / (60 + ranks_lexical + 1) + 1.0 / (60 + ranks_dense + 1)
+    return {
+        "BM25 (Okapi, \\w+ tokens)": score_rankings(top_ids(lexical, ids, depth), golds, KS),
+        "dense all-MiniLM-L6-v2 (256 pieces, cosine)": score_rankings(top_ids(dense, ids, depth), golds, KS),
+        "hybrid, plain RRF (k=60) of the two": score_rankings(top_ids(rrf, ids, depth), golds, KS),
+    }
+
+
+def ours(corpus, queries) -> dict[str, dict]:
+    embedder = SentenceTransformerEmbedder()
+    vectors = cached_vectors(embedder, [f"{d.title.replace('_', ' ').strip()}\n{d.text}" for d in corpus], "squad-ours")
+    index = build_corpus_index(corpus, embedder, vectors=vectors)
+    out = {}
+    for label, mode in (("**ours: hybrid (default)**", "hybrid"), ("ours: BM25 side only", "bm25"),
+                        ("ours: dense side only (128 pieces)", "dense")):
+        out[label] = evaluate(search_documents(Retriever(index, mode=mode)), queries, KS)
+    return out
+
+
+def report(rows: dict[str, dict], n: int) -> str:
+    lines = [
+        "## Retrieval quality (SQuAD v1.1 dev)",
+        "",
+        f"{n:,} questions (the fixed sample `default_rng(0).choice(10570, 2000, replace=False)`) over 2,067 "
+        "passages (title + text). Ours is tuned only on the other 8,570 questions; the same defaults serve "
+        "the French test corpus. Measured by `python -m bench.retrieval_quality` in one run.",
+        "",
+        "| retriever | recall@1 | recall@5 | recall@10 | MRR |",
+        "|---|---|---|---|---|",
+    ]
+    for label, r in rows.items():
+        lines.append(f"| {label} | {r['recall@1']:.3f} | {r['recall@5']:.3f} | {r['recall@10']:.3f} | {r['mrr']:.3f} |")
+    best = rows["**ours: hybrid (default)**"]
+    ok = best["recall@5"] >= 0.95 and best["recall@1"] >= 0.80
+    lines += [
+        "",
+        f"Targets recall@5 ≥ 0.95 and recall@1 ≥ 0.80: **{'met' if ok else 'missed'}**. "
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
+    ]
+    return "\n".join(lines)
+
+
+def write_docs(section: str) -> None:
+    """Replace this benchmark's section of docs/benchmarks.md, keeping the others."""
+    block = f"{START}\n{section}\n{END}"
+    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
+    if START in text and END in text:
+        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
+    else:
+        text = text.rstrip("\n") + "\n\n" + block + "\n"
+    DOCS.parent.mkdir(parents=True, exist_ok=True)
+    DOCS.write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sample", type=int, default=2000)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/benchmarks.md alone")
+    args = parser.parse_args(argv)
+    if not (SQUAD / "corpus.jsonl").exists():
+        print(f"SQuAD data not found in {SQUAD}; nothing to measure", file=sys.stderr)
+        return 1
+    corpus = load_corpus(SQUAD / "corpus.jsonl")
+    all_queries = load_queries(SQUAD / "queries.jsonl", corpus)
+    queries = [all_queries[i] for i in sample_indices(len(all_queries), args.sample, args.seed)]
+    rows = {**ours(corpus, queries), **baselines(corpus, queries)}
+    section = report(rows, len(queries))
+    print(section)
+    if not args.no_docs and args.sample == 2000 and args.seed == 0:
+        write_docs(section)
+    best = rows["**ours: hybrid (default)**"]
+    return 0 if best["recall@5"] >= 0.95 and best["recall@1"] >= 0.80 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

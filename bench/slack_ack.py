@@ -6,9 +6,10 @@ fake Slack Web API and counts lost and duplicate answers. The same load is sent 
 (one listener that only acks, Bolt's own Starlette adapter under uvicorn), measured in the same run,
 as the baseline.
 
-    .venv/bin/python bench/slack_ack.py [--events 1000 --concurrency 50 --retries 100]
+    python -m bench.slack_ack [--events 1000 --concurrency 50 --retries 100] [--no-write]
 
 Targets: ack p99 <= 100 ms, 0 events lost, 0 duplicate answers. Exit code 1 when one is missed.
+Writes its section of docs/benchmarks.md (between the bench:slack-ack markers), keeping the others.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import asyncio
 import json
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -32,6 +34,22 @@ sys.path.insert(0, str(REPO))
 from tests.slack_fakes import FakeSlack, signed_headers, template  # noqa: E402
 
 SECRET = "bench-signing-secret"
+DOCS = REPO / "docs" / "benchmarks.md"
+START, END = "<!-- bench:slack-ack:start -->", "<!-- bench:slack-ack:end -->"
+
+
+def write_section(section: str) -> None:
+    """Replace this benchmark's section of docs/benchmarks.md, keeping the others."""
+    block = f"{START}\n{section}\n{END}"
+    if DOCS.is_file():
+        text = DOCS.read_text(encoding="utf-8")
+        if START in text and END in text:
+            text = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, text, flags=re.DOTALL)
+        else:
+            text = text.rstrip() + "\n\n" + block + "\n"
+    else:
+        text = "# Benchmarks\n\n" + block + "\n"
+    DOCS.write_text(text, encoding="utf-8")
 
 
 def free_port() -> int:
@@ -45,10 +63,10 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(q / 100 * (len(ordered) - 1))))]
 
 
-def events(n: int) -> list[dict]:
+def events(n: int, start: int = 0) -> list[dict]:
     base = template("app_mention_event.json")
     out = []
-    for i in range(n):
+    for i in range(start, start + n):
         body = json.loads(json.dumps(base))
         body["event_id"] = f"EvBench{i:06d}"
         body["event"]["ts"] = body["event"]["event_ts"] = f"1700000000.{i:06d}"
@@ -109,8 +127,8 @@ def stop(process: subprocess.Popen) -> None:
         process.kill()
 
 
-def workload(n: int, retries: int) -> list[tuple[str, int | None]]:
-    bodies = [json.dumps(b) for b in events(n)]
+def workload(n: int, retries: int, start: int = 0) -> list[tuple[str, int | None]]:
+    bodies = [json.dumps(b) for b in events(n, start)]
     # Slack's retries arrive later than the original; interleave them after their original.
     items: list[tuple[str, int | None]] = [(raw, None) for raw in bodies]
     step = max(1, n // max(1, retries))
@@ -121,12 +139,13 @@ def workload(n: int, retries: int) -> list[tuple[str, int | None]]:
     return items
 
 
-def run_bare(fake: FakeSlack, items, concurrency: int) -> dict:
+def run_bare(fake: FakeSlack, items, concurrency: int, warmup) -> dict:
     port = free_port()
     env = {**os.environ, "BENCH_SLACK_API_URL": fake.api_url, "BENCH_PORT": str(port)}
     process = subprocess.Popen([sys.executable, __file__, "--bare-server"], env=env, cwd=REPO)
     try:
         wait_ready(f"http://127.0.0.1:{port}", process)
+        asyncio.run(load(f"http://127.0.0.1:{port}/slack/events", warmup, concurrency))
         started = time.perf_counter()
         latencies, statuses = asyncio.run(load(f"http://127.0.0.1:{port}/slack/events", items, concurrency))
         elapsed = time.perf_counter() - started
@@ -164,8 +183,10 @@ def bare_server() -> None:
     uvicorn.run(api, host="127.0.0.1", port=int(os.environ["BENCH_PORT"]), log_level="error", access_log=False)
 
 
-def run_apprenti(fake: FakeSlack, items, concurrency: int, n: int, model: str, home: Path, tokens: int,
+def run_apprenti(fake: FakeSlack, items, warmup, concurrency: int, n: int, model: str, home: Path, tokens: int,
                  answer_timeout: float) -> dict:
+    import httpx
+
     port = free_port()
     env = {**os.environ, "APPRENTI_HOME": str(home), "APPRENTI_BASE_MODEL": model, "SLACK_BOT_TOKEN": "xoxb-bench",
            "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": fake.api_url, "APPRENTI_MAX_NEW_TOKENS": str(tokens),
@@ -177,13 +198,18 @@ def run_apprenti(fake: FakeSlack, items, concurrency: int, n: int, model: str, h
     try:
         wait_ready(base, process)
         fake.reset()
+        # Warm-up: the measured load starts once the model is busy answering (its first answer is out).
+        asyncio.run(load(f"{base}/slack/events", warmup, concurrency))
+        fake.wait_for("chat.update", 1, timeout=answer_timeout)
+        backlog = httpx.get(f"{base}/healthz").json().get("answers_in_progress", 0)
+        before = len(fake.calls("chat.update"))
         started = time.perf_counter()
         latencies, statuses = asyncio.run(load(f"{base}/slack/events", items, concurrency))
         acked = time.perf_counter() - started
-        during = len(fake.calls("chat.update"))  # answers that went out while the load was running
+        during = len(fake.calls("chat.update")) - before  # answers that went out while the load ran
         # every event gets one placeholder, then one update carrying the answer
         try:
-            fake.wait_for("chat.update", n, timeout=answer_timeout)
+            fake.wait_for("chat.update", n + len(warmup), timeout=answer_timeout)
         except AssertionError:
             pass
         time.sleep(1.0)  # a late duplicate would show up here
@@ -194,11 +220,11 @@ def run_apprenti(fake: FakeSlack, items, concurrency: int, n: int, model: str, h
     thread_of = {c["_response"]["ts"]: c.get("thread_ts") for c in placeholders if "_response" in c}
     posted = Counter(c.get("thread_ts") for c in placeholders)
     updated = Counter(thread_of.get(c.get("ts")) for c in fake.calls("chat.update"))
-    expected = {f"1700000000.{i:06d}" for i in range(n)}
+    expected = {f"1700000000.{i:06d}" for i in range(n + len(warmup))}
     lost = sorted(expected - {t for t, k in updated.items() if k >= 1})
     duplicates = sum(k - 1 for k in posted.values() if k > 1) + sum(k - 1 for k in updated.values() if k > 1)
     return {"latencies": latencies, "statuses": statuses, "elapsed": acked, "answered": answered,
-            "lost": len(lost), "duplicates": duplicates, "during": during}
+            "lost": len(lost), "duplicates": duplicates, "during": during, "backlog": backlog}
 
 
 def summary(name: str, result: dict) -> str:
@@ -212,17 +238,22 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=50)
     parser.add_argument("--retries", type=int, default=100, help="events sent a second time with X-Slack-Retry-Num")
+    parser.add_argument("--warmup", type=int, default=100,
+                        help="events sent first, unmeasured; the measured load starts once answers are flowing")
     parser.add_argument("--model", help="base model folder (default: a tiny model made for the run)")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--answer-timeout", type=float, default=900)
     parser.add_argument("--json", action="store_true")
+    parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.bare_server:
         bare_server()
         return 0
 
+    load_before = os.getloadavg()[0]
     items = workload(args.events, args.retries)
+    warmup = workload(args.warmup, 0, start=args.events)
     with tempfile.TemporaryDirectory() as tmp, FakeSlack() as fake:
         model = args.model
         if model is None:
@@ -231,33 +262,59 @@ def main() -> int:
             model = str(make_tiny(Path(tmp) / "tiny"))
         home = Path(tmp) / "home"
         home.mkdir()
-        bare = run_bare(fake, items, args.concurrency)
-        apprenti = run_apprenti(fake, items, args.concurrency, args.events, model, home, args.max_new_tokens,
+        bare = run_bare(fake, items, args.concurrency, warmup)
+        apprenti = run_apprenti(fake, items, warmup, args.concurrency, args.events, model, home, args.max_new_tokens,
                                 args.answer_timeout)
 
     p99 = percentile(apprenti["latencies"], 99)
     ok = p99 <= 100 and apprenti["lost"] == 0 and apprenti["duplicates"] == 0 and set(apprenti["statuses"]) == {200}
-    lines = [
-        f"{args.events} signed app_mention events + {len(items) - args.events} retries, concurrency "
-        f"{args.concurrency}, loopback, {os.cpu_count()} CPU cores, Python {platform.python_version()}",
-        "",
+    bare_p99 = percentile(bare["latencies"], 99)
+    table = [
         "| server | requests | ack p50 ms | ack p95 ms | ack p99 ms | max ms | requests/s |",
         "|---|---|---|---|---|---|---|",
-        summary("bare Bolt app (ack only, Bolt's Starlette adapter)", bare),
-        summary("apprenti serve --http (tiny model answering)", apprenti),
-        "",
-        f"answers: {args.events - apprenti['lost']}/{args.events} delivered, {apprenti['lost']} lost, "
-        f"{apprenti['duplicates']} duplicates; {apprenti['during']} answered while the load ran "
-        f"({apprenti['elapsed']:.1f} s), all delivered {apprenti['answered']:.1f} s after the first request; "
-        f"HTTP statuses {dict(apprenti['statuses'])}",
-        f"target ack p99 <= 100 ms, 0 lost, 0 duplicates: {'met' if ok else 'MISSED'}",
+        summary("bare Bolt app: one listener that only acks, Bolt's Starlette adapter (baseline)", bare),
+        summary("`apprenti serve --http`, the tiny model answering", apprenti),
     ]
+    total = args.events + args.warmup
+    delivered = (f"{total - apprenti['lost']}/{total} answers delivered (warm-up included): **{apprenti['lost']} "
+                 f"lost, {apprenti['duplicates']} duplicates**; when the measured load began, "
+                 f"{apprenti['backlog']} answers were queued or being generated, {apprenti['during']} more went "
+                 f"out during it ({apprenti['elapsed']:.1f} s), the last {apprenti['answered']:.1f} s after it began")
+    verdict = "meets it" if ok else "MISSES it"
     if args.json:
-        print(json.dumps({"bare_p99_ms": percentile(bare["latencies"], 99), "apprenti_p99_ms": p99,
-                          "lost": apprenti["lost"], "duplicates": apprenti["duplicates"],
-                          "answered_s": apprenti["answered"], "ok": ok}))
+        print(json.dumps({"bare_p99_ms": bare_p99, "apprenti_p99_ms": p99, "lost": apprenti["lost"],
+                          "duplicates": apprenti["duplicates"], "answered_s": apprenti["answered"], "ok": ok}))
     else:
-        print("\n".join(lines))
+        print("\n".join([*table, "", delivered, f"target ack p99 <= 100 ms, 0 lost, 0 duplicates: {verdict}",
+                         f"load average before the run: {load_before:.2f}"]))
+    if not args.no_write:
+        write_section("\n".join([
+            "## Slack ack latency under load (HTTP mode)",
+            "",
+            f"{args.events} signed `app_mention` events built from Slack's real request body, plus "
+            f"{len(items) - args.events} Slack-style retries (same `event_id`, `X-Slack-Retry-Num: 1`), sent "
+            f"over loopback by {args.concurrency} concurrent clients to `POST /slack/events` after "
+            f"{args.warmup} unmeasured warm-up events (the measured load starts once the first answer is out), "
+            "while the tiny "
+            f"random Llama generates every answer ({args.max_new_tokens} new tokens, 2 answer threads); the "
+            "Slack Web API is the local fake from `tests/slack_fakes.py`. The bare Bolt app gets the same "
+            "requests in the same run. Measured by `python -m bench.slack_ack`.",
+            "",
+            *table,
+            "",
+            delivered + ".",
+            "",
+            f"Ack p99 **{p99:.1f} ms** vs the bare Bolt app's {bare_p99:.1f} ms (target ≤ 100 ms, 0 lost, "
+            f"0 duplicates: {verdict}). Why it can beat the baseline: Bolt's own adapter runs `dispatch` "
+            "on the event loop and waits for the listener's `ack()` in 10 ms polls, one request at a time; "
+            "Apprenti acknowledges an event once its signature checks out and hands it to Bolt on a "
+            "background thread (retries are then dropped by event id), and runs the model in low-priority "
+            "threads. Machine: "
+            f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}; the load "
+            "generator and the fake Slack share those cores; 1-minute load average before the run "
+            f"{load_before:.2f}. On a machine shared with other work the tail grows with the load average: "
+            "compare the two rows of one run, not runs with each other.",
+        ]))
     return 0 if ok else 1
 
 

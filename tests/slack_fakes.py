@@ -80,6 +80,7 @@ class FakeSlack:
         self._failures: dict[str, list[tuple[str, int, dict]]] = defaultdict(list)
         self._ts = itertools.count(1)
         self.groups: dict[str, list[str]] = {}
+        self.socket_url: str | None = None  # what apps.connections.open hands out (Socket Mode)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
         self.server.daemon_threads = True
         self.port = self.server.server_address[1]
@@ -151,6 +152,10 @@ class FakeSlack:
             if group not in self.groups:
                 return {"ok": False, "error": "no_such_subteam"}
             return {"ok": True, "users": self.groups[group]}
+        if method == "apps.connections.open":
+            if not self.socket_url:
+                return {"ok": False, "error": "no_socket_server"}
+            return {"ok": True, "url": self.socket_url}
         if method == "conversations.open":
             return {"ok": True, "channel": {"id": "D" + str(args.get("users", "X"))[1:]}}
         if method == "files.getUploadURLExternal":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import importlib
 import logging
 import signal
@@ -46,6 +47,18 @@ def load_starters(names: list[str]) -> list[Callable]:
     return starters
 
 
+def share_cpu(workers: int) -> None:
+    """Give each answer thread its share of the cores for the in-process model, so that its math runs in
+    that (low-priority) thread rather than in a pool at normal priority competing with the acks."""
+    import os
+
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -71,8 +84,13 @@ def serve(
     if not 0 < port < 65536:
         bad_input(f"--port must be between 1 and 65535, not {port}")
     rt.engine  # noqa: B018 - fail on a bad database before connecting to Slack
+    share_cpu(workers)
     rt.assistant  # noqa: B018 - and on bad profiles or a missing model
     app, services = create_app(rt, answer_workers=workers, socket_mode=socket_mode)
+    # Everything loaded so far (the model, the libraries) lives as long as the process: keep it out of
+    # the garbage collector's full passes, which would otherwise pause every thread, acks included.
+    gc.collect()
+    gc.freeze()
 
     stoppers = []
     if not no_scheduler:

@@ -40,7 +40,7 @@ def create_app(runtime, *, client: WebClient | None = None, answer_workers: int 
     if not socket_mode and not settings.slack_signing_secret:
         raise SettingsError("SLACK_SIGNING_SECRET is not set: HTTP mode verifies every request with it. Copy it "
                             "from the Slack app's Basic Information page, or set SLACK_APP_TOKEN for Socket Mode.")
-    listeners = AnswerPool(listener_workers, name="apprenti-listener")
+    listeners = AnswerPool(listener_workers, name="apprenti-listener", nice=5)
     try:
         app = App(
             client=client,
@@ -60,7 +60,7 @@ def create_app(runtime, *, client: WebClient | None = None, answer_workers: int 
         # The scheduler and the admin commands report to the admin channel through runtime.notify.
         runtime.notify = Notifier(client, settings.admin_channel, runtime.engine)
     roles = Roles(settings.admins, settings.reviewers, settings.auditors, list_group_members=group_lister(client))
-    services = Services(runtime=runtime, client=client, roles=roles, pool=AnswerPool(answer_workers, nice=10),
+    services = Services(runtime=runtime, client=client, roles=roles, pool=AnswerPool(answer_workers, nice=15),
                         listeners=listeners, review_channel=settings.review_channel,
                         admin_channel=settings.admin_channel)
 

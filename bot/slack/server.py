@@ -119,8 +119,14 @@ def run_http(app: App, services, *, host: str, port: int, signing_secret: str | 
     server.run()
 
 
-def run_socket_mode(app: App, app_token: str) -> None:
+def run_socket_mode(app: App, app_token: str, *, block: bool = True):
+    """Connect over Socket Mode; blocks until interrupted, or (block=False) returns the connected handler."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
     log.warning("Apprenti connecting to Slack in Socket Mode")
-    SocketModeHandler(app, app_token).start()
+    handler = SocketModeHandler(app, app_token)
+    if not block:
+        handler.connect()
+        return handler
+    handler.start()
+    return handler

@@ -123,6 +123,11 @@ class SentenceTransformerEmbedder(EmbeddingFunction[Documents]):
                 f"re-ingest into a new index to use {new_config.get('model')!r}"
             )
 
+    @property
+    def label(self) -> str:
+        """A short name for the model: the bundled one is called all-MiniLM-L6-v2, a folder by its name."""
+        return "all-MiniLM-L6-v2" if self.model == default_model() else Path(self.model).name
+
     def default_space(self) -> Space:
         return "cosine"
 

@@ -175,16 +175,22 @@ class DocumentIndex:
             lexical_kwargs["b"] = bm25_b
         path = Path(state_dir) / f"{chroma_collection}.lexical.sqlite3" if state_dir is not None else None
         self.lexical = LexicalIndex(path, **lexical_kwargs)
+        model_name = self.embedder.label
         try:
             self.chroma = client.get_or_create_collection(
                 chroma_collection,
                 embedding_function=self.embedder,
                 configuration={"hnsw": {"space": "cosine"}},
+                metadata={"embedding_model": model_name, "max_tokens": self.embedder.max_tokens or 0},
             )
-        except ValueError as exc:
-            raise IndexMismatch(f"cannot open the index collection {chroma_collection!r}: {exc}") from exc
         except Exception as exc:  # noqa: BLE001 - a server can fail in many ways
             raise IndexUnavailable(f"cannot open the index collection {chroma_collection!r}: {exc}") from exc
+        built_with = (self.chroma.metadata or {}).get("embedding_model")
+        if built_with and built_with != model_name:
+            raise IndexMismatch(
+                f"the index {chroma_collection!r} was built with the embedding model {built_with!r}, not "
+                f"{model_name!r}: set the embedding model back, or index into a new Chroma folder or collection"
+            )
         self._resync_if_needed()
 
     @classmethod

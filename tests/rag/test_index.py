@@ -128,3 +128,13 @@ def test_saved_bm25_matrix_is_reused_by_another_index_object(tmp_path, docs_dir,
     assert second.lexical._load_saved(second.lexical.version())  # no rebuild needed
     assert second.lexical.search("VPN password hardware token", 3) == expected
     assert second.lexical.score_ids("VPN password", [expected[0][0]])[expected[0][0]] > 0
+
+
+def test_opening_an_index_with_another_model_is_refused(tmp_path, embedder):
+    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.index import IndexMismatch
+
+    store = tmp_path / "chroma"
+    DocumentIndex(open_client(path=store), store, embedder)
+    with pytest.raises(IndexMismatch, match="built with the embedding model 'all-MiniLM-L6-v2', not 'other-model'"):
+        DocumentIndex(open_client(path=store), store, SentenceTransformerEmbedder(str(tmp_path / "other-model")))

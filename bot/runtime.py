@@ -61,10 +61,17 @@ class Runtime:
             raise SettingsError(f"APPRENTI_CONFIG: {exc}") from None
         return profiles
 
+    def apply_torch_threads(self) -> None:
+        if self.settings.torch_threads:
+            import torch
+
+            torch.set_num_threads(self.settings.torch_threads)
+
     @cached_property
     def chat_model(self):
         from finetune.model import ChatModel, ModelError
 
+        self.apply_torch_threads()
         try:
             return ChatModel.load(self.settings.base_model, load_in_4bit=self.settings.load_in_4bit)
         except ModelError as exc:

@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     max_new_tokens: int = Field(256, ge=1, le=8192, description="Longest answer, in tokens.")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 means greedy decoding.")
     max_prompt_tokens: int = Field(3072, ge=64, description="Longest prompt; a longer question is truncated with a visible notice.")
+    torch_threads: int = Field(0, ge=0, description="CPU threads for torch (0: torch's default). 1 is fastest for tiny models on a busy machine.")
     embedding_model: str = Field("all-MiniLM-L6-v2", description="sentence-transformers model (name or folder) for the index. all-MiniLM-L6-v2 ships offline; multilingual-e5-small suits French-speaking teams better.")
 
     # --- plugins and answers -------------------------------------------------------------------

@@ -28,8 +28,8 @@ SPECIAL_TOKENS = ["<|pad|>", "<|begin_of_text|>", "<|end_of_text|>", "<|im_start
 SIZES = {
     # name: hidden, intermediate, layers, heads, kv heads
     "tiny": (64, 176, 2, 4, 2),
-    "small": (384, 1024, 6, 6, 2),  # about 30M parameters with the default vocabulary
-    "medium": (768, 2048, 8, 12, 4),  # about 100M parameters
+    "small": (512, 1536, 9, 8, 4),  # about 29M parameters with the bundled tokenizer (~1,050 tokens)
+    "medium": (768, 2048, 16, 12, 4),  # about 102M parameters
 }
 
 

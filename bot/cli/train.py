@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 
 import typer
@@ -46,8 +47,11 @@ def train(
                           max_steps=max_steps, progress_bar=not as_json),
         gate=GateConfig(margin=s.gate_margin), check_format=_check_format(rt), eval_in_4bit=s.load_in_4bit,
         triggered_by=actor, trigger="admin", heartbeat_every=max(5.0, s.heartbeat_timeout / 10))
+    rt.apply_torch_threads()
     try:
-        outcome = run_training(rt.engine, options, run_id=run)
+        # The trainer prints its loss log on stdout; with --json stdout carries the one JSON document.
+        with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
+            outcome = run_training(rt.engine, options, run_id=run)
     except RunRefused as exc:
         bad_input(str(exc))
     if as_json:

@@ -107,9 +107,7 @@ def answer_question(services: Services, q: Question) -> None:
 
 def register(app, services: Services) -> None:
     def submit(q: Question) -> None:
-        if not q.text:
-            q.text = ""  # the pipeline answers an empty question with a hint
-        services.pool.submit(answer_question, services, q)
+        services.pool.submit(answer_question, services, q)  # an empty question is answered with a hint
 
     @app.event("app_mention")
     def on_mention(event, body, ack):

@@ -66,13 +66,15 @@ def register(app, services: Services) -> None:
     def on_edit(ack, body, action, client):
         ack()
         user = body["user"]["id"]
-        example = get_example(services.engine, int(action["value"]))
-        if example is None or example.status != ExampleStatus.pending.value:
-            message = decide(services, body, int(action["value"]), ExampleStatus.approved, user) \
-                if example is None else text.SLACK_REVIEW_ALREADY.format(
-                    id=example.id, status=example.status,
-                    by=f" by <@{example.reviewer_id}>" if example.reviewer_id else "")
-            tell_privately(services, body, user, message)
+        example_id = int(action["value"])
+        example = get_example(services.engine, example_id)
+        if example is None:
+            tell_privately(services, body, user, text.SLACK_REVIEW_GONE.format(id=example_id))
+            return
+        if example.status != ExampleStatus.pending.value:
+            by = f" by <@{example.reviewer_id}>" if example.reviewer_id else ""
+            tell_privately(services, body, user, text.SLACK_REVIEW_ALREADY.format(id=example.id,
+                                                                                 status=example.status, by=by))
             return
         client.views_open(trigger_id=body["trigger_id"], view=ui.edit_modal(example, {"example": example.id}))
 

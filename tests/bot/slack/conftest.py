@@ -10,7 +10,6 @@ from urllib.parse import urlencode
 
 import pytest
 from slack_bolt import BoltRequest
-from slack_sdk import WebClient
 
 from bot.llm import LLM, Completion
 from bot.runtime import Runtime
@@ -122,6 +121,7 @@ def fake_slack():
 
 def make_harness(fake, tmp_path, llm=None, **settings) -> Harness:
     from bot.slack.app import create_app
+    from bot.slack.notify import make_client
 
     values = dict(home=tmp_path / "home", slack_signing_secret=SECRET, slack_bot_token="xoxb-test",
                   slack_api_url=fake.api_url, review_channel=REVIEW_CHANNEL, admin_channel="CADMIN",
@@ -132,7 +132,7 @@ def make_harness(fake, tmp_path, llm=None, **settings) -> Harness:
     runtime = Runtime(Settings(**values), entrypoints=False, plugins_extra=extra)
     llm = llm or FakeLLM()
     runtime.__dict__["llm"] = llm  # the model is the one thing faked here
-    client = WebClient(token="xoxb-test", base_url=fake.api_url)
+    client = make_client("xoxb-test", fake.api_url)  # the production client, retry handlers included
     app, services = create_app(runtime, client=client, token_verification=False)
     return Harness(app=app, services=services, fake=fake, runtime=runtime, llm=llm)
 

@@ -117,6 +117,11 @@ def test_edit_and_approve_and_reject(loop):
     outcomes = json.dumps([u["blocks"] for u in h.fake.calls("chat.update") if u["channel"] == REVIEW_CHANNEL])
     assert f"Edited and approved by <@{REVIEWER}>" in outcomes and f"Rejected by <@{REVIEWER}>" in outcomes
     assert [a for a, *_ in h.recorder.changes] == ["created", "created", "edited", "rejected"]
+    opened = len(h.fake.calls("views.open"))
+    h.action(ui.EDIT_APPROVE, str(second.id), user=REVIEWER, channel=REVIEW_CHANNEL)
+    h.settle()
+    assert len(h.fake.calls("views.open")) == opened  # no modal for a decided example
+    assert any(f"#{second.id} was already rejected" in c["text"] for c in h.fake.calls("response_url"))
     # a modal submitted for an example erased meanwhile says so
     gone = h.submit_view(ui.EDIT_VIEW, {ui.ANSWER_BLOCK: "x"}, {"example": 999}, user=REVIEWER)
     assert "no longer exists" in json.loads(gone.body)["errors"][ui.ANSWER_BLOCK]
@@ -170,10 +175,6 @@ def test_review_channel_failure_is_reported_to_the_author(loop):
 def test_rate_limited_update_is_retried(loop):
     h = loop
     h.fake.fail("chat.update", "ratelimited", status=429, headers={"Retry-After": "1"})
-    h.services.client.retry_handlers.clear()
-    from slack_sdk.http_retry.builtin_handlers import RateLimitErrorRetryHandler
-
-    h.services.client.retry_handlers.append(RateLimitErrorRetryHandler(max_retry_count=2))
     ask(h)
     h.fake.wait_for("chat.update", 2)
     calls = h.fake.calls("chat.update")

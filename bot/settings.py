@@ -86,6 +86,7 @@ class Settings(BaseSettings):
     quiet_hours: str | None = Field(None, description="Hours when the scheduler starts no run, e.g. 08-18 (local time).")
     heartbeat_timeout: int = Field(300, ge=10, description="Seconds without a heartbeat after which a training run is marked failed.")
     train_epochs: float = Field(3.0, gt=0, description="Training epochs per run.")
+    train_learning_rate: float = Field(2e-4, gt=0, description="Learning rate of the LoRA weights.")
     train_max_length: int = Field(1024, ge=32, description="Longest training sequence, in tokens.")
     gate_margin: float = Field(0.0, description="How much the candidate must beat the active adapter on the target metric.")
 

@@ -42,6 +42,9 @@ class GateConfig:
     target_metric: str = "token_f1"
     margin: float = 0.0
     general_ratio: float = 0.9
+    # Absolute slack under which a general-skills drop is noise: a model that scores 0.001 has no
+    # skill to lose, and 0.000 against it is not a regression.
+    general_tolerance: float = 0.01
     format_not_lower: bool = True
 
     def __post_init__(self):
@@ -188,12 +191,14 @@ def gate(evaluation: Evaluation, config: GateConfig | None = None) -> Verdict:
     general = evaluation.score("candidate", "token_f1", "general")
     baseline = evaluation.score(BASE, "token_f1", "general")
     if general is not None and baseline is not None:
-        floor = config.general_ratio * baseline
+        floor = config.general_ratio * baseline - config.general_tolerance
         if general + 1e-9 >= floor:
-            reasons.append(f"general skills {general:.3f} >= {config.general_ratio:g} x base {baseline:.3f}")
+            reasons.append(f"general skills {general:.3f} >= {config.general_ratio:g} x base {baseline:.3f} "
+                           f"(tolerance {config.general_tolerance:g})")
         else:
             passed = False
-            reasons.append(f"general skills regressed: {general:.3f} < {config.general_ratio:g} x base {baseline:.3f}")
+            reasons.append(f"general skills regressed: {general:.3f} < {config.general_ratio:g} x base {baseline:.3f} "
+                           f"(tolerance {config.general_tolerance:g})")
 
     if config.format_not_lower:
         fmt_c = evaluation.score("candidate", "format_compliance")

@@ -43,7 +43,7 @@ def train(
     options = TrainOptions(
         base_model=s.base_model, adapters_dir=s.adapters_dir, track=track, min_examples=s.min_examples,
         auto_promote=s.auto_promote, golden_path=golden, general_path=general,
-        train=TrainConfig(epochs=s.train_epochs, max_length=s.train_max_length, replay_path=replay, dpo=dpo,
+        train=TrainConfig(epochs=s.train_epochs, learning_rate=s.train_learning_rate, max_length=s.train_max_length, replay_path=replay, dpo=dpo,
                           max_steps=max_steps, progress_bar=not as_json),
         gate=GateConfig(margin=s.gate_margin), check_format=_check_format(rt), eval_in_4bit=s.load_in_4bit,
         triggered_by=actor, trigger="admin", heartbeat_every=max(5.0, s.heartbeat_timeout / 10))

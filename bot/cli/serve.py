@@ -47,11 +47,14 @@ def load_starters(names: list[str]) -> list[Callable]:
     return starters
 
 
-def share_cpu(workers: int) -> None:
+def share_cpu(workers: int, torch_threads: int = 0) -> None:
     """Give each answer thread its share of the cores for the in-process model, so that its math runs in
-    that (low-priority) thread rather than in a pool at normal priority competing with the acks."""
+    that (low-priority) thread rather than in a pool at normal priority competing with the acks.
+    APPRENTI_TORCH_THREADS, when set, wins."""
     import os
 
+    if torch_threads:
+        return
     try:
         import torch
     except ImportError:
@@ -84,7 +87,7 @@ def serve(
     if not 0 < port < 65536:
         bad_input(f"--port must be between 1 and 65535, not {port}")
     rt.engine  # noqa: B018 - fail on a bad database before connecting to Slack
-    share_cpu(workers)
+    share_cpu(workers, settings.torch_threads)
     rt.assistant  # noqa: B018 - and on bad profiles or a missing model
     app, services = create_app(rt, answer_workers=workers, socket_mode=socket_mode)
     # Everything loaded so far (the model, the libraries) lives as long as the process: keep it out of

@@ -112,11 +112,18 @@ def run_http(app: App, services, *, host: str, port: int, signing_secret: str | 
     # The event loop competes for the GIL with the threads that dispatch and answer; a shorter switch
     # interval lets it take the GIL back sooner, which is what keeps acks fast while the model works.
     sys.setswitchinterval(0.001)
-    config = uvicorn.Config(make_starlette(app, services, signing_secret), host=host, port=port,
-                            log_level="warning", access_log=False, timeout_graceful_shutdown=5)
+    api = make_starlette(app, services, signing_secret)
+    config = uvicorn.Config(api, host=host, port=port, log_level="warning", access_log=False,
+                            timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
     log.warning("Apprenti listening on http://%s:%s%s", host, port, EVENTS_PATH)
-    server.run()
+    try:
+        server.run()
+    finally:
+        # Events already acknowledged to Slack will not be sent again: handle them before exiting.
+        if api.state.dispatcher is not None and not api.state.dispatcher.pool.wait_idle(timeout=30):
+            log.error("%d acknowledged event(s) were not handled before shutdown",
+                      api.state.dispatcher.pool.pending)
 
 
 def run_socket_mode(app: App, app_token: str, *, block: bool = True):

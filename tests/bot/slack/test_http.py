@@ -116,6 +116,14 @@ def test_apprenti_serve_http_process(fake_slack, tiny_model_dir, tmp_path):
         assert forged.status_code == 401
         time.sleep(0.5)
         assert len(fake_slack.calls("chat.update")) == 1  # the retry was dropped
+        # an event acknowledged just before shutdown is still answered: Slack will not send it again
+        body["event_id"], body["event"]["ts"] = "EvLast", "1595926230.009700"
+        last = json.dumps(body)
+        assert httpx.post(f"{base}/slack/events", content=last, headers=signed_headers(SECRET, last),
+                          timeout=10).status_code == 200
+        process.terminate()
+        process.wait(timeout=60)
+        assert len(fake_slack.calls("chat.update")) == 2
     finally:
         process.terminate()
         try:

@@ -31,9 +31,16 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from bot.slack.blocks import LIVE_BLOCK  # noqa: E402 - an answer still being written
 from tests.slack_fakes import FakeSlack, signed_headers, template  # noqa: E402
 
 SECRET = "bench-signing-secret"
+
+
+def is_final(call: dict) -> bool:
+    """A chat.update that carries a finished answer (not a streaming edit)."""
+    blocks = call.get("blocks") or [{}]
+    return blocks[0].get("block_id") != LIVE_BLOCK
 DOCS = REPO / "docs" / "benchmarks.md"
 START, END = "<!-- bench:slack-ack:start -->", "<!-- bench:slack-ack:end -->"
 
@@ -200,16 +207,16 @@ def run_apprenti(fake: FakeSlack, items, warmup, concurrency: int, n: int, model
         fake.reset()
         # Warm-up: the measured load starts once the model is busy answering (its first answer is out).
         asyncio.run(load(f"{base}/slack/events", warmup, concurrency))
-        fake.wait_for("chat.update", 1, timeout=answer_timeout)
+        fake.wait_for("chat.update", 1, timeout=answer_timeout, where=is_final)
         backlog = httpx.get(f"{base}/healthz").json().get("answers_in_progress", 0)
-        before = len(fake.calls("chat.update"))
+        before = len([c for c in fake.calls("chat.update") if is_final(c)])
         started = time.perf_counter()
         latencies, statuses = asyncio.run(load(f"{base}/slack/events", items, concurrency))
         acked = time.perf_counter() - started
-        during = len(fake.calls("chat.update")) - before  # answers that went out while the load ran
+        during = len([c for c in fake.calls("chat.update") if is_final(c)]) - before  # out while the load ran
         # every event gets one placeholder, then one update carrying the answer
         try:
-            fake.wait_for("chat.update", n + len(warmup), timeout=answer_timeout)
+            fake.wait_for("chat.update", n + len(warmup), timeout=answer_timeout, where=is_final)
         except AssertionError:
             pass
         time.sleep(1.0)  # a late duplicate would show up here
@@ -219,7 +226,7 @@ def run_apprenti(fake: FakeSlack, items, warmup, concurrency: int, n: int, model
     placeholders = fake.calls("chat.postMessage")
     thread_of = {c["_response"]["ts"]: c.get("thread_ts") for c in placeholders if "_response" in c}
     posted = Counter(c.get("thread_ts") for c in placeholders)
-    updated = Counter(thread_of.get(c.get("ts")) for c in fake.calls("chat.update"))
+    updated = Counter(thread_of.get(c.get("ts")) for c in fake.calls("chat.update") if is_final(c))
     expected = {f"1700000000.{i:06d}" for i in range(n + len(warmup))}
     lost = sorted(expected - {t for t, k in updated.items() if k >= 1})
     duplicates = sum(k - 1 for k in posted.values() if k > 1) + sum(k - 1 for k in updated.values() if k > 1)

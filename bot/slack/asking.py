@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlmodel import select
 
@@ -46,6 +48,27 @@ def bot_answered_thread(engine, channel: str, thread_ts: str) -> bool:
     with session_scope(engine) as session:
         return session.exec(select(Interaction.id).where(
             Interaction.channel_id == channel, Interaction.thread_ts == thread_ts).limit(1)).first() is not None
+
+
+class LiveUpdate:
+    """Edits the placeholder with the answer as the model writes it, at most every `interval` seconds.
+    Cosmetic: it has its own client without retries, and a refused edit only slows the next ones."""
+
+    def __init__(self, client: WebClient, channel: str, ts: str, interval: float = 1.5):
+        self.client = WebClient(token=client.token, base_url=client.base_url, timeout=5)
+        self.channel, self.ts, self.interval = channel, ts, interval
+        self.last = time.monotonic()  # the placeholder was just posted
+
+    def __call__(self, written: str) -> None:
+        now = time.monotonic()
+        if now - self.last < self.interval or not written.strip():
+            return
+        self.last = now
+        try:
+            self.client.chat_update(channel=self.channel, ts=self.ts, **ui.live_message(written))
+        except SlackApiError as exc:
+            self.interval *= 2
+            log.info("live update refused (%s); next one in %.0f s", exc.response.get("error"), self.interval)
 
 
 def _post(services: Services, q: Question, message: dict, placeholder: str | None, private: bool) -> None:
@@ -96,8 +119,9 @@ def answer_question(services: Services, q: Question) -> None:
     except SlackApiError as exc:
         log.warning("could not show the thinking status in %s: %s", q.channel, exc.response.get("error"))
     try:
+        live = LiveUpdate(client, q.channel, placeholder) if placeholder else None
         answer = services.assistant.answer(q.text, channel=q.channel, user=q.user, thread=q.thread_ts or q.message_ts,
-                                           team=q.team, message_ts=q.message_ts)
+                                           team=q.team, message_ts=q.message_ts, on_text=live)
         messages = ui.answer_messages(ui.AnswerView.from_answer(answer), ephemeral=private)
     except Exception as exc:  # noqa: BLE001 - silence is a bug: the asker hears about every failure
         log.exception("answering failed")

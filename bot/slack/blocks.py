@@ -156,6 +156,16 @@ def answer_messages(view: AnswerView, *, ephemeral: bool = False, shared_by: str
     return out
 
 
+LIVE_BLOCK = "apprenti-live"
+
+
+def live_message(written: str) -> dict:
+    """The answer as it is being written (streaming); replaced by the full answer message at the end."""
+    body = clip(escape(written.strip()), SECTION_LIMIT - 2) + " …"
+    return {"text": text.SLACK_ANSWER_FALLBACK.format(preview=clip(written, 300)),
+            "blocks": [SectionBlock(block_id=LIVE_BLOCK, text=MarkdownTextObject(text=body)).to_dict()]}
+
+
 def notice_message(message: str) -> dict:
     return {"text": message, "blocks": [SectionBlock(text=MarkdownTextObject(text=clip(message, SECTION_LIMIT))).to_dict()]}
 

@@ -6,10 +6,10 @@ import json
 import time
 
 from bot import messages as text
-from bot.llm import Completion
+from bot.llm import Completion, Stream
 from bot.slack import blocks as ui
 from storage.interactions import recent_interactions
-from tests.bot.slack.conftest import MEMBER
+from tests.bot.slack.conftest import MEMBER, FakeLLM
 
 
 def answer_blocks(call) -> list[dict]:
@@ -155,3 +155,37 @@ def test_ephemeral_profile_answers_privately(fake_slack, tmp_path):
     harness.settle()
     assert fake_slack.calls("chat.postMessage") == []
     harness.close()
+
+
+class SlowStreamLLM(FakeLLM):
+    """Writes its answer a word at a time, slowly, as a streaming backend does."""
+
+    def stream(self, messages, track="default"):
+        words = "Holidays are requested in the HR portal under Absences.".split()
+
+        def pieces():
+            for word in words:
+                time.sleep(0.25)
+                yield word + " "
+
+        return Stream(pieces, lambda written, failure: Completion(text=written.strip()))
+
+
+def test_answer_is_streamed_into_the_placeholder(fake_slack, tmp_path):
+    from tests.bot.slack.conftest import make_harness
+
+    harness = make_harness(fake_slack, tmp_path, llm=SlowStreamLLM())
+    try:
+        body = harness.event(text="<@UAPPRENTI> holidays?")
+        harness.send_event(body)
+        harness.settle()
+        updates = fake_slack.calls("chat.update")
+        live = [u for u in updates if u["blocks"][0].get("block_id") == ui.LIVE_BLOCK]
+        final = [u for u in updates if u["blocks"][0].get("block_id") != ui.LIVE_BLOCK]
+        assert live, "the answer shows up while it is written"
+        assert live[0]["blocks"][0]["text"]["text"].endswith(" …")
+        assert len(final) == 1 and updates[-1] is final[0]  # the full answer comes last
+        assert "Holidays are requested in the HR portal under Absences." in json.dumps(final[0]["blocks"])
+        assert {u["ts"] for u in updates} == {fake_slack.calls("chat.postMessage")[0]["_response"]["ts"]}
+    finally:
+        harness.close()

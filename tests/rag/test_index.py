@@ -138,3 +138,18 @@ def test_opening_an_index_with_another_model_is_refused(tmp_path, embedder):
     DocumentIndex(open_client(path=store), store, embedder)
     with pytest.raises(IndexMismatch, match="built with the embedding model 'all-MiniLM-L6-v2', not 'other-model'"):
         DocumentIndex(open_client(path=store), store, SentenceTransformerEmbedder(str(tmp_path / "other-model")))
+
+
+def test_rich_progress_bar_follows_ingest(index, docs_dir):
+    import io
+
+    from rich.console import Console
+
+    from rag.progress import ingest_progress_bar
+
+    out = io.StringIO()
+    console = Console(file=out, force_terminal=True, width=120)
+    with ingest_progress_bar(console=console) as progress:
+        report = index.ingest([docs_dir], collection="team", progress=progress)
+    assert len(report.added) == 5
+    assert "Indexing" in out.getvalue() and "5/5" in out.getvalue()

@@ -189,3 +189,11 @@ def test_answer_is_streamed_into_the_placeholder(fake_slack, tmp_path):
         assert {u["ts"] for u in updates} == {fake_slack.calls("chat.postMessage")[0]["_response"]["ts"]}
     finally:
         harness.close()
+
+
+def test_answer_slack_refuses_is_reported_to_the_asker(slack):
+    slack.fake.fail("chat.update", "channel_not_found")
+    body = slack.event(text="<@UAPPRENTI> hello?")
+    slack.send_event(body)
+    dm = slack.fake.wait_for("chat.postMessage", where=lambda c: c["channel"] == body["event"]["user"])[0]
+    assert "channel_not_found" in dm["text"]

@@ -214,8 +214,19 @@ class DocumentIndex:
 
     # -- consistency -------------------------------------------------------------------------
 
+    def check_sync(self, every: float = 30.0) -> None:
+        """At most every ``every`` seconds, rebuild the lexical side if Chroma's chunk count moved.
+
+        Needed with a Chroma server written to from another machine, whose BM25 side is elsewhere.
+        """
+        now = time.monotonic()
+        if now - self._checked_at >= every:
+            self._checked_at = now
+            self._resync_if_needed()
+
     def _resync_if_needed(self) -> None:
         """Rebuild the lexical store from Chroma when they disagree (new machine, lost file)."""
+        self._checked_at = time.monotonic()
         if self.lexical.count() == self.chroma.count():
             return
         self.lexical.clear()

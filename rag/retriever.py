@@ -91,6 +91,7 @@ class Retriever:
         candidates: int = DEFAULT_CANDIDATES,
         mmr: bool = False,
         mmr_lambda: float = 0.7,
+        sync_every: float | None = 30.0,
     ) -> None:
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}: choose one of {', '.join(MODES)}")
@@ -105,6 +106,7 @@ class Retriever:
         self.candidates = candidates
         self.mmr = mmr
         self.mmr_lambda = mmr_lambda
+        self.sync_every = sync_every
 
     def search(
         self,
@@ -118,6 +120,8 @@ class Retriever:
         mode = mode or self.mode
         if mode not in MODES:
             raise ValueError(f"unknown retrieval mode {mode!r}: choose one of {', '.join(MODES)}")
+        if self.sync_every is not None:
+            self.index.check_sync(self.sync_every)
         if not query.strip() or self.index.count(collections) == 0:
             return []
         pool = max(self.candidates, k * 4 if self.mmr else k)

@@ -66,6 +66,13 @@ def test_ingest_and_search_through_a_chroma_server(chroma_server, tmp_path, docs
     other = DocumentIndex(open_client(url=chroma_server), tmp_path / "other-state", embedder)
     assert other.count() == index.count() > 0
     assert Path(Retriever(other, mode="bm25", k=1).search("VPN password")[0].source).name == "vpn.txt"
+    # a file ingested from the first machine reaches the second one's BM25 side on its next check
+    extra = tmp_path / "extra"
+    extra.mkdir()
+    (extra / "parking.md").write_text("# Parking\n\nThe car park closes at midnight.\n")
+    index.ingest([extra], collection="team")
+    hits = Retriever(other, mode="bm25", k=1, sync_every=0).search("car park midnight")
+    assert Path(hits[0].source).name == "parking.md"
 
 
 def test_a_server_that_is_down_is_a_clear_error():

@@ -87,6 +87,15 @@ _state = _State()
 @hookimpl
 def startup(config):
     _state.reset(config)
+    url = (config or {}).get("chroma_url")
+    if url:
+        # Say at start-up that the server is down; answers then fall back to prompting with a note.
+        from rag.index import IndexUnavailable, open_client
+
+        try:
+            open_client(url=url)
+        except IndexUnavailable as exc:
+            log.error("retrieval unavailable: %s", exc)
 
 
 @hookimpl

@@ -134,9 +134,10 @@ def test_rag_mode_with_an_empty_index_falls_back_to_prompting(isolated_env):
     rag_plugin.startup(None)
 
 
-def test_a_chroma_server_that_is_down_falls_back_to_prompting(isolated_env):
+def test_a_chroma_server_that_is_down_falls_back_to_prompting(isolated_env, caplog):
     manager = make_manager(["rag"], entrypoints=False)
     manager.hook.startup(config={"home": str(isolated_env), "chroma_url": "http://127.0.0.1:9"})
+    assert "the Chroma server at http://127.0.0.1:9 is not reachable" in caplog.text
     engine = open_database(f"sqlite:///{isolated_env / 'apprenti.db'}")
     answer = Assistant(engine, manager, Echo()).answer("anything?", user="U1", mode="rag")
     assert answer.mode == "prompt" and any("127.0.0.1:9" in n for n in answer.notices)

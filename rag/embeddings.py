@@ -160,14 +160,20 @@ class SentenceTransformerEmbedder(EmbeddingFunction[Documents]):
         getter = getattr(st, "get_embedding_dimension", None) or st.get_sentence_embedding_dimension
         return int(getter())
 
-    def encode(self, texts: list[str]) -> np.ndarray:
-        """Unit-length float32 vectors, one row per text."""
+    def encode(self, texts: list[str], kind: str = "document") -> np.ndarray:
+        """Unit-length float32 vectors, one row per text.
+
+        ``kind`` is "document" or "query": models with prompts (e5's "query: " / "passage: ")
+        get the right one; for the others both are the same.
+        """
         if not texts:
             return np.zeros((0, self.dimension), dtype=np.float32)
         st = load_model(self.model, self.device, self.max_tokens)
 
+        method = st.encode_query if kind == "query" else st.encode_document
+
         def run():
-            return st.encode(
+            return method(
                 list(texts),
                 batch_size=self.batch_size,
                 convert_to_numpy=True,
@@ -186,4 +192,4 @@ class SentenceTransformerEmbedder(EmbeddingFunction[Documents]):
         return list(self.encode(list(input)))
 
     def embed_query(self, input: Documents) -> Embeddings:
-        return list(self.encode(list(input)))
+        return list(self.encode(list(input), kind="query"))

@@ -125,7 +125,7 @@ class Retriever:
         if not query.strip() or self.index.count(collections) == 0:
             return []
         pool = max(self.candidates, k * 4 if self.mmr else k)
-        query_vector = self.index.embedder.encode([query])[0] if mode != "bm25" or self.mmr else None
+        query_vector = self.index.embedder.encode([query], kind="query")[0] if mode != "bm25" or self.mmr else None
 
         dense: dict[str, float] = {}
         if mode != "bm25":

@@ -312,11 +312,11 @@ def main() -> int:
             delivered + ".",
             "",
             f"Ack p99 **{p99:.1f} ms** vs the bare Bolt app's {bare_p99:.1f} ms (target ≤ 100 ms, 0 lost, "
-            f"0 duplicates: {verdict}). Why it can beat the baseline: Bolt's own adapter runs `dispatch` "
-            "on the event loop and waits for the listener's `ack()` in 10 ms polls, one request at a time; "
-            "Apprenti acknowledges an event once its signature checks out and hands it to Bolt on a "
-            "background thread (retries are then dropped by event id), and runs the model in low-priority "
-            "threads. Machine: "
+            f"0 duplicates: {verdict}). The baseline does no work at all, but Bolt's own adapter runs "
+            "`dispatch` on the event loop and waits for the listener's `ack()` in 10 ms polls, one request "
+            "at a time. Apprenti acknowledges an event as soon as its signature checks out and hands it to "
+            "Bolt on a background thread (retries are then dropped by event id, answers made by the model in "
+            "low-priority threads), so acks stay fast while ~100 answers wait for the model. Machine: "
             f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}; the load "
             "generator and the fake Slack share those cores; 1-minute load average before the run "
             f"{load_before:.2f}. On a machine shared with other work the tail grows with the load average: "

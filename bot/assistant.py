@@ -13,6 +13,7 @@ from sqlalchemy import Engine
 from bot import messages as text
 from bot.llm import LLM
 from bot.profiles import Profiles
+from finetune.dataset import user_message
 from plugins.pii import scrub
 from plugins.profile import Profile
 from storage.interactions import add_interaction
@@ -51,8 +52,25 @@ def source_block(passages: list[dict[str, Any]]) -> str:
     lines = []
     for i, passage in enumerate(passages, 1):
         title = passage.get("title") or passage.get("source") or f"source {i}"
-        lines.append(f"[{i}] {title}\n{passage['text'].strip()}")
+        body = passage.get("text") or passage.get("snippet") or ""
+        lines.append(f"[{i}] {title}\n{body.strip()}")
     return "\n\n".join(lines)
+
+
+def context_text(passages: list[dict[str, Any]]) -> str | None:
+    """The retrieved context as the model reads it: how to use the sources, then the numbered sources.
+    A correction stores this very text with its example, so training sees what serving showed."""
+    if not passages:
+        return None
+    return f"{text.RAG_INSTRUCTIONS}\n\n{source_block(passages)}"
+
+
+def system_prompt(pm, profile: Profile, question: str = "") -> str:
+    """Apprenti's base instructions plus every plugin's (tone, format...). Static per profile, so
+    its key/value cache can be reused across requests, and training uses the very same text."""
+    parts = [text.BASE_SYSTEM_PROMPT]
+    parts += [p for p in pm.hook.system_prompt(profile=profile, question=question) if p]
+    return "\n\n".join(parts)
 
 
 class Assistant:
@@ -86,11 +104,7 @@ class Assistant:
         return "rag", passages
 
     def build_prompt(self, question: str, profile: Profile, passages: list[dict]) -> list[dict[str, str]]:
-        parts = [text.BASE_SYSTEM_PROMPT]
-        parts += [p for p in self.pm.hook.system_prompt(profile=profile, question=question) if p]
-        if passages:
-            parts.append(text.RAG_INSTRUCTIONS)
-        prompt = [{"role": "system", "content": "\n\n".join(parts)}]
+        prompt = [{"role": "system", "content": system_prompt(self.pm, profile, question)}]
         if self.fewshot_k:
             try:
                 shots = _flatten(self.pm.hook.fewshot_examples(question=question, profile=profile, k=self.fewshot_k))
@@ -101,10 +115,8 @@ class Assistant:
             for shot in shots[: self.fewshot_k]:
                 prompt.append({"role": "user", "content": shot["question"]})
                 prompt.append({"role": "assistant", "content": shot["answer"]})
-        user = question
-        if passages:
-            user = f"Sources:\n{source_block(passages)}\n\nQuestion: {question}"
-        prompt.append({"role": "user", "content": user})
+        # The same layout as a training record's user turn (finetune.dataset.user_message).
+        prompt.append({"role": "user", "content": user_message(question, context_text(passages))})
         return prompt
 
     # --- the pipeline ---------------------------------------------------------------------------
@@ -161,10 +173,12 @@ class Assistant:
                         error=completion.error, profile=profile,
                         latency_ms=int((time.perf_counter() - started) * 1000))
         if store:
+            # The passages' text is kept (scrubbed) so a correction can rebuild the exact context.
+            stored = [{**src, "text": scrub(self.pm, p.get("text") or "")} for src, p in zip(sources, passages, strict=True)]
             row = add_interaction(
                 self.engine, team_id=team, channel_id=channel, thread_ts=thread, message_ts=message_ts,
                 user_id=user, question=scrub(self.pm, question), answer=scrub(self.pm, answer_text), mode=used_mode,
-                track=profile.track, sources=sources, adapter_version=completion.adapter,
+                track=profile.track, sources=stored, adapter_version=completion.adapter,
                 latency_ms=result.latency_ms, format_violations=violations, error=completion.error,
             )
             result.interaction_id = row.id

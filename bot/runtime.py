@@ -67,6 +67,17 @@ class Runtime:
 
             torch.set_num_threads(self.settings.torch_threads)
 
+    def profile_for_track(self, track: str):
+        """The profile that serves a track: the default one if it does, else the first channel's that does."""
+        candidates = [self.profiles.default, *self.profiles.channels.values()]
+        return next((p for p in candidates if p.track == track), self.profiles.default)
+
+    def system_prompt_for(self, track: str) -> str:
+        """The system prompt answers of this track are served with; training uses the same."""
+        from bot.assistant import system_prompt
+
+        return system_prompt(self.plugins, self.profile_for_track(track))
+
     @cached_property
     def chat_model(self):
         from finetune.model import ChatModel, ModelError

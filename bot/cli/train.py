@@ -4,19 +4,73 @@ from __future__ import annotations
 
 import contextlib
 import sys
+from pathlib import Path
 
 import typer
 
 from bot.cli.common import EXIT_FAILED, bad_input, console, print_json, runtime
 
 
-def _check_format(rt):
-    """The default profile's output-format validator, so the gate can compare format compliance."""
-    profile = rt.profiles.default
+def _check_format(rt, track: str):
+    """The track's output-format validator, so the gate can compare format compliance."""
+    profile = rt.profile_for_track(track)
     if not getattr(profile, "format", None):
         return None
     fmt, options = rt.formats[profile.format], dict(getattr(profile, "format_options", None) or {})
     return lambda answer: fmt.check(answer, options)
+
+
+def _notifier(rt):
+    """The admin channel's notifier, when Slack is configured (else None: nothing to post)."""
+    s = rt.settings
+    if not (s.slack_bot_token and s.admin_channel):
+        return None
+    from bot.slack.notify import Notifier
+
+    return Notifier.from_settings(s, rt.engine)
+
+
+def _report_table(report_path: str | None) -> str:
+    """The held-out table of report.md, as a code block (Slack does not render Markdown tables)."""
+    if not report_path or not Path(report_path).is_file():
+        return ""
+    lines, keep = [], False
+    for line in Path(report_path).read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            keep = line.startswith("## Held-out") or line.startswith("## General skills (")
+            if keep:
+                lines.append(line[3:])
+            continue
+        if keep and line.startswith("|") and not line.startswith("|---"):
+            lines.append("  ".join(cell.strip().ljust(12) for cell in line.strip("|").split("|")))
+    return "```" + "\n".join(lines) + "```" if lines else ""
+
+
+def notify_started(rt, notifier, run_id: int | None, track: str) -> None:
+    from finetune.dataset import NotEnoughExamples, build_dataset
+
+    try:
+        dataset = build_dataset(rt.engine, track, min_examples=1)
+    except NotEnoughExamples:
+        return
+    info = dataset.summary()
+    notifier.admin(f":hourglass_flowing_sand: Training run #{run_id} for track *{track}* started: "
+                   f"{info.get('train', '?')} training / {info.get('test', '?')} held-out examples, "
+                   f"dataset fingerprint `{str(dataset.fingerprint)[:12]}`.")
+
+
+def notify_finished(rt, notifier, outcome) -> None:
+    from storage.adapters import get_adapter
+    from storage.runs import get_run
+
+    run = get_run(rt.engine, outcome.run_id)
+    adapter = get_adapter(rt.engine, outcome.adapter) if outcome.adapter else None
+    reasons = "\n".join(f"• {r}" for r in (outcome.verdict or {}).get("reasons", []))
+    summary = "\n".join(part for part in (reasons, _report_table(outcome.report)) if part)
+    notifier.run_report(run, adapter, candidate=adapter is not None and adapter.status == "candidate",
+                        summary=summary or None)
+    if adapter is not None and (Path(adapter.path) / "report.png").is_file():
+        notifier.upload(Path(adapter.path) / "report.png", title=f"{adapter.name}: loss and {outcome.verdict.get('target_metric', 'metric')} per version")
 
 
 def train(
@@ -42,18 +96,24 @@ def train(
     s.ensure_home()
     options = TrainOptions(
         base_model=s.base_model, adapters_dir=s.adapters_dir, track=track, min_examples=s.min_examples,
+        system_prompt=rt.system_prompt_for(track),
         auto_promote=s.auto_promote, golden_path=golden, general_path=general,
         train=TrainConfig(epochs=s.train_epochs, learning_rate=s.train_learning_rate, max_length=s.train_max_length, replay_path=replay, dpo=dpo,
                           max_steps=max_steps, progress_bar=not as_json),
-        gate=GateConfig(margin=s.gate_margin), check_format=_check_format(rt), eval_in_4bit=s.load_in_4bit,
+        gate=GateConfig(margin=s.gate_margin), check_format=_check_format(rt, track), eval_in_4bit=s.load_in_4bit,
         triggered_by=actor, trigger="admin", heartbeat_every=max(5.0, s.heartbeat_timeout / 10))
     rt.apply_torch_threads()
+    notifier = _notifier(rt)
+    if notifier is not None and run is not None:
+        notify_started(rt, notifier, run, track)
     try:
         # The trainer prints its loss log on stdout; with --json stdout carries the one JSON document.
         with contextlib.redirect_stdout(sys.stderr) if as_json else contextlib.nullcontext():
             outcome = run_training(rt.engine, options, run_id=run)
     except RunRefused as exc:
         bad_input(str(exc))
+    if notifier is not None:
+        notify_finished(rt, notifier, outcome)
     if as_json:
         print_json(outcome.as_dict())
     else:

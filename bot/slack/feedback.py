@@ -10,6 +10,7 @@ import threading
 from slack_sdk.errors import SlackApiError
 
 from bot import messages as text
+from bot.assistant import context_text
 from bot.slack import blocks as ui
 from bot.slack.middleware import tell_privately
 from bot.slack.services import Services
@@ -115,7 +116,7 @@ def register(app, services: Services) -> None:
                 original_answer=row.answer, note=services.scrub(note) or None, track=row.track,
                 origin=ExampleOrigin.correction.value, status=ExampleStatus.pending.value, author_id=user,
                 interaction_id=row.id,
-                context="\n\n".join(s.get("snippet") or "" for s in row.sources or []) or None,
+                context=context_text(row.sources or []),
             )
         except DuplicateExample as dup:
             return ack(response_action="errors", errors={ui.ANSWER_BLOCK: text.SLACK_CORRECT_DUPLICATE.format(

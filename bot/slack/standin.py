@@ -224,3 +224,101 @@ class SlackStandIn:
             do_GET = do_POST
 
         return Handler
+
+
+# --- people in Slack: signed requests to the real Bolt app -----------------------------------------
+class SlackPeople:
+    """What people do in Slack, sent to the Bolt app as Slack sends it: signed Events API envelopes,
+    interactivity payloads and slash commands. Replies land in the stand-in's recorded calls."""
+
+    def __init__(self, app, standin: SlackStandIn, signing_secret: str, team: str = TEAM):
+        self.app, self.standin, self.secret, self.team = app, standin, signing_secret, team
+        self._ids = itertools.count(1)
+
+    def dispatch(self, body: str):
+        from slack_bolt import BoltRequest
+
+        response = self.app.dispatch(BoltRequest(body=body, headers=signed_headers(self.secret, body)))
+        if response.status >= 400:
+            raise RuntimeError(f"the app answered {response.status}: {response.body}")
+        return response
+
+    def mention(self, user: str, channel: str, text: str) -> str:
+        """`@apprenti text` in a channel; returns the message's ts (the thread the answer goes to)."""
+        n = next(self._ids)
+        ts = f"1700001000.{n:06d}"
+        body = {
+            "token": "verification-token", "team_id": self.team, "api_app_id": "AAPPRENTI", "type": "event_callback",
+            "event_id": f"EvDEMO{n:06d}", "event_time": int(time.time()),
+            "authorizations": [{"enterprise_id": None, "team_id": self.team, "user_id": BOT_USER, "is_bot": True}],
+            "event": {"type": "app_mention", "user": user, "text": f"<@{BOT_USER}> {text}", "ts": ts,
+                      "channel": channel, "event_ts": ts},
+        }
+        self.dispatch(json.dumps(body))
+        return ts
+
+    def click(self, user: str, action_id: str, value: str, *, channel: str, message_ts: str,
+              message: dict | None = None):
+        payload = {
+            "type": "block_actions", "team": {"id": self.team, "domain": "example"},
+            "user": {"id": user, "username": user.lower(), "team_id": self.team}, "api_app_id": "AAPPRENTI",
+            "token": "verification-token", "trigger_id": f"trigger-{next(self._ids)}",
+            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
+            "channel": {"id": channel, "name": channel.lower()},
+            "message": message or {"type": "message", "ts": message_ts, "bot_id": BOT_ID},
+            "response_url": self.standin.response_url(f"action-{user}"),
+            "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": value,
+                         "action_ts": str(time.time())}],
+        }
+        return self.dispatch(form_body(payload))
+
+    def submit(self, user: str, view: dict, values: dict[str, str | None]):
+        """Submit a modal the app opened (the `view` it sent to views.open), typing `values` per block."""
+        from bot.slack.blocks import INPUT_ACTION
+
+        payload = {
+            "type": "view_submission", "team": {"id": self.team, "domain": "example"},
+            "user": {"id": user, "username": user.lower(), "team_id": self.team}, "api_app_id": "AAPPRENTI",
+            "token": "verification-token", "trigger_id": f"trigger-{next(self._ids)}",
+            "view": {**view, "id": f"VDEMO{next(self._ids)}", "team_id": self.team,
+                     "state": {"values": {block: {INPUT_ACTION: {"type": "plain_text_input", "value": value}}
+                                          for block, value in values.items()}}},
+        }
+        return self.dispatch(form_body(payload))
+
+    def command(self, user: str, channel: str, text: str):
+        fields = {"token": "verification-token", "team_id": self.team, "team_domain": "example",
+                  "channel_id": channel, "channel_name": channel.lower(), "user_id": user, "user_name": user.lower(),
+                  "command": "/apprenti", "text": text, "api_app_id": "AAPPRENTI",
+                  "response_url": self.standin.response_url(f"command-{user}"), "trigger_id": f"t{next(self._ids)}"}
+        return self.dispatch(command_body(fields))
+
+
+def final_message(standin: SlackStandIn, channel: str, thread_ts: str) -> dict | None:
+    """The last version of the app's message in a thread (posted, then edited as the answer streams)."""
+    posted = [c for c in standin.calls("chat.postMessage")
+              if c.get("channel") == channel and c.get("thread_ts") == thread_ts]
+    if not posted:
+        return None
+    ts = posted[0]["_response"]["ts"]
+    updates = [c for c in standin.calls("chat.update") if c.get("channel") == channel and c.get("ts") == ts]
+    return updates[-1] if updates else posted[0]
+
+
+def button_value(message: dict, action_id: str) -> str | None:
+    for block in message.get("blocks") or []:
+        for element in block.get("elements") or []:
+            if isinstance(element, dict) and element.get("action_id") == action_id:
+                return element.get("value")
+    return None
+
+
+def message_text(message: dict) -> str:
+    """What a person reads: section and context texts of the blocks, else the fallback text."""
+    parts = []
+    for block in message.get("blocks") or []:
+        if block.get("type") == "section" and block.get("text"):
+            parts.append(block["text"].get("text", ""))
+        elif block.get("type") == "context":
+            parts.append(" ".join(e.get("text", "") for e in block.get("elements") or []))
+    return "\n".join(parts) if parts else message.get("text") or ""

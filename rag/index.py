@@ -303,8 +303,10 @@ class DocumentIndex:
                 ids.append(chunk_id(collection, source, c.position))
                 docs.append(c.text)
                 metas.append(chunk_metadata(collection, c, fhash, now))
+        indexed = {r.source for r in self.lexical.sources(collection)}
         for source in sources:
-            self.chroma.delete(where={"$and": [{"collection": collection}, {"source": source}]})
+            if source in indexed:  # a new file has nothing to replace: skip the filtered delete
+                self.chroma.delete(where={"$and": [{"collection": collection}, {"source": source}]})
         step = max(1, self.client.get_max_batch_size())
         for start in range(0, len(ids), step):
             self.chroma.add(

@@ -135,8 +135,12 @@ class ChatModel:
         with self._lock:
             if self.adapters.get(name) == str(path):
                 return
+            import warnings
+
             from peft import PeftModel
 
+            # peft calls a transformers method deprecated in v5 on every load; nothing for users to act on.
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
             key = adapter_key(name)
             if name in self.adapters:
                 self.model.delete_adapter(key)

@@ -176,13 +176,15 @@ class SlackStandIn:
                 length = int(self.headers.get("content-length") or 0)
                 raw = self.rfile.read(length) if length else b""
                 ctype = self.headers.get("content-type", "")
-                if "json" in ctype:
+                if self.path.startswith("/upload/"):  # a file's bytes, whatever the content type says
+                    args = {"_bytes": len(raw)}
+                elif "json" in ctype:
                     try:
                         args = json.loads(raw or b"{}")
                     except ValueError:
                         args = {"_raw": raw.decode("utf-8", "replace")}
                 elif "form" in ctype:
-                    args = dict(parse_qsl(raw.decode()))
+                    args = dict(parse_qsl(raw.decode("utf-8", "replace")))
                     for key in ("blocks", "view", "prompts", "files"):
                         if isinstance(args.get(key), str) and args[key][:1] in "[{":
                             args[key] = json.loads(args[key])

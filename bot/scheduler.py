@@ -182,7 +182,16 @@ def _process_gone(run) -> bool:
         return True
     except PermissionError:
         return False
-    return False
+    return _is_zombie(run.worker_pid)
+
+
+def _is_zombie(pid: int) -> bool:
+    """A dead process whose parent has not collected it still answers signal 0 (Linux: state Z)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
 def reap_runs() -> list[int]:

@@ -22,7 +22,7 @@ def demo(
     home = home or Path(tempfile.mkdtemp(prefix="apprenti-demo-"))
     result = Demo(home, console, examples=examples).run()
     if as_json:
-        print_json(result)
+        print_json({k: v for k, v in result.items() if k != "transcript"})
 
 
 def register(app: typer.Typer) -> None:

@@ -18,6 +18,7 @@ COMMAND_MODULES = [
     "bot.cli.doctor",
     "bot.cli.demo",
     "bot.cli.admin",
+    "bot.cli.worker",
     "bot.cli.serve",
     "bot.cli.examples",
     "bot.cli.adapters",

@@ -62,9 +62,11 @@ def measure(runtime, questions: list[str]) -> Measure:
 class Demo:
     def __init__(self, home: Path, console: Console, examples: int = 24, timeout: float = 900.0):
         self.home, self.console, self.examples, self.timeout = home, console, examples, timeout
+        self.transcript: list[dict[str, str]] = []  # every Slack message shown, in order
 
     # --- printing as Slack shows it ----------------------------------------------------------------
     def slack(self, where: str, who: str, body: str, style: str = "white") -> None:
+        self.transcript.append({"where": where, "who": who, "text": body})
         self.console.print(Panel(body.strip() or "(empty)", title=f"{where} · {who}", title_align="left",
                                  border_style=style, highlight=False))
 
@@ -237,7 +239,8 @@ class Demo:
             rolled = measure(runtime, HELD_OUT)
             self.console.print(f"After the rollback: {rolled}")
             return {"before": before.__dict__, "after": after.__dict__, "after_rollback": rolled.__dict__,
-                    "run": {"id": run.id, "status": run.status}, "adapter": adapter.name if adapter else None}
+                    "run": {"id": run.id, "status": run.status}, "adapter": adapter.name if adapter else None,
+                    "transcript": self.transcript}
         finally:
             self.services.wait_idle(30)
             self.services.pool.shutdown()

@@ -159,3 +159,5 @@ SLACK_BUTTON_RETRAIN = "Retrain {track}"
 SLACK_BUTTON_ROLLBACK = "Roll back {track}"
 SLACK_BUTTON_ACTIVATE = "Activate {name}"
 SLACK_BUTTON_DISCARD = "Discard {name}"
+
+SLACK_STATUS_ADVICE = "*Readiness advice*"

@@ -64,7 +64,7 @@ def _ask(services: Services, ops: Operations, call: Call):
 
 
 def _status(services: Services, ops: Operations, call: Call):
-    return reports.status_text(services.engine, ops.tracks())
+    return reports.status_text(services.engine, ops.tracks(), reports.advice_lines(services.runtime))
 
 
 def _review(services: Services, ops: Operations, call: Call):

@@ -53,6 +53,8 @@ def home_view(services: Services, user: str) -> dict:
             blocks.extend(ui.review_blocks(example, compact=True))
     blocks.append(DividerBlock())
     blocks.append(ui.section("\n".join([text.SLACK_HOME_RUNS, *reports.run_lines(services.engine)])))
+    blocks.append(DividerBlock())
+    blocks.append(ui.section(ui.clip("\n".join(reports.advice_lines(services.runtime)), ui.SECTION_LIMIT)))
     return View(type="home", blocks=blocks[:100]).to_dict()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import re
 from typing import Any
 
@@ -15,6 +16,9 @@ from storage.runs import list_runs
 
 METRIC_KEYS = 4
 SLACK_ID = re.compile(r"^[UW][A-Z0-9]{2,}$")
+
+
+log = logging.getLogger("apprenti.slack.reports")
 
 
 def who(actor: str | None) -> str:
@@ -65,10 +69,36 @@ def run_lines(engine, limit: int = 5) -> list[str]:
         error=f" — {escape(run.error[:200])}" if run.error else "") for run in runs]
 
 
-def status_text(engine, tracks: list[str]) -> str:
+def indexed_sources(settings) -> list[dict] | None:
+    """When each indexed document last changed (None when the index cannot be read)."""
+    try:
+        from bot.cli.rag import open_index
+
+        return [{"indexed_at": s.indexed_at} for s in open_index(settings).sources()]
+    except Exception as exc:  # noqa: BLE001 - advice without document churn beats no status at all
+        log.warning("document index unavailable for the readiness advice: %s", exc)
+        return None
+
+
+def advice_lines(runtime) -> list[str]:
+    """The readiness advice of bot/advice.py, one bullet per piece of advice, per track."""
+    from bot.advice import readiness_report
+
+    report = readiness_report(runtime.engine, runtime.settings, sources=indexed_sources(runtime.settings))
+    lines = [text.SLACK_STATUS_ADVICE]
+    for track in report["tracks"]:
+        rates = ", ".join(f"{f['adapter']} {f['up']}👍/{f['down']}👎" for f in track["feedback"] if f["up"] or f["down"])
+        lines.append(f"*{escape(track['track'])}*" + (f" — {rates}" if rates else ""))
+        lines += [f"  • {escape(a)}" for a in track["advice"]]
+    return lines
+
+
+def status_text(engine, tracks: list[str], advice: list[str] | None = None) -> str:
     parts = [text.SLACK_STATUS_HEADER, *adapter_lines(engine, tracks), "",
              text.SLACK_STATUS_PENDING.format(count=pending_count(engine)), "", text.SLACK_STATUS_RUNS,
              *run_lines(engine)]
+    if advice:
+        parts += ["", *advice]
     return "\n".join(parts)
 
 

@@ -182,3 +182,21 @@ def test_unknown_action_is_acknowledged_and_ignored(slack, caplog):
     assert response.status == 200
     slack.settle()
     assert "ignored unknown action 'some_old_button'" in caplog.text
+
+
+def test_status_and_home_give_readiness_advice(slack):
+    for i in range(3):
+        example = add_example(slack.engine, f"q{i}", f"a{i}", author_id=MEMBER)
+        review_example(slack.engine, example.id, "approved", REVIEWER)
+    add_example(slack.engine, "pending q", "pending a", author_id=MEMBER)
+    slack.command("status", user=AUDITOR)
+    slack.settle()
+    status = replies(slack)[0]["text"]
+    assert "Readiness advice" in status
+    assert "3 approved pairs; fine-tuning needs at least 50" in status and "47 to go" in status
+    assert "1 correction(s) wait for review" in status
+    slack.dispatch(json.dumps(slack.event("app_mention_event.json", type="app_home_opened", user=MEMBER,
+                                          tab="home")))
+    slack.settle()
+    home = json.dumps(slack.fake.wait_for("views.publish")[-1]["view"])
+    assert "Readiness advice" in home and "47 to go" in home

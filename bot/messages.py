@@ -113,7 +113,7 @@ SLACK_HELP = {
     "review": "`/apprenti review` — the corrections waiting for review",
     "audit": "`/apprenti audit` — the last entries of the audit log",
     "adapters": "`/apprenti adapters` — every adapter version and its metrics",
-    "retrain": "`/apprenti retrain [TRACK]` — queue a training run now",
+    "retrain": "`/apprenti retrain [TRACK] [--dry-run]` — start a training run now, or show what it would train",
     "activate": "`/apprenti activate TRACK/vN` — put an adapter in service",
     "rollback": "`/apprenti rollback [TRACK/vN]` — go back to the previous (or a named) adapter",
     "discard": "`/apprenti discard TRACK/vN` — set aside a candidate adapter",
@@ -134,6 +134,11 @@ SLACK_ADAPTER_LINE = "• *{name}* — {status}{metrics}{activated}"
 SLACK_AUDIT_EMPTY = "The audit log is empty."
 SLACK_AUDIT_LINE = "• {at} {actor} {action} {target}"
 SLACK_RETRAIN_QUEUED = "Training run #{id} for track *{track}* has started; its report will be posted in the admin channel."
+SLACK_RETRAIN_PREVIEW = ("Dry run for track *{track}*: {train} training and {test} held-out examples ({new} not used "
+                         "by any adapter yet), dataset fingerprint `{fingerprint}`.")
+SLACK_RETRAIN_PREVIEW_EMPTY = "Dry run for track *{track}*: no approved examples to train on."
+SLACK_RETRAIN_WOULD_START = "A retrain would start now."
+SLACK_RETRAIN_WOULD_REFUSE = "A retrain would be refused: {reasons}."
 SLACK_RETRAIN_REFUSED = "Track *{track}* cannot be retrained now: {reasons}."
 SLACK_ADAPTER_CHANGED = "{what}: done. Track *{track}* now serves *{active}* (before: {previous})."
 SLACK_FORGOTTEN = "Erased <@{user}>: {interactions} interaction(s) and {examples} example(s)."

@@ -82,7 +82,11 @@ def _adapters(services: Services, ops: Operations, call: Call):
 
 
 def _retrain(services: Services, ops: Operations, call: Call):
-    tracks = call.args.split() or ["default"]
+    words = call.args.split()
+    dry_run = "--dry-run" in words
+    tracks = [w for w in words if w != "--dry-run"] or ["default"]
+    if dry_run:
+        return "\n".join(ops.retrain_preview(track) for track in tracks)
     return "\n".join(ops.retrain(track, call.user) for track in tracks)
 
 
@@ -138,7 +142,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {s.name: s for s in [
     Subcommand("review", "/apprenti review", _review),
     Subcommand("audit", "/apprenti audit", _audit),
     Subcommand("adapters", "/apprenti adapters", _adapters),
-    Subcommand("retrain", "/apprenti retrain [TRACK]", _retrain),
+    Subcommand("retrain", "/apprenti retrain [TRACK] [--dry-run]", _retrain),
     Subcommand("activate", "/apprenti activate TRACK/vN", _activate),
     Subcommand("rollback", "/apprenti rollback [TRACK | TRACK/vN]", _rollback),
     Subcommand("discard", "/apprenti discard TRACK/vN", _discard),

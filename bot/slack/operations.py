@@ -13,6 +13,7 @@ import json
 import logging
 
 from bot import messages as text
+from finetune.dataset import user_message
 from storage.adapters import list_adapters
 from storage.audit import audit
 from storage.examples import list_examples
@@ -101,6 +102,27 @@ class Operations:
 
         return self._guard(f"retrain {track}", run)
 
+    def retrain_preview(self, track: str) -> str:
+        """What `retrain` would train now, and whether it could start (nothing is started)."""
+        from bot.scheduler import readiness, used_example_ids
+        from finetune.dataset import NotEnoughExamples, build_dataset
+
+        if track not in self.tracks():
+            return text.SLACK_ADMIN_FAILED.format(what=f"retrain {track} --dry-run",
+                                                  error=f"unknown track; known: {', '.join(self.tracks())}")
+        state = readiness(self.engine, self.runtime.settings, track, force=True)
+        try:
+            dataset = build_dataset(self.engine, track, min_examples=1)
+            info = dataset.summary()
+            new = len(set(dataset.example_ids) - used_example_ids(self.engine, track))
+            data = text.SLACK_RETRAIN_PREVIEW.format(track=track, train=info["train"], test=info["test"], new=new,
+                                                     fingerprint=str(dataset.fingerprint)[:12])
+        except NotEnoughExamples:
+            data = text.SLACK_RETRAIN_PREVIEW_EMPTY.format(track=track)
+        verdict = (text.SLACK_RETRAIN_WOULD_START if state.due
+                   else text.SLACK_RETRAIN_WOULD_REFUSE.format(reasons="; ".join(state.reasons)))
+        return f"{data} {verdict}"
+
     def _change(self, what: str, change) -> str:
         now = change.active or text.SLACK_BASE_MODEL
         return text.SLACK_ADAPTER_CHANGED.format(what=what, track=change.track, active=now,
@@ -158,7 +180,7 @@ class Operations:
         rows = list_examples(self.engine, status=ExampleStatus.approved.value)
         lines = []
         for row in rows:
-            user = f"{row.context}\n\n{row.question}" if row.context else row.question
+            user = user_message(row.question, row.context)  # the user turn training sees
             lines.append(json.dumps({"messages": [{"role": "user", "content": user},
                                                   {"role": "assistant", "content": row.corrected_answer}]},
                                     ensure_ascii=False))

@@ -200,3 +200,27 @@ def test_status_and_home_give_readiness_advice(slack):
     slack.settle()
     home = json.dumps(slack.fake.wait_for("views.publish")[-1]["view"])
     assert "Readiness advice" in home and "47 to go" in home
+
+
+def test_retrain_dry_run_shows_what_would_train_and_starts_nothing(slack):
+    for i in range(5):
+        example = add_example(slack.engine, f"dry question {i}?", f"a{i}", author_id=MEMBER)
+        review_example(slack.engine, example.id, "approved", REVIEWER)
+    slack.command("retrain --dry-run", user=ADMIN)
+    slack.settle()
+    reply = replies(slack)[0]["text"]
+    assert "Dry run for track *default*" in reply and "(5 not used by any adapter yet)" in reply
+    assert "would be refused" in reply and "training needs at least 50" in reply
+    assert list_runs(slack.engine) == []
+
+
+def test_export_writes_the_user_turn_training_sees(slack):
+    example = add_example(slack.engine, "q?", "a.", context="[1] Handbook\ntext", author_id=MEMBER)
+    review_example(slack.engine, example.id, "approved", REVIEWER)
+    from bot.slack.operations import Operations
+    from finetune.dataset import to_record
+
+    line, count = Operations(slack.runtime).export(ADMIN)
+    record = json.loads(line)
+    assert count == 1
+    assert record["messages"][0]["content"] == to_record(example, system_prompt=None)["prompt"][0]["content"]

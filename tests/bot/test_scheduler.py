@@ -110,3 +110,26 @@ def test_reaper_fails_a_silent_run(runtime):
                   .values(status="running", heartbeat_at=utcnow() - timedelta(minutes=5)))
     assert scheduler.reap_runs() == [run.id]
     assert "no heartbeat for 30 s" in get_run(engine, run.id).error
+
+
+def test_a_lost_database_is_retried_with_backoff(monkeypatch):
+    from sqlalchemy.exc import OperationalError
+
+    sleeps, calls = [], []
+    monkeypatch.setattr(scheduler.time, "sleep", sleeps.append)
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise OperationalError("select 1", {}, Exception("connection refused"))
+        return ["started"]
+
+    assert scheduler._with_retry(flaky)() == ["started"]
+    assert sleeps == [1.0, 2.0]
+
+    def down():
+        raise OperationalError("select 1", {}, Exception("connection refused"))
+
+    sleeps.clear()
+    assert scheduler._with_retry(down)() is None  # gives up after five tries; the next tick tries again
+    assert sleeps == [1.0, 2.0, 4.0, 8.0, 16.0]

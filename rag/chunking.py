@@ -92,8 +92,12 @@ def split_documents(
 
     title = next((d.metadata.get("title") for d in docs if d.metadata.get("title")), "")
     if not title and kind == "text":
-        first_line = docs[0].page_content.strip().splitlines()[0].strip() if docs[0].page_content.strip() else ""
-        title = first_line if 0 < len(first_line) <= 120 else ""
+        body = docs[0].page_content.strip()
+        first_line, _, rest = body.partition("\n")
+        if 0 < len(first_line.strip()) <= 120 and rest.strip():
+            # A short first line is the text's title: it is kept once, as the title, not again in the body.
+            title = first_line.strip()
+            docs = [Document(page_content=rest, metadata=docs[0].metadata), *docs[1:]]
     title = title or _fallback_title(source)
     for doc in docs:
         page = doc.metadata.get("page") if kind == "pdf" else None

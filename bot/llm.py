@@ -180,28 +180,35 @@ class LocalLLM(LLM):
 
     def __init__(self, model, engine: Engine | None = None, *, max_new_tokens: int = 256,
                  temperature: float = 0.0, max_prompt_tokens: int | None = None, refresh_seconds: float = 2.0):
+        from finetune.hotswap import AdapterWatcher
+
         self.model = model
         self.engine = engine
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.max_prompt_tokens = max_prompt_tokens
-        self.active = ActiveAdapters(engine, refresh_seconds)
-        self._loaded: dict[str, str | None] = {}  # track -> adapter name actually in service
+        self.refresh_seconds = refresh_seconds
+        # The registry's hot-swap watcher: loads what became active, keeps the last versions and the
+        # candidates resident so an activation or a rollback is a pointer switch.
+        self.watcher = AdapterWatcher(engine, model) if engine is not None else None
+        self._refreshed = 0.0
+        self._refresh_lock = threading.Lock()
 
     def adapter_for(self, track: str) -> str | None:
         """The active adapter's name for a track (loaded if needed), or None for the base model."""
-        name, path, changed = self.active.lookup(track)
-        if not changed:
-            return self._loaded.get(track)
-        if name is not None:
-            try:
-                self.model.load_adapter(name, path)
-            except Exception as exc:  # noqa: BLE001 - serve the base model rather than nothing
-                log.error("active adapter %s cannot be loaded, serving the base model: %s", name, exc)
-                self.active.retry_later(track)
-                name = None
-        self._loaded[track] = name
-        return name
+        if self.watcher is None:
+            return None
+        with self._refresh_lock:
+            if time.monotonic() - self._refreshed >= self.refresh_seconds:
+                try:
+                    for swap in self.watcher.refresh():
+                        if swap.error:
+                            log.error("track %s: %s; still serving %s", swap.track, swap.error,
+                                      swap.old or "the base model")
+                except Exception:  # noqa: BLE001 - a registry hiccup must not stop answers
+                    log.exception("could not read the active adapters; serving what is loaded")
+                self._refreshed = time.monotonic()
+        return self.watcher.adapter_for(track)
 
     def _count(self, messages) -> int:
         return self.model.count_tokens(self.model.render(messages))

@@ -128,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
         f"re-ingest **{reingest:.0f}×** faster than the first ingest (target ≥ 20×): **{'met' if ok else 'missed'}**. "
         "Where the speed comes from: MiniLM reads 128 word pieces (the length it was trained on) instead of 256, "
         "in length-sorted batches of 64, while loading, chunking and hashing run in threads; BM25 still sees every word. "
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f} at the end of the run (other work shares these cores).",
     ])
     print(section)
     if not args.no_docs:

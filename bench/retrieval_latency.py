@@ -133,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += [
         "",
         f"Target at 10,000 chunks p50 ≤ 20 ms and p99 ≤ 50 ms: **{'met' if ok else 'missed'}**. "
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f} at the end of the run (other work shares these cores).",
     ]
     section = "\n".join(lines)
     print(section)

@@ -123,7 +123,8 @@ def report(rows: dict[str, dict], n: int) -> str:
     lines += [
         "",
         f"Targets recall@5 ≥ 0.95 and recall@1 ≥ 0.80: **{'met' if ok else 'missed'}**. "
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f} at the end of the run (other work shares these cores).",
     ]
     return "\n".join(lines)
 

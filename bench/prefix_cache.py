@@ -16,16 +16,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import re
 import statistics
 import sys
 import time
 from pathlib import Path
 
+from bench._docs import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 CACHE = ROOT / "bench" / ".cache"
-DOCS = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- bench:prefix-cache:start -->", "<!-- bench:prefix-cache:end -->"
 TARGET = 0.5
 
 QUESTIONS = [
@@ -166,20 +165,6 @@ def report(result: dict) -> str:
     ])
 
 
-def write_docs(section: str) -> None:
-    """Replace this benchmark's section of docs/benchmarks.md, keeping the others."""
-    block = f"{START}\n{section}\n{END}"
-    if DOCS.is_file():
-        text = DOCS.read_text(encoding="utf-8")
-        if START in text and END in text:
-            text = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, text, flags=re.DOTALL)
-        else:
-            text = text.rstrip() + "\n\n" + block + "\n"
-    else:
-        DOCS.parent.mkdir(parents=True, exist_ok=True)
-        text = ("# Benchmarks\n\nEach section is written by its benchmark in `bench/`, which measures the "
-                "project's figure and its baseline in the same run.\n\n" + block + "\n")
-    DOCS.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -198,8 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"time to first token with prefix cache:    {result['with_ms']:.1f} ms")
     print(f"ratio: {ratio:.2f}x (target <= {TARGET}x), same output: {result['same_output']}")
     if not args.no_docs:
-        write_docs(report(result))
-        print(f"wrote {DOCS.relative_to(ROOT)}")
+        print(f"wrote {write_section('prefix-cache', report(result)).relative_to(ROOT)}")
     return 0 if ratio <= TARGET and result["same_output"] else 1
 
 

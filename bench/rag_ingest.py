@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench._docs import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -40,8 +42,6 @@ from rag.metrics import evaluate, load_corpus, load_queries, sample_indices  # n
 from rag.retriever import Retriever  # noqa: E402
 
 SQUAD = ROOT.parent / "shared" / "data" / "squad"
-DOCS = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- bench:rag-ingest:start -->", "<!-- bench:rag-ingest:end -->"
 
 
 def write_files(corpus, folder: Path) -> None:
@@ -133,19 +133,10 @@ def main(argv: list[str] | None = None) -> int:
     ])
     print(section)
     if not args.no_docs:
-        write_docs(section)
+        write_section("rag-ingest", section)
     return 0 if ok else 1
 
 
-def write_docs(section: str) -> None:
-    """Replace this benchmark's section of docs/benchmarks.md, keeping the others."""
-    block = f"{START}\n{section}\n{END}"
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.write_text(text, encoding="utf-8")
 
 
 if __name__ == "__main__":

@@ -26,6 +26,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench._docs import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -39,8 +41,6 @@ from rag.metrics import load_corpus, load_queries, sample_indices  # noqa: E402
 from rag.retriever import Retriever  # noqa: E402
 
 SQUAD = ROOT.parent / "shared" / "data" / "squad"
-DOCS = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- bench:retrieval-latency:start -->", "<!-- bench:retrieval-latency:end -->"
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -139,13 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     section = "\n".join(lines)
     print(section)
     if not args.no_docs and target is not None:
-        block = f"{START}\n{section}\n{END}"
-        text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-        if START in text and END in text:
-            text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
-        else:
-            text = text.rstrip("\n") + "\n\n" + block + "\n"
-        DOCS.write_text(text, encoding="utf-8")
+        write_section("retrieval-latency", section)
     return 0 if ok else 1
 
 

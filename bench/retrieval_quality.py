@@ -27,6 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench._docs import write_section
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -39,8 +41,6 @@ from rag.retriever import Retriever  # noqa: E402
 
 SQUAD = ROOT.parent / "shared" / "data" / "squad"
 CACHE = ROOT / "bench" / ".cache"
-DOCS = ROOT / "docs" / "benchmarks.md"
-START, END = "<!-- bench:retrieval-quality:start -->", "<!-- bench:retrieval-quality:end -->"
 KS = (1, 5, 10)
 
 
@@ -129,16 +129,6 @@ def report(rows: dict[str, dict], n: int) -> str:
     return "\n".join(lines)
 
 
-def write_docs(section: str) -> None:
-    """Replace this benchmark's section of docs/benchmarks.md, keeping the others."""
-    block = f"{START}\n{section}\n{END}"
-    text = DOCS.read_text(encoding="utf-8") if DOCS.exists() else "# Benchmarks\n"
-    if START in text and END in text:
-        text = text[: text.index(START)] + block + text[text.index(END) + len(END):]
-    else:
-        text = text.rstrip("\n") + "\n\n" + block + "\n"
-    DOCS.parent.mkdir(parents=True, exist_ok=True)
-    DOCS.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -157,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     section = report(rows, len(queries))
     print(section)
     if not args.no_docs and args.sample == 2000 and args.seed == 0:
-        write_docs(section)
+        write_section("retrieval-quality", section)
     best = rows["**ours: hybrid (default)**"]
     return 0 if best["recall@5"] >= 0.95 and best["recall@1"] >= 0.80 else 1
 

@@ -19,7 +19,6 @@ import asyncio
 import json
 import os
 import platform
-import re
 import socket
 import subprocess
 import sys
@@ -27,6 +26,8 @@ import tempfile
 import time
 from collections import Counter
 from pathlib import Path
+
+from bench._docs import write_section
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
@@ -41,22 +42,8 @@ def is_final(call: dict) -> bool:
     """A chat.update that carries a finished answer (not a streaming edit)."""
     blocks = call.get("blocks") or [{}]
     return blocks[0].get("block_id") != LIVE_BLOCK
-DOCS = REPO / "docs" / "benchmarks.md"
-START, END = "<!-- bench:slack-ack:start -->", "<!-- bench:slack-ack:end -->"
 
 
-def write_section(section: str) -> None:
-    """Replace this benchmark's section of docs/benchmarks.md, keeping the others."""
-    block = f"{START}\n{section}\n{END}"
-    if DOCS.is_file():
-        text = DOCS.read_text(encoding="utf-8")
-        if START in text and END in text:
-            text = re.sub(re.escape(START) + r".*?" + re.escape(END), lambda _: block, text, flags=re.DOTALL)
-        else:
-            text = text.rstrip() + "\n\n" + block + "\n"
-    else:
-        text = "# Benchmarks\n\n" + block + "\n"
-    DOCS.write_text(text, encoding="utf-8")
 
 
 def free_port() -> int:
@@ -295,7 +282,7 @@ def main() -> int:
         print("\n".join([*table, "", delivered, f"target ack p99 <= 100 ms, 0 lost, 0 duplicates: {verdict}",
                          f"load average before the run: {load_before:.2f}"]))
     if not args.no_write:
-        write_section("\n".join([
+        write_section("slack-ack", "\n".join([
             "## Slack ack latency under load (HTTP mode)",
             "",
             f"{args.events} signed `app_mention` events built from Slack's real request body, plus "

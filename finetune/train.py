@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.config import TrainConfig
-from finetune.model import load_base
+from finetune.model import load_base, training_heap_settings
 
 log = logging.getLogger(__name__)
 
@@ -145,17 +145,35 @@ def load_for_training(base_model: str, config: TrainConfig):
     """The base model ready for LoRA training (4-bit when config.qlora) and its tokenizer."""
     import torch
 
+    training_heap_settings()
     cuda = torch.cuda.is_available()
-    model, tokenizer, path = load_base(base_model, load_in_4bit=config.qlora, device="cuda" if cuda else "cpu")
+    device = "cuda" if cuda else "cpu"
+    if config.qlora:
+        # bf16 for everything that is not 4-bit (embeddings, norms, lm_head), on CPU as on CUDA: the
+        # activations then flow in bf16 as in 16-bit LoRA instead of fp32. The 4-bit matmuls compute in
+        # quantization_config's dtype (fp32 on CPU, where bf16 matmuls are several times slower).
+        model, tokenizer, path = load_base(base_model, load_in_4bit=True, device=device, dtype=torch.bfloat16)
+    else:
+        model, tokenizer, path = load_base(base_model, device=device)
     # Before ANY forward pass: see the module docstring (bitsandbytes' CPU repacking trap).
     model.train()
     if config.qlora:
-        from peft import prepare_model_for_kbit_training
-
-        model = prepare_model_for_kbit_training(model, use_gradient_checkpointing=config.gradient_checkpointing)
+        _prepare_4bit(model, config.gradient_checkpointing)
         model.train()
     model.config.use_cache = False
     return model, tokenizer, path
+
+
+def _prepare_4bit(model, gradient_checkpointing: bool) -> None:
+    """What peft's prepare_model_for_kbit_training does, minus its upcast of every non-4-bit parameter
+    to fp32: that upcast turns the embeddings' output, hence the whole residual stream and every saved
+    activation, into fp32, which cost more memory than 4-bit weights save on a small model. LoRA
+    weights are cast by TRL (bf16 for quantised bases) and the optimiser keeps its own state."""
+    for param in model.parameters():
+        param.requires_grad_(False)
+    if gradient_checkpointing:
+        model.enable_input_require_grads()
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
 def train_adapter(base_model: str, records: Sequence[dict], output_dir: str | Path, config: TrainConfig | None = None,
@@ -185,6 +203,7 @@ def train_adapter(base_model: str, records: Sequence[dict], output_dir: str | Pa
         replay = read_records(config.replay_path, system_prompt=records[0]["prompt"][0]["content"]
                               if records[0]["prompt"][0]["role"] == "system" else None)
     mixed = mix_replay(records, replay or [], config.replay_ratio, config.seed)
+    training_heap_settings()
     started = time.perf_counter()
     try:
         if model is None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import json
+import os
 import platform
 import subprocess
 import sys
@@ -18,7 +19,7 @@ CHILD = r'''
 import json, resource, sys, torch
 torch.set_num_threads(1)
 from finetune.config import TrainConfig
-from finetune.model import load_base
+from finetune.model import load_base, training_heap_settings
 from finetune.train import load_for_training, train_adapter
 import peft, trl, datasets  # everything imported before the baseline reading
 mode, model_dir, out, steps, batch, max_len = sys.argv[1:7]
@@ -29,15 +30,17 @@ config = TrainConfig(max_steps=int(steps), batch_size=int(batch), max_length=int
                      qlora=(mode == "qlora"), progress_bar=False)
 if mode == "qlora":
     model, tok, _ = load_for_training(model_dir, config)
-else:
+else:  # the same process settings and loader as ours, a bf16 base
+    training_heap_settings()
     model, tok, _ = load_base(model_dir, dtype=torch.bfloat16, device="cpu")
     model.train()
+load_peak, after_load = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, rss_mb()
 records = [{"prompt": [{"role": "user", "content": f"Question number {i} about the expense policy?"}],
             "completion": [{"role": "assistant", "content": "Expense reports are due on the fifth. " * 6}]}
            for i in range(16)]
 train_adapter(model_dir, records, out, config, model=model, tokenizer=tok)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"peak_mb": peak, "baseline_mb": baseline}))
+print(json.dumps({"peak_mb": peak, "baseline_mb": baseline, "load_peak_mb": load_peak, "after_load_mb": after_load}))
 '''
 
 
@@ -72,15 +75,27 @@ def main() -> int:
         f"max length {MAX_LEN}, CPU, each mode in a fresh process (peak RSS from `getrusage`; the import baseline is "
         "the RSS after torch/transformers/peft/trl are imported, before the model is loaded). Measured by "
         "`python -m bench.qlora_memory`.", "",
-        "| | peak RSS | above import baseline |", "|---|---|---|",
-        f"| bf16 LoRA (baseline) | {lora['peak_mb']:.0f} MB | {lora['peak_mb'] - lora['baseline_mb']:.0f} MB |",
-        f"| QLoRA NF4 + double quant | {qlora['peak_mb']:.0f} MB | {qlora['peak_mb'] - qlora['baseline_mb']:.0f} MB |",
+        "| | peak RSS | above import baseline | peak while loading (above baseline) | held after loading "
+        "(above baseline) |", "|---|---|---|---|---|",
+        *(f"| {label} | {r['peak_mb']:.0f} MB | {r['peak_mb'] - r['baseline_mb']:.0f} MB | "
+          f"{r['load_peak_mb'] - r['baseline_mb']:.0f} MB | {r['after_load_mb'] - r['baseline_mb']:.0f} MB |"
+          for label, r in (("bf16 LoRA (baseline)", lora), ("QLoRA NF4 + double quant", qlora))),
         "",
         f"Ratio QLoRA / bf16 LoRA: **{above:.2f}×** of the memory training adds (target ≤ 0.6×: {verdict}); "
         f"{total:.2f}× of the whole process, which also holds ~{lora['baseline_mb']:.0f} MB of libraries. "
+        "Both modes load through `finetune.model.load_base` (checkpoint read tensor by tensor with pread, "
+        "not mmap: an mmapped float32 checkpoint alone put ~400 MB of file pages in the process while "
+        "loading, and QLoRA's fp32 non-4-bit parameters stayed views pinning the whole file) and train "
+        "through `train_adapter` with the same heap settings (`training_heap_settings`: large buffers are "
+        "returned to the OS when freed). QLoRA keeps its non-4-bit parameters in bf16 (peft's "
+        "`prepare_model_for_kbit_training` upcast them to fp32, making every activation fp32) and computes "
+        "the 4-bit matmuls in fp32 on CPU (bf16 compute cut memory little more and made training ~8× slower "
+        "here). What remains for QLoRA is mostly activations (~same as bf16 LoRA) plus per-layer "
+        "dequantisation buffers; the weights are ~51 MB vs ~195 MB. "
         "No CUDA GPU was available for this run, so no GPU tokens/s or peak GPU memory is reported; "
         "paged 8-bit AdamW is used only on CUDA. "
-        f"Machine: {platform.machine()}, Python {platform.python_version()}.",
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end, "
+        f"Python {platform.python_version()}.",
     ]))
     return 0
 

@@ -11,7 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.train_overhead import write_section
+from bench._docs import write_section
 
 REPEATS = 5
 

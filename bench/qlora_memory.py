@@ -11,7 +11,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.train_overhead import write_section
+from bench._docs import write_section
 
 STEPS, BATCH, MAX_LEN = 3, 2, 128
 

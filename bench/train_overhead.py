@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import json
 import platform
-import re
 import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
+from bench._docs import write_section
+
 STEPS, BATCH, MAX_LEN, REPEATS = 30, 8, 96, 3
 
 BARE = r'''
@@ -55,20 +55,6 @@ print(json.dumps({"wall": time.perf_counter() - t0}))
 '''
 
 
-def write_section(key: str, section: str) -> None:
-    """Replace one benchmark's section of docs/benchmarks.md, keeping the others."""
-    start, end = f"<!-- bench:{key}:start -->", f"<!-- bench:{key}:end -->"
-    block = f"{start}\n{section}\n{end}"
-    if DOCS.is_file():
-        text = DOCS.read_text(encoding="utf-8")
-        if start in text and end in text:
-            text = re.sub(re.escape(start) + r".*?" + re.escape(end), lambda _: block, text, flags=re.DOTALL)
-        else:
-            text = text.rstrip() + "\n\n" + block + "\n"
-    else:
-        DOCS.parent.mkdir(parents=True, exist_ok=True)
-        text = "# Benchmarks\n\n" + block + "\n"
-    DOCS.write_text(text, encoding="utf-8")
 
 
 def _run(code: str, *args) -> float:

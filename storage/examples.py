@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
@@ -116,14 +116,18 @@ def set_review_message(engine: Engine, example_id: int, channel: str, ts: str) -
         session.execute(update(Example).where(Example.id == example_id).values(review_channel=channel, review_ts=ts))
 
 
+def _filtered(query, status: str | None, track: str | None):
+    if status:
+        query = query.where(Example.status == status)
+    if track:
+        query = query.where(Example.track == track)
+    return query
+
+
 def list_examples(engine: Engine, status: str | None = None, track: str | None = None,
                   limit: int | None = None) -> list[Example]:
     with session_scope(engine) as session:
-        query = select(Example).order_by(Example.id)
-        if status:
-            query = query.where(Example.status == status)
-        if track:
-            query = query.where(Example.track == track)
+        query = _filtered(select(Example).order_by(Example.id), status, track)
         if limit:
             query = query.limit(limit)
         return list(session.exec(query))
@@ -134,7 +138,9 @@ def approved_examples(engine: Engine, track: str) -> list[Example]:
 
 
 def count_examples(engine: Engine, status: str | None = None, track: str | None = None) -> int:
-    return len(list_examples(engine, status=status, track=track))
+    """A COUNT in the database: status and the App Home call this on every view."""
+    with session_scope(engine) as session:
+        return session.exec(_filtered(select(func.count()).select_from(Example), status, track)).one()
 
 
 def tracks_with_examples(engine: Engine) -> list[str]:

@@ -259,8 +259,14 @@ def _with_retry(job):
     return wrapped
 
 
+def reap_and_check() -> list[int]:
+    """Free the leases of dead runs first, so their tracks can be due again in the same tick."""
+    reap_runs()
+    return check_thresholds()
+
+
 def run_check() -> list[int]:
-    return _with_retry(lambda: (reap_runs(), check_thresholds())[1])() or []
+    return _with_retry(reap_and_check)() or []
 
 
 def run_reaper() -> list[int]:

@@ -3,48 +3,21 @@
 from __future__ import annotations
 
 import gc
-import importlib
-import logging
 import signal
-from collections.abc import Callable
 
 import typer
 
 from bot.cli.common import bad_input, runtime
 
-log = logging.getLogger("apprenti.serve")
-
-# Background services started next to the Slack face, as "module:function". Each function is called
-# with (runtime, notifier) and returns a callable that stops it (or None). A module that cannot be
-# imported is skipped with a log line.
-BACKGROUND_STARTERS = ["bot.cli.serve:start_scheduler"]
-
 
 def start_scheduler(runtime, notifier):
-    """The training scheduler (bot/scheduler.py), reporting to the admin channel through `notifier`."""
-    try:
-        from bot.scheduler import make_scheduler
-    except ImportError as exc:
-        log.warning("the scheduler is not available (%s); training runs only when started by hand", exc)
-        return None
+    """The training scheduler (bot/scheduler.py), reporting to the admin channel through `notifier`.
+    Returns what stops it."""
+    from bot.scheduler import make_scheduler
+
     runtime.notify = notifier  # the scheduler posts run_queued / run_finished / daily_summary here
     scheduler = make_scheduler(runtime, start=True)
     return lambda: scheduler.shutdown(wait=False)
-
-
-def load_starters(names: list[str]) -> list[Callable]:
-    starters = []
-    for spec in names:
-        module_name, _, function = spec.partition(":")
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            if exc.name == module_name:
-                log.info("%s is not installed; not started", module_name)
-                continue
-            raise
-        starters.append(getattr(module, function))
-    return starters
 
 
 def share_cpu(workers: int, torch_threads: int = 0) -> None:
@@ -95,12 +68,7 @@ def serve(
     gc.collect()
     gc.freeze()
 
-    stoppers = []
-    if not no_scheduler:
-        for start in load_starters(BACKGROUND_STARTERS):
-            stop = start(rt, rt.notify)
-            if stop is not None:
-                stoppers.append(stop)
+    stoppers = [] if no_scheduler else [start_scheduler(rt, rt.notify)]
     signal.signal(signal.SIGTERM, _interrupt)  # uvicorn installs its own while it runs
     try:
         if socket_mode:

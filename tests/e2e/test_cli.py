@@ -10,19 +10,10 @@ import sys
 
 import pytest
 
-from bot.cli.main import main
+from tests.cli import run_main
 
 APPRENTI = [sys.executable, "-m", "bot.cli.main"]
 
-
-def run_main(args, capsys) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, out.err
 
 
 def test_ask_answers_offline_and_stores_the_interaction(tmp_path, isolated_env):

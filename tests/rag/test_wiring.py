@@ -7,23 +7,18 @@ import json
 import pytest
 
 from bot.assistant import Assistant
-from bot.cli.main import main
 from bot.llm import LLM, Completion, Stream
 from plugins.builtin import rag as rag_plugin
 from plugins.manager import make_manager
 from plugins.profile import Profile
 from storage.db import open_database
+from tests.cli import run_main as run_cli
 from tests.rag.test_metrics import CORPUS, QUERIES
 
 
 def run_main(args, capsys) -> tuple[int, str, str]:
-    try:
-        main(args)
-        code = 0
-    except SystemExit as exc:
-        code = exc.code if isinstance(exc.code, int) else 1
-    out = capsys.readouterr()
-    return code, out.out, " ".join(out.err.split())  # rich wraps long messages
+    code, out, err = run_cli(args, capsys)
+    return code, out, " ".join(err.split())  # rich wraps long messages
 
 
 class Echo(LLM):

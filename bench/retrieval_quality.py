@@ -44,9 +44,14 @@ CACHE = ROOT / "bench" / ".cache"
 KS = (1, 5, 10)
 
 
+def backend_key(embedder: SentenceTransformerEmbedder) -> str:
+    """Part of the cache key: empty for PyTorch (the vectors cached before ONNX existed), else the backend."""
+    return "" if embedder.runs_on == "torch" else f"{embedder.runs_on}|"
+
+
 def cached_vectors(embedder: SentenceTransformerEmbedder, texts: list[str], label: str) -> np.ndarray:
     key = hashlib.sha256(
-        f"{embedder.model}|{embedder.max_tokens}|".encode() + "\x1e".join(texts).encode()
+        f"{embedder.model}|{embedder.max_tokens}|{backend_key(embedder)}".encode() + "\x1e".join(texts).encode()
     ).hexdigest()[:16]
     path = CACHE / f"{label}-{key}.npy"
     if path.exists():
@@ -79,7 +84,8 @@ def baselines(corpus, queries) -> dict[str, dict]:
         [bm25.get_scores(words.findall(q.text.lower()) or [""]) for q in queries]
     ).astype(np.float64)
 
-    full = SentenceTransformerEmbedder(max_tokens=None)  # the model's own 256-piece window
+    # Plain sentence-transformers on PyTorch, with the model's own 256-piece window.
+    full = SentenceTransformerEmbedder(max_tokens=None, backend="torch")
     doc_vectors = cached_vectors(full, passages, "squad-passages")
     query_vectors = full.encode([q.text for q in queries])
     dense = query_vectors @ doc_vectors.T
@@ -99,8 +105,9 @@ def ours(corpus, queries) -> dict[str, dict]:
     vectors = cached_vectors(embedder, [f"{d.title.replace('_', ' ').strip()}\n{d.text}" for d in corpus], "squad-ours")
     index = build_corpus_index(corpus, embedder, vectors=vectors)
     out = {}
+    dense_label = f"ours: dense side only (128 pieces, {embedder.runs_on})"
     for label, mode in (("**ours: hybrid (default)**", "hybrid"), ("ours: BM25 side only", "bm25"),
-                        ("ours: dense side only (128 pieces)", "dense")):
+                        (dense_label, "dense")):
         out[label] = evaluate(search_documents(Retriever(index, mode=mode)), queries, KS)
     return out
 

@@ -9,7 +9,7 @@ import chromadb
 import numpy as np
 
 from rag.chunking import Chunk
-from rag.embeddings import SentenceTransformerEmbedder
+from rag.embeddings import DEFAULT_BACKEND, SentenceTransformerEmbedder
 from rag.index import DocumentIndex, _chroma_settings
 from rag.metrics import CorpusDoc, Query, evaluate, load_corpus, load_queries, sample_indices
 from rag.retriever import Retriever
@@ -73,6 +73,7 @@ def evaluate_files(
     seed: int = 0,
     model: str | None = None,
     mode: str = "hybrid",
+    backend: str = DEFAULT_BACKEND,
     progress: Callable[[int, int], None] | None = None,
     **retriever_options,
 ) -> dict:
@@ -80,7 +81,7 @@ def evaluate_files(
     corpus = load_corpus(corpus_path)
     queries: list[Query] = load_queries(queries_path, corpus)
     chosen = [queries[i] for i in sample_indices(len(queries), sample, seed)]
-    index = build_corpus_index(corpus, SentenceTransformerEmbedder(model), progress=progress)
+    index = build_corpus_index(corpus, SentenceTransformerEmbedder(model, backend=backend), progress=progress)
     retriever = Retriever(index, mode=mode, **retriever_options)
     result = evaluate(search_documents(retriever), chosen)
     result.update(corpus=len(corpus), mode=mode, sample=sample, seed=seed)

@@ -18,7 +18,7 @@ from chromadb.config import Settings
 
 from rag.bm25 import LexicalIndex, SourceRecord
 from rag.chunking import Chunk, split_documents
-from rag.embeddings import SentenceTransformerEmbedder
+from rag.embeddings import DEFAULT_BACKEND, SentenceTransformerEmbedder
 from rag.loaders import LoadError, Skipped, discover, load_file
 from rag.tokenize import tokenize
 
@@ -200,6 +200,7 @@ class DocumentIndex:
         url: str | None = None,
         state_dir: str | os.PathLike | None = None,
         model: str | None = None,
+        backend: str | None = None,
         **kwargs,
     ) -> DocumentIndex:
         """Open (or create) the index in folder ``path`` or on the Chroma server at ``url``.
@@ -210,7 +211,8 @@ class DocumentIndex:
         client = open_client(path=path, url=url)
         if state_dir is None:
             state_dir = path
-        return cls(client, state_dir, SentenceTransformerEmbedder(model), **kwargs)
+        embedder = SentenceTransformerEmbedder(model, backend=backend or DEFAULT_BACKEND)
+        return cls(client, state_dir, embedder, **kwargs)
 
     # -- consistency -------------------------------------------------------------------------
 

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import re
+import threading
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
+from typing import NamedTuple
 
 import numpy as np
 
@@ -15,6 +18,15 @@ MODES = ("hybrid", "dense", "bm25")
 # them is specific to SQuAD, and the same values serve the French test corpus.
 DEFAULT_BM25_WEIGHT = 0.5
 DEFAULT_CANDIDATES = 50
+
+
+_worker_lock = threading.Lock()
+
+
+class _Stored(NamedTuple):
+    text: str
+    metadata: dict
+    vector: np.ndarray | None
 
 
 @dataclass
@@ -107,6 +119,7 @@ class Retriever:
         self.mmr = mmr
         self.mmr_lambda = mmr_lambda
         self.sync_every = sync_every
+        self._executor: ThreadPoolExecutor | None = None
 
     def search(
         self,
@@ -115,7 +128,12 @@ class Retriever:
         collections: Sequence[str] | None = None,
         mode: str | None = None,
     ) -> list[SearchResult]:
-        """The ``k`` best chunks for ``query``, best first, limited to ``collections`` if given."""
+        """The ``k`` best chunks for ``query``, best first, limited to ``collections`` if given.
+
+        In hybrid mode the question is embedded and searched in Chroma on a worker thread while
+        this thread runs BM25 and fetches the lexical candidates' vectors and texts: the two
+        halves take about as long as each other, and the embedding runs outside the GIL.
+        """
         k = k or self.k
         mode = mode or self.mode
         if mode not in MODES:
@@ -125,29 +143,46 @@ class Retriever:
         if not query.strip() or self.index.count(collections) == 0:
             return []
         pool = max(self.candidates, k * 4 if self.mmr else k)
-        query_vector = self.index.embedder.encode([query], kind="query")[0] if mode != "bm25" or self.mmr else None
 
-        dense: dict[str, float] = {}
-        if mode != "bm25":
-            dense = self._dense(query_vector, pool, collections)
+        dense_side = None
+        if mode != "bm25" or self.mmr:
+            dense_side = self._worker().submit(self._dense_side, query, pool, collections, mode != "bm25")
         lexical: dict[str, float] = {}
-        if mode != "dense":
-            lexical = dict(self.index.lexical.search(query, pool, collections))
+        known: dict[str, _Stored] = {}
+        try:
+            if mode != "dense":
+                lexical = dict(self.index.lexical.search(query, pool, collections))
+            if mode == "hybrid" and lexical:
+                known = self._fetch(list(lexical), vectors=True)
+        finally:
+            query_vector, dense = dense_side.result() if dense_side is not None else (None, {})
 
         if mode == "dense":
             ranked = sorted(dense.items(), key=lambda kv: -kv[1])
         elif mode == "bm25":
             ranked = sorted(lexical.items(), key=lambda kv: -kv[1])
         else:
-            ranked = self._fuse(query, query_vector, dense, lexical, collections)
+            ranked = self._fuse(query, query_vector, dense, lexical, known)
         ranked = ranked[:pool]
         if not ranked:
             return []
         if self.mmr:
             ranked = self._mmr(query_vector, ranked, k)
-        return self._results(ranked[:k], dense if mode != "bm25" else None)
+        return self._results(ranked[:k], dense if mode != "bm25" else None, known)
 
     # -- the parts ---------------------------------------------------------------------------
+
+    def _worker(self) -> ThreadPoolExecutor:
+        with _worker_lock:
+            if self._executor is None:
+                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apprenti-retriever")
+            return self._executor
+
+    def _dense_side(
+        self, query: str, n: int, collections: Sequence[str] | None, search: bool
+    ) -> tuple[np.ndarray, dict[str, float]]:
+        vector = self.index.embedder.encode([query], kind="query")[0]
+        return vector, (self._dense(vector, n, collections) if search else {})
 
     def _dense(self, vector: np.ndarray, n: int, collections: Sequence[str] | None) -> dict[str, float]:
         n = min(n, self.index.count(collections))
@@ -159,23 +194,33 @@ class Retriever:
         # Chroma's cosine distance is 1 - cosine similarity.
         return {cid: 1.0 - float(d) for cid, d in zip(got["ids"][0], got["distances"][0], strict=True)}
 
+    def _fetch(self, ids: list[str], vectors: bool = False) -> dict[str, _Stored]:
+        """Text and metadata (and the vector if asked) of stored chunks; ids no longer stored are left out."""
+        include = ["documents", "metadatas", "embeddings"] if vectors else ["documents", "metadatas"]
+        got = self.index.chroma.get(ids=ids, include=include)
+        found = got["embeddings"] if vectors else [None] * len(got["ids"])
+        return {
+            cid: _Stored(doc, meta, None if vector is None else np.asarray(vector, dtype=np.float32))
+            for cid, doc, meta, vector in zip(got["ids"], got["documents"], got["metadatas"], found, strict=True)
+        }
+
     def _fuse(
         self,
         query: str,
         vector: np.ndarray,
         dense: dict[str, float],
         lexical: dict[str, float],
-        collections: Sequence[str] | None,
+        known: dict[str, _Stored],
     ) -> list[tuple[str, float]]:
         ids = list(dict.fromkeys([*dense, *lexical]))
         missing_lexical = [i for i in ids if i not in lexical]
         if missing_lexical:
             lexical.update(self.index.lexical.score_ids(query, missing_lexical))
-        missing_dense = [i for i in ids if i not in dense]
-        if missing_dense:
-            got = self.index.chroma.get(ids=missing_dense, include=["embeddings"])
-            vectors = np.asarray(got["embeddings"], dtype=np.float32)
-            dense.update(zip(got["ids"], (vectors @ vector).tolist(), strict=True))
+        for cid in ids:
+            if cid not in dense and cid in known:
+                dense[cid] = float(known[cid].vector @ vector)
+        # A lexical candidate missing from Chroma was removed since BM25 was read; it cannot be cited.
+        ids = [cid for cid in ids if cid in dense]
         bm25 = _normalise(np.array([lexical.get(i, 0.0) for i in ids], dtype=np.float64))
         cosine = _normalise(np.array([dense.get(i, 0.0) for i in ids], dtype=np.float64))
         fused = self.bm25_weight * bm25 + (1.0 - self.bm25_weight) * cosine
@@ -203,19 +248,17 @@ class Retriever:
         return [ranked[i] for i in chosen]
 
     def _results(
-        self, ranked: list[tuple[str, float]], cosines: dict[str, float] | None
+        self, ranked: list[tuple[str, float]], cosines: dict[str, float] | None, known: dict[str, _Stored]
     ) -> list[SearchResult]:
-        ids = [cid for cid, _ in ranked]
-        got = self.index.chroma.get(ids=ids, include=["documents", "metadatas"])
-        stored = {
-            cid: (doc, meta)
-            for cid, doc, meta in zip(got["ids"], got["documents"], got["metadatas"], strict=True)
-        }
+        stored = {cid: known[cid] for cid, _ in ranked if cid in known}
+        missing = [cid for cid, _ in ranked if cid not in stored]
+        if missing:
+            stored.update(self._fetch(missing))
         results = []
         for cid, score in ranked:
             if cid not in stored:  # removed between the search and now
                 continue
-            doc, meta = stored[cid]
+            doc, meta = stored[cid].text, stored[cid].metadata
             results.append(
                 SearchResult(
                     id=cid,

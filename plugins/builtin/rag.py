@@ -42,7 +42,7 @@ class _State:
 
 def open_retriever(config: dict[str, Any]):
     """A hybrid Retriever over the index the settings point at (raises rag.index.IndexUnavailable)."""
-    from rag.embeddings import SentenceTransformerEmbedder
+    from rag.embeddings import DEFAULT_BACKEND, SentenceTransformerEmbedder
     from rag.index import DocumentIndex, open_client
     from rag.retriever import Retriever
 
@@ -52,7 +52,7 @@ def open_retriever(config: dict[str, Any]):
     index = DocumentIndex(
         open_client(path=None if url else path, url=url),
         state_dir,
-        SentenceTransformerEmbedder(config.get("embedding_model")),
+        SentenceTransformerEmbedder(config.get("embedding_model"), backend=config.get("embedding_backend") or DEFAULT_BACKEND),
     )
     return Retriever(index, k=int(config.get("rag_k") or 5))
 

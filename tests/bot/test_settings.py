@@ -45,6 +45,7 @@ def test_empty_values_mean_default(monkeypatch, isolated_env):
     [
         ("APPRENTI_MAX_NEW_TOKENS", "lots", "APPRENTI_MAX_NEW_TOKENS='lots'"),
         ("APPRENTI_LLM_BACKEND", "gpt", "APPRENTI_LLM_BACKEND='gpt'"),
+        ("APPRENTI_EMBEDDING_BACKEND", "gpu", "APPRENTI_EMBEDDING_BACKEND='gpu'"),
         ("APPRENTI_TEMPERATURE", "5", "less than or equal to 2"),
         ("APPRENTI_QUIET_HOURS", "night", "two hours like 08-18"),
         ("APPRENTI_AUTO_PROMOTE", "perhaps", "APPRENTI_AUTO_PROMOTE"),

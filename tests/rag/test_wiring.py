@@ -137,3 +137,15 @@ def test_a_chroma_server_that_is_down_falls_back_to_prompting(isolated_env, capl
     answer = Assistant(engine, manager, Echo()).answer("anything?", user="U1", mode="rag")
     assert answer.mode == "prompt" and any("127.0.0.1:9" in n for n in answer.notices)
     rag_plugin.startup(None)
+
+
+def test_the_embedding_backend_setting_reaches_every_index(monkeypatch, isolated_env, ingested):
+    from bot.cli.rag import open_index
+    from bot.settings import load_settings
+
+    config = {"home": str(isolated_env), "chroma_path": str(isolated_env / "chroma"), "chroma_url": None,
+              "embedding_model": "all-MiniLM-L6-v2", "embedding_backend": "torch"}
+    assert rag_plugin.open_retriever(config).index.embedder.backend == "torch"
+    monkeypatch.setenv("APPRENTI_EMBEDDING_BACKEND", "onnx")
+    index = open_index(load_settings())
+    assert index.embedder.backend == "onnx" and index.embedder.runs_on == "onnx"

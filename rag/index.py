@@ -6,7 +6,7 @@ import hashlib
 import os
 import time
 from collections.abc import Callable, Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlparse
@@ -147,6 +147,17 @@ def index_text(metadata: dict, text: str) -> str:
     return Chunk(
         text, metadata.get("source", ""), metadata.get("title", ""), 0, metadata.get("heading", "")
     ).index_text
+
+
+@dataclass
+class _Batch:
+    """Embedded chunks of whole files, ready to be written."""
+
+    collection: str
+    chunks_by_source: dict[str, tuple[str, list[Chunk]]]
+    chunks: list[Chunk]
+    vectors: np.ndarray
+    indexed_at: float
 
 
 class DocumentIndex:
@@ -290,43 +301,54 @@ class DocumentIndex:
     ) -> int:
         """Embed and store whole files' chunks; ``chunks_by_source`` maps source -> (file hash, chunks).
 
-        ``vectors`` (one row per chunk, in order) skips embedding. Old chunks of those sources are replaced. The source records are written last, so a file
-        interrupted half-way is not recorded and is indexed again by the next run.
+        ``vectors`` (one row per chunk, in order) skips embedding. Old chunks of those sources are
+        replaced. The source records are written last, so a file interrupted half-way is not
+        recorded and is indexed again by the next run.
         """
-        sources = list(chunks_by_source)
-        all_chunks = [c for s in sources for c in chunks_by_source[s][1]]
+        return self._write_batch(self._embed_batch(collection, chunks_by_source, vectors))
+
+    def _embed_batch(
+        self,
+        collection: str,
+        chunks_by_source: dict[str, tuple[str, list[Chunk]]],
+        vectors: np.ndarray | None = None,
+    ) -> _Batch:
+        chunks = [c for _, file_chunks in chunks_by_source.values() for c in file_chunks]
         if vectors is None:
-            vectors = self.embedder.encode([c.index_text for c in all_chunks])
-        now = time.time()
+            vectors = self.embedder.encode([c.index_text for c in chunks])
+        return _Batch(collection, dict(chunks_by_source), chunks, vectors, time.time())
+
+    def _write_batch(self, batch: _Batch) -> int:
+        """Replace the batch's sources in Chroma, then in the lexical store (with their records, last)."""
+        collection, now = batch.collection, batch.indexed_at
         ids, docs, metas = [], [], []
-        for source in sources:
-            fhash, chunks = chunks_by_source[source]
+        for source, (fhash, chunks) in batch.chunks_by_source.items():
             for c in chunks:
                 ids.append(chunk_id(collection, source, c.position))
                 docs.append(c.text)
                 metas.append(chunk_metadata(collection, c, fhash, now))
         indexed = {r.source for r in self.lexical.sources(collection)}
-        for source in sources:
+        for source in batch.chunks_by_source:
             if source in indexed:  # a new file has nothing to replace: skip the filtered delete
                 self.chroma.delete(where={"$and": [{"collection": collection}, {"source": source}]})
         step = max(1, self.client.get_max_batch_size())
         for start in range(0, len(ids), step):
             self.chroma.add(
                 ids=ids[start : start + step],
-                embeddings=vectors[start : start + step],
+                embeddings=batch.vectors[start : start + step],
                 documents=docs[start : start + step],
                 metadatas=metas[start : start + step],
             )
         self.lexical.write(
-            add=[(cid, collection, m["source"], c.index_text) for cid, m, c in zip(ids, metas, all_chunks, strict=True)],
-            delete_sources=[(collection, s) for s in sources],
+            add=[(cid, collection, m["source"], c.index_text) for cid, m, c in zip(ids, metas, batch.chunks, strict=True)],
+            delete_sources=[(collection, s) for s in batch.chunks_by_source],
             records=[
-                SourceRecord(collection, s, chunks_by_source[s][0], len(chunks_by_source[s][1]), now)
-                for s in sources
+                SourceRecord(collection, s, fhash, len(chunks), now)
+                for s, (fhash, chunks) in batch.chunks_by_source.items()
             ],
-            tokens=[tokenize(c.index_text) for c in all_chunks],
+            tokens=[tokenize(c.index_text) for c in batch.chunks],
         )
-        return len(all_chunks)
+        return len(batch.chunks)
 
     def ingest(
         self,
@@ -373,20 +395,34 @@ class DocumentIndex:
 
         pending: dict[str, tuple[str, list[Chunk]]] = {}
         pending_chunks = 0
+        writing: tuple[Future[int], list[str]] | None = None
 
-        def flush() -> None:
-            nonlocal pending, pending_chunks, done
-            if not pending:
+        def settle() -> None:
+            """Wait for the batch being written and count it in the report."""
+            nonlocal writing, done
+            if writing is None:
                 return
-            report.chunks += self.add_chunks(collection, pending)
-            for source in pending:
+            future, sources = writing
+            writing = None
+            report.chunks += future.result()
+            for source in sources:
                 (report.updated if source in known else report.added).append(source)
                 done += 1
                 tick(source, "indexed")
+
+        def flush() -> None:
+            nonlocal pending, pending_chunks, writing
+            if not pending:
+                return
+            batch = self._embed_batch(collection, pending)  # overlaps the previous batch's write
+            settle()
+            writing = (writer.submit(self._write_batch, batch), list(pending))
             pending, pending_chunks = {}, 0
 
-        # Loading and chunking run ahead in worker threads while embedding runs here.
-        with ThreadPoolExecutor(max_workers=2) as pool:
+        # Loading and chunking run ahead in worker threads while embedding runs here, and each
+        # embedded batch is written to Chroma and BM25 by one writer thread (in order) while the
+        # next one is embedded.
+        with ThreadPoolExecutor(max_workers=2) as pool, ThreadPoolExecutor(max_workers=1) as writer:
             for path, fhash, chunks, error in pool.map(prepare, files):
                 source = str(path)
                 if error is not None:
@@ -403,6 +439,7 @@ class DocumentIndex:
                     if pending_chunks >= EMBED_BATCH_CHUNKS:
                         flush()
             flush()
+            settle()
 
         if prune:
             present = {str(f) for f in files}

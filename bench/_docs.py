@@ -22,3 +22,19 @@ def write_section(key: str, section: str) -> Path:
     DOCS.parent.mkdir(parents=True, exist_ok=True)
     DOCS.write_text(text, encoding="utf-8")
     return DOCS
+
+
+def machine_line() -> str:
+    """The sentence that ends a section: the machine, and how busy it was when the run ended."""
+    import os
+    import platform
+
+    return (f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+            f"load average {os.getloadavg()[0]:.1f} at the end of the run (other work shares these cores).")
+
+
+def publish(key: str, section: str, write: bool = True) -> None:
+    """Print the section and, unless ``write`` is False (``--no-docs``), put it in docs/benchmarks.md."""
+    print(section)
+    if write:
+        write_section(key, section)

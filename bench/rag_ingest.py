@@ -19,9 +19,7 @@ first ingest. Exit code 1 when one is missed.
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -29,7 +27,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._docs import write_section
+from bench._docs import machine_line, publish
+from bench._squad import parse_and_load, squad_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -39,10 +38,8 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 from rag.embeddings import SentenceTransformerEmbedder, default_model  # noqa: E402
 from rag.evaluation import build_corpus_index, search_documents  # noqa: E402
 from rag.index import DocumentIndex, open_client  # noqa: E402
-from rag.metrics import evaluate, load_corpus, load_queries, sample_indices  # noqa: E402
+from rag.metrics import evaluate, sample_indices  # noqa: E402
 from rag.retriever import Retriever  # noqa: E402
-
-SQUAD = ROOT.parent / "shared" / "data" / "squad"
 
 
 def write_files(corpus, folder: Path) -> None:
@@ -69,14 +66,10 @@ def baseline(folder: Path, store: Path) -> tuple[float, np.ndarray, list[str]]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/benchmarks.md alone")
-    args = parser.parse_args(argv)
-    if not (SQUAD / "corpus.jsonl").exists():
-        print(f"SQuAD data not found in {SQUAD}; nothing to measure", file=sys.stderr)
+    args, data = parse_and_load(squad_parser(__doc__), argv)
+    if data is None:
         return 1
-    corpus = load_corpus(SQUAD / "corpus.jsonl")
-    queries = load_queries(SQUAD / "queries.jsonl", corpus)
+    corpus, queries = data
     queries = [queries[i] for i in sample_indices(len(queries), 2000, 0)]
     n = len(corpus)
 
@@ -132,16 +125,11 @@ def main(argv: list[str] | None = None) -> int:
         f"re-ingest **{reingest:.0f}×** faster than the first ingest (target ≥ 20×): **{'met' if ok else 'missed'}**. "
         "Where the speed comes from: MiniLM runs on ONNX Runtime with int8 weights "
         f"(backend `{embedder.runs_on}`) and reads 128 word pieces (the length it was trained on) instead of 256, "
-        "in length-sorted batches of 64, while loading, chunking and hashing run in threads; BM25 still sees every word. "
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"load average {os.getloadavg()[0]:.1f} at the end of the run (other work shares these cores).",
+        "in length-sorted batches of 64, while loading, chunking and hashing run in threads and each embedded "
+        "batch is written to Chroma and BM25 while the next is embedded; BM25 still sees every word. " + machine_line(),
     ])
-    print(section)
-    if not args.no_docs:
-        write_section("rag-ingest", section)
+    publish("rag-ingest", section, write=not args.no_docs)
     return 0 if ok else 1
-
-
 
 
 if __name__ == "__main__":

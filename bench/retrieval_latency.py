@@ -15,9 +15,7 @@ Target at 10,000 chunks: p50 <= 20 ms and p99 <= 50 ms. Exit code 1 when missed.
 
 from __future__ import annotations
 
-import argparse
 import os
-import platform
 import re
 import sys
 import tempfile
@@ -27,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._docs import write_section
+from bench._docs import machine_line, publish
+from bench._squad import parse_and_load, squad_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -38,10 +37,9 @@ from bench.retrieval_quality import cached_vectors  # noqa: E402
 from rag.chunking import Chunk  # noqa: E402
 from rag.embeddings import SentenceTransformerEmbedder, default_model  # noqa: E402
 from rag.index import CHROMA_COLLECTION, DocumentIndex, open_client  # noqa: E402
-from rag.metrics import load_corpus, load_queries, sample_indices  # noqa: E402
+from rag.metrics import sample_indices  # noqa: E402
 from rag.retriever import Retriever  # noqa: E402
 
-SQUAD = ROOT.parent / "shared" / "data" / "squad"
 SENTENCE = re.compile(r"(?<=[.!?])\s+")
 
 
@@ -91,16 +89,13 @@ def timed(fn, queries) -> tuple[float, float]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = squad_parser(__doc__)
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000])
     parser.add_argument("--queries", type=int, default=300)
-    parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/benchmarks.md alone")
-    args = parser.parse_args(argv)
-    if not (SQUAD / "corpus.jsonl").exists():
-        print(f"SQuAD data not found in {SQUAD}; nothing to measure", file=sys.stderr)
+    args, data = parse_and_load(parser, argv)
+    if data is None:
         return 1
-    corpus = load_corpus(SQUAD / "corpus.jsonl")
-    all_queries = load_queries(SQUAD / "queries.jsonl")
+    corpus, all_queries = data
     questions = [all_queries[i].text for i in sample_indices(len(all_queries), args.queries, 1)]
     embedder = SentenceTransformerEmbedder()
     vectors = cached_vectors(embedder, [f"{d.title.replace('_', ' ').strip()}\n{d.text}" for d in corpus], "squad-ours")
@@ -140,14 +135,10 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {size:,} | {ours[0]:.1f} ms | {ours[1]:.1f} ms | {plain[0]:.1f} ms | {plain[1]:.1f} ms |")
     lines += [
         "",
-        f"Target at 10,000 chunks p50 ≤ 20 ms and p99 ≤ 50 ms: **{'met' if ok else 'missed'}**. "
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"load average {os.getloadavg()[0]:.1f} at the end of the run (other work shares these cores).",
+        f"Target at 10,000 chunks p50 ≤ 20 ms and p99 ≤ 50 ms: **{'met' if ok else 'missed'}**. " + machine_line(),
     ]
     section = "\n".join(lines)
-    print(section)
-    if not args.no_docs and target is not None:
-        write_section("retrieval-latency", section)
+    publish("retrieval-latency", section, write=not args.no_docs and target is not None)
     return 0 if ok else 1
 
 

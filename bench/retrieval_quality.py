@@ -16,10 +16,8 @@ Passage embeddings are cached in bench/.cache (delete it to re-embed).
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import os
-import platform
 import re
 import sys
 import time
@@ -27,7 +25,8 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._docs import write_section
+from bench._docs import machine_line, publish
+from bench._squad import parse_and_load, squad_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
@@ -36,10 +35,9 @@ os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 from rag.embeddings import SentenceTransformerEmbedder  # noqa: E402
 from rag.evaluation import build_corpus_index, search_documents  # noqa: E402
-from rag.metrics import evaluate, load_corpus, load_queries, sample_indices, score_rankings  # noqa: E402
+from rag.metrics import evaluate, sample_indices, score_rankings  # noqa: E402
 from rag.retriever import Retriever  # noqa: E402
 
-SQUAD = ROOT.parent / "shared" / "data" / "squad"
 CACHE = ROOT / "bench" / ".cache"
 KS = (1, 5, 10)
 
@@ -129,9 +127,7 @@ def report(rows: dict[str, dict], n: int) -> str:
     ok = best["recall@5"] >= 0.95 and best["recall@1"] >= 0.80
     lines += [
         "",
-        f"Targets recall@5 ≥ 0.95 and recall@1 ≥ 0.80: **{'met' if ok else 'missed'}**. "
-        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-        f"load average {os.getloadavg()[0]:.1f} at the end of the run (other work shares these cores).",
+        f"Targets recall@5 ≥ 0.95 and recall@1 ≥ 0.80: **{'met' if ok else 'missed'}**. " + machine_line(),
     ]
     return "\n".join(lines)
 
@@ -139,22 +135,17 @@ def report(rows: dict[str, dict], n: int) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = squad_parser(__doc__)
     parser.add_argument("--sample", type=int, default=2000)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--no-docs", action="store_true", help="print only; leave docs/benchmarks.md alone")
-    args = parser.parse_args(argv)
-    if not (SQUAD / "corpus.jsonl").exists():
-        print(f"SQuAD data not found in {SQUAD}; nothing to measure", file=sys.stderr)
+    args, data = parse_and_load(parser, argv)
+    if data is None:
         return 1
-    corpus = load_corpus(SQUAD / "corpus.jsonl")
-    all_queries = load_queries(SQUAD / "queries.jsonl", corpus)
+    corpus, all_queries = data
     queries = [all_queries[i] for i in sample_indices(len(all_queries), args.sample, args.seed)]
     rows = {**ours(corpus, queries), **baselines(corpus, queries)}
     section = report(rows, len(queries))
-    print(section)
-    if not args.no_docs and args.sample == 2000 and args.seed == 0:
-        write_section("retrieval-quality", section)
+    publish("retrieval-quality", section, write=not args.no_docs and args.sample == 2000 and args.seed == 0)
     best = rows["**ours: hybrid (default)**"]
     return 0 if best["recall@5"] >= 0.95 and best["recall@1"] >= 0.80 else 1
 

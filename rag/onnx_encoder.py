@@ -216,6 +216,7 @@ class OnnxEncoder:
         self.threads = threads
         self._sessions: dict[int, Any] = {}
         self._lock = threading.Lock()
+        self._tokenizer_lock = threading.Lock()
         folder = cache_dir or default_cache_dir()
         self.path = cached_export(st, model, backend == "onnx-int8", folder, self.input_names)
         try:
@@ -282,7 +283,8 @@ class OnnxEncoder:
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             rows = order[start:start + batch_size]
-            features = self.st.preprocess([texts[i] for i in rows], prompt=prompt or None)
+            with self._tokenizer_lock:  # a fast tokenizer used by two threads at once can fail ("Already borrowed")
+                features = self.st.preprocess([texts[i] for i in rows], prompt=prompt or None)
             feed = {name: features[name].numpy().astype(np.int64) for name in self.input_names}
             hidden = session.run(["last_hidden_state"], feed)[0]
             vectors = self._pool(hidden, feed["attention_mask"])

@@ -114,3 +114,14 @@ def test_backend_is_part_of_the_chroma_config():
     assert SentenceTransformerEmbedder.build_from_config(config).backend == embeddings.DEFAULT_BACKEND
     with pytest.raises(ValueError, match="unknown embedding backend 'gpu'"):
         SentenceTransformerEmbedder(backend="gpu")
+
+
+def test_concurrent_encodes_agree_with_sequential_ones(st, cache):
+    from concurrent.futures import ThreadPoolExecutor
+
+    encoder = OnnxEncoder(st, default_model(), "onnx", cache_dir=cache)
+    expected = [encoder.encode([t], small=True)[0] for t in TEXTS]
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        got = list(pool.map(lambda i: encoder.encode([TEXTS[i % len(TEXTS)]], small=i % 2 == 0)[0], range(64)))
+    for i, vector in enumerate(got):
+        np.testing.assert_allclose(vector, expected[i % len(TEXTS)], atol=1e-5)

@@ -153,6 +153,8 @@ class Assistant:
         prompt = completion.messages or prompt
         if completion.truncated:
             notices.append(text.TRUNCATED.format(tokens=completion.prompt_tokens))
+        if completion.timed_out:
+            notices.append(text.ANSWER_TIMED_OUT)
         if completion.error:
             answer_text = text.MODEL_FAILED.format(error=completion.error)
             violations: list[str] = []

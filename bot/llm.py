@@ -41,6 +41,8 @@ class Completion:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     truncated: bool = False
+    # The local model was stopped by APPRENTI_LLM_TIMEOUT before it finished: `text` is the start.
+    timed_out: bool = False
     # The messages really sent (after fitting the prompt to the model's limit).
     messages: list[dict[str, str]] | None = None
 
@@ -179,10 +181,13 @@ class LocalLLM(LLM):
     adapter per request under its lock, so tracks served at once each get their own."""
 
     def __init__(self, model, engine: Engine | None = None, *, max_new_tokens: int = 256,
-                 temperature: float = 0.0, max_prompt_tokens: int | None = None, refresh_seconds: float = 2.0):
+                 temperature: float = 0.0, max_prompt_tokens: int | None = None, refresh_seconds: float = 2.0,
+                 timeout: float | None = None):
         from finetune.hotswap import AdapterWatcher
 
         self.model = model
+        # Generation stops after this many seconds and the answer so far is sent with a notice.
+        self.timeout = timeout
         self.engine = engine
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
@@ -217,8 +222,11 @@ class LocalLLM(LLM):
         return fit_prompt(messages, self._count, self.max_prompt_tokens)
 
     def _options(self) -> dict:
-        return {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
-                "max_prompt_tokens": self.max_prompt_tokens}
+        options = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
+                   "max_prompt_tokens": self.max_prompt_tokens}
+        if self.timeout is not None:
+            options["max_time"] = self.timeout
+        return options
 
     def generate(self, messages, track="default"):
         adapter = None
@@ -231,15 +239,17 @@ class LocalLLM(LLM):
             log.exception("local generation failed")
             return Completion(text="", adapter=adapter, error=_describe(exc), messages=sent)
         return Completion(text=out.text, adapter=adapter, prompt_tokens=out.prompt_tokens,
-                          completion_tokens=out.completion_tokens, truncated=cut or out.truncated, messages=sent)
+                          completion_tokens=out.completion_tokens, truncated=cut or out.truncated, messages=sent,
+                          timed_out=getattr(out, "timed_out", False))
 
     def stream(self, messages, track="default"):
-        state: dict = {"adapter": None, "sent": messages, "cut": False}
+        state: dict = {"adapter": None, "sent": messages, "cut": False, "timed_out": False}
 
         def pieces():
             state["adapter"] = self.adapter_for(track)
             state["sent"], state["cut"] = self._prepare(messages)
-            yield from self.model.stream(state["sent"], adapter=state["adapter"], **self._options())
+            timed_out = yield from self.model.stream(state["sent"], adapter=state["adapter"], **self._options())
+            state["timed_out"] = bool(timed_out)
 
         def finish(written, failure):
             if failure is not None:
@@ -252,7 +262,7 @@ class LocalLLM(LLM):
                 pass
             return Completion(text=written.strip(), adapter=state["adapter"], error=_describe(failure),
                               prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                              truncated=state["cut"], messages=state["sent"])
+                              truncated=state["cut"], messages=state["sent"], timed_out=state["timed_out"])
 
         return Stream(pieces, finish)
 
@@ -403,4 +413,4 @@ def make_llm(settings, engine: Engine | None, chat_model: Callable[[], object]) 
     if settings.llm_backend == "openai":
         return OpenAILLM(settings.openai_base_url, model=settings.openai_model or settings.base_model,
                          api_key=settings.openai_api_key, engine=engine, timeout=settings.llm_timeout, **common)
-    return LocalLLM(chat_model(), engine, **common)
+    return LocalLLM(chat_model(), engine, timeout=settings.llm_timeout, **common)

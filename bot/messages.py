@@ -7,6 +7,10 @@ TRUNCATED = (
     "Your question was too long for the model: it was shortened (its middle was cut) "
     "to fit in {tokens} tokens. Ask about a shorter excerpt for a complete answer."
 )
+ANSWER_TIMED_OUT = (
+    "The model took longer than allowed, so this answer stops where it was cut. Ask again, "
+    "or ask an admin to raise APPRENTI_LLM_TIMEOUT."
+)
 LLM_TIMEOUT = "the model did not answer within {seconds} seconds (it may be busy or down)"
 LLM_UNREACHABLE = "the model server at {url} cannot be reached (it may be down or restarting)"
 LLM_HTTP_ERROR = "the model server refused the request (HTTP {status}: {detail})"

@@ -50,7 +50,7 @@ class Settings(BaseSettings):
     openai_base_url: str | None = Field(None, description="Base URL of the OpenAI-compatible endpoint, e.g. http://gpu-box:8000/v1.")
     openai_api_key: str = Field("not-needed", description="API key sent to the OpenAI-compatible endpoint.")
     openai_model: str | None = Field(None, description="Served model name when no adapter is active. Default: the base model.")
-    llm_timeout: float = Field(60.0, gt=0, description="Seconds to wait for the model before answering with an error.")
+    llm_timeout: float = Field(60.0, gt=0, description="Seconds the model may take for an answer. The openai backend then answers with an error; the local backend stops generating and sends the answer so far with a notice.")
     max_new_tokens: int = Field(256, ge=1, le=8192, description="Longest answer, in tokens.")
     temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature; 0 means greedy decoding.")
     max_prompt_tokens: int = Field(3072, ge=64, description="Longest prompt; a longer question is truncated with a visible notice.")

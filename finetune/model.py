@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import re
 import threading
-from collections.abc import Iterator
+import time
+from collections.abc import Generator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +29,8 @@ class Generation:
     prompt_tokens: int
     completion_tokens: int
     truncated: bool = False
+    # Generation stopped at ``max_time`` before the model finished its answer.
+    timed_out: bool = False
 
 
 def _looks_like_path(name: str) -> bool:
@@ -277,12 +280,14 @@ class ChatModel:
             truncated = True
         return ids.to(self.device), truncated
 
-    def _generate_kwargs(self, max_new_tokens: int, temperature: float) -> dict:
+    def _generate_kwargs(self, max_new_tokens: int, temperature: float, max_time: float | None = None) -> dict:
         kwargs = {
             "max_new_tokens": max_new_tokens,
             "pad_token_id": self.tokenizer.pad_token_id,
             "eos_token_id": self.tokenizer.eos_token_id,
         }
+        if max_time is not None:
+            kwargs["max_time"] = max_time  # transformers' MaxTimeCriteria: stop after this many seconds
         if temperature > 0:
             kwargs.update(do_sample=True, temperature=temperature, top_p=0.95)
         else:
@@ -298,36 +303,49 @@ class ChatModel:
                                           (adapter, self.adapters.get(adapter) if adapter else None))
         return {} if past is None else {"past_key_values": past}
 
+    def _timed_out(self, new_tokens, max_new_tokens: int, max_time: float | None, started: float) -> bool:
+        """Whether generation stopped on the clock: not at the end of the answer, not at the token limit."""
+        if max_time is None or time.monotonic() - started < max_time or len(new_tokens) >= max_new_tokens:
+            return False
+        return len(new_tokens) == 0 or int(new_tokens[-1]) != self.tokenizer.eos_token_id
+
     def generate(self, messages: list[dict[str, str]], *, adapter: str | None = None, max_new_tokens: int = 256,
-                 temperature: float = 0.0, max_prompt_tokens: int | None = None) -> Generation:
+                 temperature: float = 0.0, max_prompt_tokens: int | None = None,
+                 max_time: float | None = None) -> Generation:
+        """The whole answer; with ``max_time`` (seconds) generation stops there and says so (``timed_out``)."""
         import torch
 
         ids, truncated = self._inputs(messages, max_prompt_tokens)
         with self.using(adapter) as model, torch.inference_mode():
+            started = time.monotonic()
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                                  **self._cached_prefix(model, messages, ids, adapter),
-                                 **self._generate_kwargs(max_new_tokens, temperature))
+                                 **self._generate_kwargs(max_new_tokens, temperature, max_time))
         new = out[0, ids.shape[1]:]
         text = self.tokenizer.decode(new, skip_special_tokens=True).strip()
         return Generation(text=text, prompt_tokens=int(ids.shape[1]), completion_tokens=int(new.shape[0]),
-                          truncated=truncated)
+                          truncated=truncated, timed_out=self._timed_out(new, max_new_tokens, max_time, started))
 
     def stream(self, messages: list[dict[str, str]], *, adapter: str | None = None, max_new_tokens: int = 256,
-               temperature: float = 0.0, max_prompt_tokens: int | None = None) -> Iterator[str]:
-        """Yield the answer in pieces as it is generated."""
+               temperature: float = 0.0, max_prompt_tokens: int | None = None,
+               max_time: float | None = None) -> Generator[str, None, bool]:
+        """Yield the answer in pieces as it is generated; return True if ``max_time`` cut it."""
         import torch
         from transformers import TextIteratorStreamer
 
         ids, _ = self._inputs(messages, max_prompt_tokens)
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True)
         errors: list[BaseException] = []
+        timed_out: list[bool] = []
 
         def run():
             try:
                 with self.using(adapter) as model, torch.inference_mode():
-                    model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
-                                   **self._cached_prefix(model, messages, ids, adapter),
-                                   **self._generate_kwargs(max_new_tokens, temperature))
+                    started = time.monotonic()
+                    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
+                                         **self._cached_prefix(model, messages, ids, adapter),
+                                         **self._generate_kwargs(max_new_tokens, temperature, max_time))
+                    timed_out.append(self._timed_out(out[0, ids.shape[1]:], max_new_tokens, max_time, started))
             except BaseException as exc:  # re-raised in the consumer's thread
                 errors.append(exc)
                 streamer.end()
@@ -338,3 +356,4 @@ class ChatModel:
         thread.join()
         if errors:
             raise errors[0]
+        return bool(timed_out and timed_out[0])

@@ -162,3 +162,13 @@ def test_too_long_question_is_cut_with_a_visible_notice(engine, pm, profiles, ti
     assert any(n.startswith("Your question was too long for the model") for n in answer.notices)
     assert "« vous »" in answer.prompt[0]["content"]  # the instructions survive the cut
     assert answer.prompt[-1]["content"].endswith("Combien de jours ?") and "[…]" in answer.prompt[-1]["content"]
+
+
+def test_an_answer_cut_by_the_timeout_keeps_its_text_and_says_so(engine, pm, profiles, tiny_model_dir):
+    from bot.llm import LocalLLM
+    from finetune.model import ChatModel
+
+    llm = LocalLLM(ChatModel.load(str(tiny_model_dir)), max_new_tokens=400, timeout=0.05)
+    answer = Assistant(engine, pm, llm, profiles).answer("Combien de jours de congés ?")
+    assert answer.error is None and answer.answer
+    assert any("took longer than allowed" in n and "APPRENTI_LLM_TIMEOUT" in n for n in answer.notices)

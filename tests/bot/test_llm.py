@@ -251,3 +251,20 @@ def test_tracks_served_at_once_each_get_their_own_adapter(tiny_model_dir, engine
     for track, completion in results:
         assert completion.error is None
         assert (completion.adapter, completion.text) == (alone[track].adapter, alone[track].text), track
+
+
+def test_local_timeout_stops_generation_and_says_so(chat_model):
+    slow = LocalLLM(chat_model, max_new_tokens=400, timeout=0.05)
+    completion = slow.generate(MESSAGES)
+    assert completion.error is None and completion.timed_out
+    assert 0 < completion.completion_tokens < 400
+    stream = slow.stream(MESSAGES)
+    written = "".join(stream)
+    assert stream.completion.timed_out and stream.completion.error is None
+    assert stream.completion.text == written.strip()
+    # A generous limit changes nothing.
+    patient = LocalLLM(chat_model, max_new_tokens=4, timeout=600)
+    assert not patient.generate(MESSAGES).timed_out
+    stream = patient.stream(MESSAGES)
+    list(stream)
+    assert not stream.completion.timed_out

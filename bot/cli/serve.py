@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import gc
+import logging
 import signal
 
 import typer
 
 from bot.cli.common import bad_input, runtime
+
+log = logging.getLogger("apprenti.serve")
 
 
 def start_scheduler(runtime, notifier):
@@ -33,6 +36,16 @@ def share_cpu(workers: int, torch_threads: int = 0) -> None:
     except ImportError:
         return
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // workers))
+
+
+def warm_retrieval(rt) -> None:
+    """Search once now, so the index opens and the embedding model loads (and, the first time on a
+    machine, is exported to ONNX: ~10 s) at start-up instead of during the first question. A failure
+    is logged; questions then report it as they would have."""
+    try:
+        rt.plugins.hook.retrieve(question="warm up", profile=rt.profiles.default, k=1)
+    except Exception as exc:  # noqa: BLE001 - an unreachable index must not stop the bot
+        log.warning("retrieval not warmed up: %s", exc)
 
 
 def _interrupt(signum, frame):
@@ -62,6 +75,7 @@ def serve(
     rt.engine  # noqa: B018 - fail on a bad database before connecting to Slack
     share_cpu(workers, settings.torch_threads)
     rt.assistant  # noqa: B018 - and on bad profiles or a missing model
+    warm_retrieval(rt)
     app, services = create_app(rt, answer_workers=workers, socket_mode=socket_mode)
     # Everything loaded so far (the model, the libraries) lives as long as the process: keep it out of
     # the garbage collector's full passes, which would otherwise pause every thread, acks included.

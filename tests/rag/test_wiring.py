@@ -149,3 +149,29 @@ def test_the_embedding_backend_setting_reaches_every_index(monkeypatch, isolated
     monkeypatch.setenv("APPRENTI_EMBEDDING_BACKEND", "onnx")
     index = open_index(load_settings())
     assert index.embedder.backend == "onnx" and index.embedder.runs_on == "onnx"
+
+
+def test_serve_warms_retrieval_at_start_up(isolated_env, ingested, caplog):
+    from bot.cli.serve import warm_retrieval
+    from bot.runtime import Runtime
+    from bot.settings import load_settings
+
+    rt = Runtime(load_settings(), entrypoints=False)
+    try:
+        warm_retrieval(rt)
+        retriever = rag_plugin._state.retriever
+        assert retriever is not None, "the index was not opened at start-up"
+        assert retriever.index.count() > 0 and retriever.index.embedder.runs_on == "onnx-int8"
+    finally:
+        rag_plugin.startup(None)
+
+    class Down:
+        class hook:  # noqa: N801 - stands in for pluggy's relay
+            @staticmethod
+            def retrieve(**kwargs):
+                raise ConnectionError("chroma server down")
+
+    rt.__dict__["plugins"] = Down
+    with caplog.at_level("WARNING", logger="apprenti.serve"):
+        warm_retrieval(rt)
+    assert "retrieval not warmed up: chroma server down" in caplog.text

@@ -240,7 +240,7 @@ class LocalLLM(LLM):
             return Completion(text="", adapter=adapter, error=_describe(exc), messages=sent)
         return Completion(text=out.text, adapter=adapter, prompt_tokens=out.prompt_tokens,
                           completion_tokens=out.completion_tokens, truncated=cut or out.truncated, messages=sent,
-                          timed_out=getattr(out, "timed_out", False))
+                          timed_out=out.timed_out)
 
     def stream(self, messages, track="default"):
         state: dict = {"adapter": None, "sent": messages, "cut": False, "timed_out": False}

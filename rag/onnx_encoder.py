@@ -55,8 +55,8 @@ def default_cache_dir() -> Path:
     return Path.home() / ".cache" / "apprenti" / "embeddings"
 
 
-def _module_stack(st) -> tuple[Any, Any]:
-    """The Transformer and Pooling modules, or OnnxUnsupported for any other stack."""
+def _pooling_config(st) -> dict[str, Any]:
+    """The Pooling module's config, or OnnxUnsupported for a stack other than Transformer -> Pooling."""
     names = [type(m).__name__ for m in st]
     if names not in (["Transformer", "Pooling"], ["Transformer", "Pooling", "Normalize"]):
         raise OnnxUnsupported(f"module stack {' -> '.join(names)} (only Transformer -> Pooling -> Normalize)")
@@ -68,7 +68,7 @@ def _module_stack(st) -> tuple[Any, Any]:
         raise OnnxUnsupported("pooling that leaves the prompt out")
     if getattr(st[0], "auto_model", None) is None:
         raise OnnxUnsupported("no transformers model inside the Transformer module")
-    return st[0], pooling
+    return pooling
 
 
 def _fingerprint(st, model: str, quantised: bool) -> str:
@@ -210,7 +210,7 @@ class OnnxEncoder:
             raise ValueError(f"not an ONNX backend: {backend!r}")
         self.st = st
         self.backend = backend
-        _, self.pooling = _module_stack(st)
+        self.pooling = _pooling_config(st)
         probe = st.preprocess(["probe"])
         self.input_names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in probe]
         self.threads = threads

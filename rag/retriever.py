@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import threading
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass
@@ -18,9 +17,6 @@ MODES = ("hybrid", "dense", "bm25")
 # them is specific to SQuAD, and the same values serve the French test corpus.
 DEFAULT_BM25_WEIGHT = 0.5
 DEFAULT_CANDIDATES = 50
-
-
-_worker_lock = threading.Lock()
 
 
 class _Stored(NamedTuple):
@@ -119,7 +115,8 @@ class Retriever:
         self.mmr = mmr
         self.mmr_lambda = mmr_lambda
         self.sync_every = sync_every
-        self._executor: ThreadPoolExecutor | None = None
+        # Embeds questions and searches Chroma beside BM25; its thread starts on the first search.
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apprenti-retriever")
 
     def search(
         self,
@@ -146,7 +143,7 @@ class Retriever:
 
         dense_side = None
         if mode != "bm25" or self.mmr:
-            dense_side = self._worker().submit(self._dense_side, query, pool, collections, mode != "bm25")
+            dense_side = self._executor.submit(self._dense_side, query, pool, collections, mode != "bm25")
         lexical: dict[str, float] = {}
         known: dict[str, _Stored] = {}
         try:
@@ -171,12 +168,6 @@ class Retriever:
         return self._results(ranked[:k], dense if mode != "bm25" else None, known)
 
     # -- the parts ---------------------------------------------------------------------------
-
-    def _worker(self) -> ThreadPoolExecutor:
-        with _worker_lock:
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="apprenti-retriever")
-            return self._executor
 
     def _dense_side(
         self, query: str, n: int, collections: Sequence[str] | None, search: bool
@@ -222,7 +213,7 @@ class Retriever:
         # A lexical candidate missing from Chroma was removed since BM25 was read; it cannot be cited.
         ids = [cid for cid in ids if cid in dense]
         bm25 = _normalise(np.array([lexical.get(i, 0.0) for i in ids], dtype=np.float64))
-        cosine = _normalise(np.array([dense.get(i, 0.0) for i in ids], dtype=np.float64))
+        cosine = _normalise(np.array([dense[i] for i in ids], dtype=np.float64))
         fused = self.bm25_weight * bm25 + (1.0 - self.bm25_weight) * cosine
         order = np.argsort(-fused, kind="stable")
         return [(ids[i], float(fused[i])) for i in order]

@@ -6,7 +6,8 @@ Measured in the same run, each after the model is loaded:
   `HuggingFaceEmbeddings` on the same all-MiniLM-L6-v2 folder (its defaults: 256 pieces, batches of 32);
 - ours: `DocumentIndex.ingest(folder)` (hash, load and chunk in threads while embedding; MiniLM on
   ONNX Runtime with int8 weights, the default backend, reading 128 word pieces in length-sorted
-  batches of 64; Chroma + BM25 written per batch of files);
+  batches of 64; each batch of files written to Chroma + BM25 on a writer thread while the next
+  is embedded);
 - ours again on the unchanged folder (every file is hashed and skipped).
 Quality check: recall@5 on the 2,000-question sample through the same hybrid retriever, once over our
 index and once over the baseline's vectors.

@@ -178,6 +178,7 @@ def cached_export(st, model: str, quantised: bool, cache_dir: Path, input_names:
     target = cache_dir / f"{Path(model).name or 'model'}-{_fingerprint(st, model, quantised)}.onnx"
     if target.exists():
         return target
+    log.info("exporting the embedding model %s to ONNX in %s (once per machine, ~12 s)", model, cache_dir)
     try:
         cache_dir.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=cache_dir, prefix=".export-") as tmp:

@@ -40,7 +40,7 @@ def share_cpu(workers: int, torch_threads: int = 0) -> None:
 
 def warm_retrieval(rt) -> None:
     """Search once now, so the index opens and the embedding model loads (and, the first time on a
-    machine, is exported to ONNX: ~10 s) at start-up instead of during the first question. A failure
+    machine, is exported to ONNX: ~12 s) at start-up instead of during the first question. A failure
     is logged; questions then report it as they would have."""
     try:
         rt.plugins.hook.retrieve(question="warm up", profile=rt.profiles.default, k=1)

@@ -1,4 +1,4 @@
-"""What the RAG benchmarks share: the SQuAD data in ../shared/data/squad and their command line."""
+"""What the RAG benchmarks share: the SQuAD data in tests/data/squad and their command line."""
 
 from __future__ import annotations
 
@@ -6,7 +6,8 @@ import argparse
 import sys
 from pathlib import Path
 
-SQUAD = Path(__file__).resolve().parents[2] / "shared" / "data" / "squad"
+# One copy of the data for the tests and the benchmarks (tests/data/README.md says where it came from).
+SQUAD = Path(__file__).resolve().parents[1] / "tests" / "data" / "squad"
 
 
 def squad_parser(doc: str) -> argparse.ArgumentParser:

@@ -1,6 +1,6 @@
 """Ingestion speed: `DocumentIndex.ingest` vs LangChain's plain `Chroma.add_documents`, same model, same files.
 
-The 2,067 SQuAD dev passages (../shared/data/squad) are written as text files (title line + text).
+The 2,067 SQuAD dev passages (tests/data/squad) are written as text files (title line + text).
 Measured in the same run, each after the model is loaded:
 - baseline: LangChain TextLoader for each file, then `langchain_chroma.Chroma.add_documents` with
   `HuggingFaceEmbeddings` on the same all-MiniLM-L6-v2 folder (its defaults: 256 pieces, batches of 32);

@@ -1,4 +1,4 @@
-"""Retrieval quality on SQuAD v1.1 dev (../shared/data/squad): our default retriever vs the references.
+"""Retrieval quality on SQuAD v1.1 dev (tests/data/squad): our default retriever vs the references.
 
 On the fixed 2,000-question sample (numpy default_rng(0).choice(10570, 2000, replace=False)), passage
 text = title + text, measured in the same run:

@@ -15,9 +15,6 @@ os.environ["ANONYMIZED_TELEMETRY"] = "False"
 os.environ["TOKENIZERS_PARALLELISM"] = "false"
 sys._called_from_test = True  # type: ignore[attr-defined]
 
-REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
-
 
 @pytest.fixture(autouse=True)
 def isolated_env(tmp_path, monkeypatch):
@@ -36,13 +33,6 @@ def tiny_model_dir(tmp_path_factory) -> Path:
     from finetune.tiny import make_tiny
 
     return make_tiny(tmp_path_factory.mktemp("models") / "tiny")
-
-
-@pytest.fixture(scope="session")
-def shared_data() -> Path:
-    if not SHARED_DATA.is_dir():
-        pytest.skip(f"shared test data not found at {SHARED_DATA} (../shared/data beside the checkout)")
-    return SHARED_DATA
 
 
 @pytest.fixture

@@ -1,5 +1,5 @@
 """Slack at the network edge, for tests and benchmarks: the product's stand-in for the Web API
-(bot/slack/standin.py) plus real request bodies from ../shared/data/slack as templates."""
+(bot/slack/standin.py) plus real request bodies from tests/data/slack as templates."""
 
 from __future__ import annotations
 
@@ -18,11 +18,11 @@ from bot.slack.standin import (  # noqa: F401 - re-exported for the tests
 )
 from bot.slack.standin import SlackStandIn as FakeSlack  # noqa: F401
 
-SLACK_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "slack"
+SLACK_DATA = Path(__file__).resolve().parent / "data" / "slack"
 
 
 def template(name: str) -> dict:
-    """A real Slack request body from ../shared/data/slack (JSON, or a form's parsed fields)."""
+    """A real Slack request body from tests/data/slack (JSON, or a form's parsed fields)."""
     path = SLACK_DATA / name
     if name.endswith(".form.txt"):
         fields = dict(parse_qsl(path.read_text().strip()))

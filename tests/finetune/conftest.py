@@ -8,7 +8,7 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
-SAMPLES = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "formats"
+SAMPLES = Path(__file__).resolve().parents[1] / "data" / "formats"
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -39,6 +39,5 @@ def engine(tmp_path):
 
 @pytest.fixture
 def samples() -> Path:
-    if not SAMPLES.is_dir():
-        pytest.skip(f"shared sample data not found at {SAMPLES}")
+    """The third-party training-data samples in tests/data/formats."""
     return SAMPLES

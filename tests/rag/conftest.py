@@ -9,7 +9,7 @@ import pytest
 from rag.embeddings import SentenceTransformerEmbedder
 from rag.index import DocumentIndex, open_client
 
-SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
+SQUAD = Path(__file__).resolve().parents[1] / "data" / "squad"
 
 DOCS = {
     "conges.md": """# Politique de congés

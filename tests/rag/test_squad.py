@@ -1,16 +1,10 @@
-"""Checks on the shared SQuAD benchmark data (skipped when ../shared/data is absent)."""
+"""Checks on the SQuAD benchmark data in tests/data/squad."""
 
 import numpy as np
-import pytest
 
 from rag.bm25 import LexicalIndex
 from rag.metrics import evaluate, load_corpus, load_queries, sample_indices
-from tests.rag.conftest import SHARED_DATA
-
-SQUAD = SHARED_DATA / "squad"
-pytestmark = pytest.mark.skipif(
-    not (SQUAD / "corpus.jsonl").exists(), reason=f"SQuAD benchmark data not found in {SQUAD}"
-)
+from tests.rag.conftest import SQUAD
 
 
 def test_squad_loads_and_the_fixed_sample_is_reproducible():

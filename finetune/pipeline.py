@@ -121,8 +121,9 @@ def _claim(engine: Engine, options: TrainOptions, run_id: int | None, log_path: 
         run = get_run(engine, run_id)
         if run is None:
             raise RunRefused(f"no training run #{run_id}")
-        options.track = run.track
-        options.triggered_by = options.triggered_by or run.triggered_by
+        if run.track != options.track:
+            # Everything track-dependent (system prompt, format check) was built for options.track.
+            raise RunRefused(f"run #{run_id} is for track {run.track!r}, not {options.track!r}")
     if not start_run(engine, run_id, log_path=log_path):
         raise RunRefused(f"run #{run_id} is not queued (it is {get_run(engine, run_id).status}); "
                          "the scheduler queues a new run")

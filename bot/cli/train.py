@@ -20,6 +20,21 @@ def _check_format(rt, track: str):
     return lambda answer: fmt.check(answer, options)
 
 
+def _resolve_run(rt, track: str | None, run_id: int | None, actor: str | None) -> tuple[str, str, str | None]:
+    """(track, trigger, actor) of this run, decided once before anything track-dependent is built:
+    a queued run's own (--track may only repeat it), else --track or 'default' for an admin run."""
+    if run_id is None:
+        return track or "default", "admin", actor
+    from storage.runs import get_run
+
+    queued = get_run(rt.engine, run_id)
+    if queued is None:
+        bad_input(f"no training run #{run_id}")
+    if track is not None and track != queued.track:
+        bad_input(f"run #{run_id} is for track {queued.track!r}, not {track!r}: leave out --track")
+    return queued.track, queued.trigger, actor or queued.triggered_by
+
+
 def _notifier(rt):
     """The admin channel's notifier, when Slack is configured (else None: nothing to post)."""
     s = rt.settings
@@ -75,7 +90,8 @@ def notify_finished(rt, notifier, outcome) -> None:
 
 def train(
     ctx: typer.Context,
-    track: str = typer.Option("default", "--track", help="Which track to train."),
+    track: str | None = typer.Option(None, "--track", help="Which track to train (default: the queued run's, "
+                                      "else 'default')."),
     run: int | None = typer.Option(None, "--run", help="A queued run id (what the scheduler spawns)."),
     golden: str | None = typer.Option(None, "--golden", help="Golden file (any import format) for the gate."),
     general: str | None = typer.Option(None, "--general", help="General-skills file replacing the shipped one."),
@@ -94,6 +110,7 @@ def train(
     rt = runtime(ctx)
     s = rt.settings
     s.ensure_home()
+    track, trigger, actor = _resolve_run(rt, track, run, actor)
     options = TrainOptions(
         base_model=s.base_model, adapters_dir=s.adapters_dir, track=track, min_examples=s.min_examples,
         system_prompt=rt.system_prompt_for(track),
@@ -101,7 +118,7 @@ def train(
         train=TrainConfig(epochs=s.train_epochs, learning_rate=s.train_learning_rate, max_length=s.train_max_length, replay_path=replay, dpo=dpo,
                           max_steps=max_steps, progress_bar=not as_json),
         gate=GateConfig(margin=s.gate_margin), check_format=_check_format(rt, track), eval_in_4bit=s.load_in_4bit,
-        triggered_by=actor, trigger="admin", heartbeat_every=max(5.0, s.heartbeat_timeout / 10))
+        triggered_by=actor, trigger=trigger, heartbeat_every=max(5.0, s.heartbeat_timeout / 10))
     rt.apply_torch_threads()
     notifier = _notifier(rt)
     if notifier is not None and run is not None:

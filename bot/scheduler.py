@@ -1,9 +1,11 @@
 """The scheduler: starts training runs on its own, reaps dead ones, summarises the day.
 
-APScheduler 3.x with its jobs in the same database (SQLAlchemyJobStore). Jobs are module-level
-functions (a persistent job store stores them by import path); they find this process's Runtime
-through `bind()`. Several processes may run a scheduler against one database: the training_run
-lease (a unique column) makes sure only one run per track is ever in flight, whoever wins.
+APScheduler 3.x with an in-memory job store: every process registers its jobs at start, and job
+stores are never shared between schedulers (APScheduler's own rule). Several processes may run a
+scheduler against one database: a job that must run once across them (the threshold check, the
+daily summary, pruning) first takes its lease in the database (storage/leases.py), and the
+training_run lease (a unique column) makes sure only one run per track is ever in flight. The reaper
+runs in every process: it alone knows the training processes it started.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ import socket
 import subprocess
 import sys
 import time
+import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,14 +24,16 @@ from typing import Any
 
 from sqlalchemy.exc import OperationalError
 
-from storage.adapters import list_adapters
-from storage.examples import approved_examples, tracks_with_examples
-from storage.models import AdapterStatus, RunStatus, utcnow
+from storage.events import prune_events
+from storage.examples import count_examples, tracks_with_examples
+from storage.leases import take_lease
+from storage.models import ExampleStatus, RunStatus, utcnow
 from storage.runs import acquire_run, active_run, finish_run, get_run, list_runs, stale_runs
+from storage.usage import count_unused_examples, used_example_ids  # noqa: F401 - read here by bot/advice.py
 
 log = logging.getLogger("apprenti.scheduler")
 
-_RUNTIME = None  # the Runtime of this process, set by bind()
+_RUNTIME = None  # the Runtime used when a job is called without one (`apprenti worker --once`, tests)
 _PROCESSES: dict[int, subprocess.Popen] = {}
 
 
@@ -63,16 +68,6 @@ class TrackReadiness:
         return {**asdict(self), "due": self.due}
 
 
-def used_example_ids(engine, track: str) -> set[int]:
-    """Examples already part of an adapter that did not fail (rejected ones too: retraining on the
-    same data would only be rejected again)."""
-    used: set[int] = set()
-    for adapter in list_adapters(engine, track):
-        if adapter.status != AdapterStatus.failed.value:
-            used.update(adapter.example_ids or [])
-    return used
-
-
 def in_quiet_hours(quiet_hours: str | None, now: datetime) -> bool:
     if not quiet_hours:
         return False
@@ -84,28 +79,28 @@ def in_quiet_hours(quiet_hours: str | None, now: datetime) -> bool:
 def readiness(engine, settings, track: str, *, force: bool = False, now: datetime | None = None) -> TrackReadiness:
     """Whether a track should train now, and if not, every reason why."""
     now = now or utcnow()
-    approved = approved_examples(engine, track)
-    unused = [e for e in approved if e.id not in used_example_ids(engine, track)]
+    approved = count_examples(engine, status=ExampleStatus.approved.value, track=track)
+    unused = count_unused_examples(engine, track)
     runs = list_runs(engine, track, limit=50)
     finished = [r for r in runs if r.status not in (RunStatus.queued.value, RunStatus.running.value)]
     today = [r for r in runs if r.created_at >= now - timedelta(days=1)]
     flight = active_run(engine, track)
-    state = TrackReadiness(track=track, approved=len(approved), unused=len(unused),
+    state = TrackReadiness(track=track, approved=approved, unused=unused,
                            threshold=settings.train_threshold, in_flight=flight.id if flight else None,
                            last_run_at=finished[0].created_at if finished else None, runs_today=len(today))
     if flight:
         state.reasons.append(f"run #{flight.id} is already {flight.status}")
-    if len(approved) < settings.min_examples:
-        state.reasons.append(f"{len(approved)} approved examples; training needs at least {settings.min_examples}")
+    if approved < settings.min_examples:
+        state.reasons.append(f"{approved} approved examples; training needs at least {settings.min_examples}")
     if force:
         return state
-    if len(unused) < settings.train_threshold:
-        state.reasons.append(f"{len(unused)} new approved examples; the threshold is {settings.train_threshold}")
+    if unused < settings.train_threshold:
+        state.reasons.append(f"{unused} new approved examples; the threshold is {settings.train_threshold}")
     if state.last_run_at and now - state.last_run_at < timedelta(seconds=settings.train_min_interval):
         state.reasons.append(f"last run was less than {settings.train_min_interval} s ago")
     if settings.train_daily_cap and len(today) >= settings.train_daily_cap:
         state.reasons.append(f"{len(today)} runs in the last day; the cap is {settings.train_daily_cap}")
-    if in_quiet_hours(settings.quiet_hours, datetime.now()):
+    if in_quiet_hours(settings.quiet_hours, now):  # the hours are UTC, as `now` is
         state.reasons.append(f"quiet hours ({settings.quiet_hours})")
     return state
 
@@ -148,10 +143,10 @@ def start_run(runtime, track: str, trigger: str, actor: str | None = None, *, fo
     return run, state
 
 
-# --- jobs (module-level: the job store refers to them by import path) ----------------------------
-def check_thresholds() -> list[int]:
+# --- jobs (each takes the Runtime; without one, the bound one) ------------------------------------
+def check_thresholds(runtime=None) -> list[int]:
     """Start a run for every track that is due. Returns the ids of the runs started."""
-    runtime = _runtime()
+    runtime = runtime or _runtime()
     started = []
     for track in tracks_with_examples(runtime.engine):
         run, state = start_run(runtime, track, "scheduler")
@@ -194,9 +189,9 @@ def _is_zombie(pid: int) -> bool:
     return stat.rpartition(")")[2].split()[:1] == ["Z"]
 
 
-def reap_runs() -> list[int]:
+def reap_runs(runtime=None) -> list[int]:
     """Mark failed every in-flight run whose heartbeat stopped or whose process died."""
-    runtime = _runtime()
+    runtime = runtime or _runtime()
     engine, timeout = runtime.engine, timedelta(seconds=runtime.settings.heartbeat_timeout)
     stale = {r.id: r for r in stale_runs(engine, timeout)}
     for run in list_runs(engine, limit=50):
@@ -223,9 +218,9 @@ def reap_runs() -> list[int]:
     return reaped
 
 
-def daily_summary() -> dict[str, Any]:
+def daily_summary(runtime=None) -> dict[str, Any]:
     """Post (or log) what happened in the last day: runs, their outcome, the adapters in service."""
-    runtime = _runtime()
+    runtime = runtime or _runtime()
     since = utcnow() - timedelta(days=1)
     runs = [r for r in list_runs(runtime.engine, limit=200) if r.created_at >= since]
     summary = {
@@ -241,14 +236,22 @@ def daily_summary() -> dict[str, Any]:
     return summary
 
 
+def prune_processed_events(runtime=None) -> int:
+    """Forget the Slack event ids older than two days (Slack retries an event for minutes, not days)."""
+    runtime = runtime or _runtime()
+    pruned = prune_events(runtime.engine)
+    log.info("pruned %d processed Slack event ids", pruned)
+    return pruned
+
+
 def _with_retry(job):
     """Run a job, retrying with backoff while the database is unreachable."""
 
-    def wrapped():
+    def wrapped(*args):
         delay = 1.0
         for attempt in range(5):
             try:
-                return job()
+                return job(*args)
             except OperationalError as exc:
                 log.warning("database unavailable for %s (attempt %d): %s", job.__name__, attempt + 1, exc.orig)
                 time.sleep(delay)
@@ -259,41 +262,57 @@ def _with_retry(job):
     return wrapped
 
 
-def reap_and_check() -> list[int]:
-    """Free the leases of dead runs first, so their tracks can be due again in the same tick."""
-    reap_runs()
-    return check_thresholds()
+def reap_and_check(runtime=None, holder: str | None = None) -> list[int]:
+    """Free the leases of dead runs first, so their tracks can be due again in the same tick; then start
+    what is due, in the one scheduler that takes the check lease (always, when there is no holder:
+    `apprenti worker --once`)."""
+    runtime = runtime or _runtime()
+    reap_runs(runtime)
+    ttl = timedelta(seconds=0.9 * runtime.settings.scheduler_interval)  # free again before the next tick
+    if holder is not None and not take_lease(runtime.engine, "scheduler:check", holder, ttl):
+        return []
+    return check_thresholds(runtime)
 
 
-def run_check() -> list[int]:
-    return _with_retry(reap_and_check)() or []
+def run_check(runtime=None, holder: str | None = None) -> list[int]:
+    return _with_retry(reap_and_check)(runtime, holder) or []
 
 
-def run_reaper() -> list[int]:
-    return _with_retry(reap_runs)() or []
+def run_reaper(runtime=None) -> list[int]:
+    return _with_retry(reap_runs)(runtime) or []
 
 
-def run_summary() -> dict[str, Any]:
-    return _with_retry(daily_summary)() or {}
+def _once(lease: str, ttl: timedelta, job):
+    """`job(runtime)` run only by the scheduler that takes `lease`, as a retried scheduler job."""
+
+    def leased(runtime, holder: str):
+        if not take_lease(runtime.engine, lease, holder, ttl):
+            log.debug("%s: another process holds the lease %s", job.__name__, lease)
+            return None
+        return job(runtime)
+
+    leased.__name__ = job.__name__
+    return _with_retry(leased)
 
 
 def make_scheduler(runtime, *, start: bool = True):
-    """A BackgroundScheduler whose jobs live in the application database."""
-    from apscheduler.jobstores.sqlalchemy import SQLAlchemyJobStore
+    """A BackgroundScheduler for this process, its jobs in memory; the once-only ones take a lease."""
     from apscheduler.schedulers.background import BackgroundScheduler
 
     bind(runtime)
     settings = runtime.settings
-    scheduler = BackgroundScheduler(
-        jobstores={"default": SQLAlchemyJobStore(engine=runtime.engine, tablename="apscheduler_jobs")},
-        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60},
-    )
-    scheduler.add_job("bot.scheduler:run_check", "interval", seconds=settings.scheduler_interval,
-                      id="apprenti-check", replace_existing=True, next_run_time=datetime.now())
-    scheduler.add_job("bot.scheduler:run_reaper", "interval", seconds=max(5, min(60, settings.heartbeat_timeout // 3)),
-                      id="apprenti-reaper", replace_existing=True)
-    scheduler.add_job("bot.scheduler:run_summary", "cron", hour=9, minute=0, id="apprenti-daily-summary",
-                      replace_existing=True)
+    # This scheduler's name in the lease table: two schedulers, even in one process, never share it.
+    holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+    scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60})
+    scheduler.add_job(run_check, "interval", args=(runtime, holder), seconds=settings.scheduler_interval,
+                      id="apprenti-check", next_run_time=datetime.now())
+    scheduler.add_job(run_reaper, "interval", args=(runtime,), id="apprenti-reaper",
+                      seconds=max(5, min(60, settings.heartbeat_timeout // 3)))
+    # The summary's lease outlives every clock skew between processes and expires before the next day.
+    scheduler.add_job(_once("scheduler:daily-summary", timedelta(hours=12), daily_summary), "cron",
+                      args=(runtime, holder), hour=9, minute=0, id="apprenti-daily-summary")
+    scheduler.add_job(_once("scheduler:prune-events", timedelta(minutes=50), prune_processed_events),
+                      "interval", args=(runtime, holder), hours=1, id="apprenti-prune-events")
     if start:
         scheduler.start()
     return scheduler

@@ -22,6 +22,7 @@ def claim_event(engine: Engine, event_id: str) -> bool:
 
 
 def prune_events(engine: Engine, older_than: timedelta = timedelta(days=2)) -> int:
+    """Delete the event ids seen longer ago than `older_than` (the scheduler does it hourly); returns how many."""
     with session_scope(engine) as session:
         result = session.execute(delete(ProcessedEvent).where(ProcessedEvent.at < utcnow() - older_than))
         return result.rowcount or 0

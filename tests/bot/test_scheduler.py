@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -133,3 +133,86 @@ def test_a_lost_database_is_retried_with_backoff(monkeypatch):
     sleeps.clear()
     assert scheduler._with_retry(down)() is None  # gives up after five tries; the next tick tries again
     assert sleeps == [1.0, 2.0, 4.0, 8.0, 16.0]
+
+
+def test_quiet_hours_follow_the_clock_given_in_utc(isolated_env):
+    rt = Runtime(load_settings(train_threshold=3, min_examples=3, train_min_interval=0, train_daily_cap=0,
+                               quiet_hours="08-18"))
+    approve(rt.engine, 3)
+    office = scheduler.readiness(rt.engine, rt.settings, "default", now=datetime(2026, 1, 1, 9, tzinfo=UTC))
+    night = scheduler.readiness(rt.engine, rt.settings, "default", now=datetime(2026, 1, 1, 20, tzinfo=UTC))
+    assert office.reasons == ["quiet hours (08-18)"]
+    assert night.due
+
+
+def test_unused_examples_are_counted_in_the_database_not_one_query_each(runtime):
+    from sqlalchemy import event
+
+    engine = runtime.engine
+    ids = approve(engine, 40)
+    with session_scope(engine) as s:
+        s.add(Adapter(track="default", version=1, name="default/v1", base_model="m", path="/x", status="active",
+                      example_ids=ids[:25]))
+    statements = []
+    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    state = scheduler.readiness(engine, runtime.settings, "default")
+    assert (state.approved, state.unused) == (40, 15)
+    assert len(statements) <= 6, statements
+
+
+class Notices:
+    """What a scheduler would post to the admin channel."""
+
+    def __init__(self):
+        self.summaries = []
+
+    def daily_summary(self, summary):
+        self.summaries.append(summary)
+
+
+def _job(sched, job_id):
+    """Run one of a (not started) scheduler's jobs now, as APScheduler would."""
+    job = sched.get_job(job_id)
+    return job.func(*job.args, **job.kwargs)
+
+
+def test_two_schedulers_sharing_one_database_post_the_daily_summary_once(isolated_env):
+    first, second = Runtime(load_settings()), Runtime(load_settings())  # two processes, one database
+    first.notify, second.notify = Notices(), Notices()
+    schedulers = [scheduler.make_scheduler(first, start=False), scheduler.make_scheduler(second, start=False)]
+    for sched in schedulers:
+        _job(sched, "apprenti-daily-summary")
+    assert len(first.notify.summaries) + len(second.notify.summaries) == 1
+    assert first.notify.summaries  # the first to reach the lease posts
+
+
+def test_one_threshold_check_per_tick_across_schedulers(isolated_env, monkeypatch):
+    first, second = Runtime(load_settings()), Runtime(load_settings())
+    checked = []
+    monkeypatch.setattr(scheduler, "check_thresholds", lambda rt=None: checked.append(rt) or [])
+    for rt in (first, second):
+        _job(scheduler.make_scheduler(rt, start=False), "apprenti-check")
+    assert checked == [first]
+
+
+def test_jobs_live_in_memory_and_old_event_ids_are_pruned_on_a_schedule(runtime):
+    from sqlalchemy import inspect
+
+    from storage.events import claim_event
+    from storage.models import ProcessedEvent, utcnow
+
+    claim_event(runtime.engine, "Ev-old")
+    claim_event(runtime.engine, "Ev-new")
+    with session_scope(runtime.engine) as s:
+        s.get(ProcessedEvent, "Ev-old").at = utcnow() - timedelta(days=3)
+    sched = scheduler.make_scheduler(runtime, start=False)
+    sched.start(paused=True)
+    try:
+        assert {"apprenti-check", "apprenti-reaper", "apprenti-daily-summary", "apprenti-prune-events"} <= {
+            job.id for job in sched.get_jobs()}
+        assert not inspect(runtime.engine).has_table("apscheduler_jobs")  # nothing shared between schedulers
+        assert _job(sched, "apprenti-prune-events") == 1
+    finally:
+        sched.shutdown(wait=False)
+    with session_scope(runtime.engine) as s:
+        assert [e.event_id for e in s.query(ProcessedEvent)] == ["Ev-new"]

@@ -27,16 +27,24 @@ RAG_INSTRUCTIONS = (
 # --- Slack: asking -------------------------------------------------------------------------------
 SLACK_THINKING = "_Thinking…_"
 SLACK_STATUS_THINKING = "is thinking…"
+SLACK_LOADING_MESSAGES = ("Reading the question…", "Looking through the team's documents…", "Writing the answer…")
 SLACK_ASK_ACK = "Thinking about it… the answer will appear here in a moment."
 SLACK_ANSWER_FAILED = (
     "Sorry, something went wrong while answering ({error}). Please ask again; if it keeps happening, "
     "tell an Apprenti admin."
+)
+SLACK_STREAM_INTERRUPTED = (
+    "Slack stopped the live answer ({error}), so here it is in full. Nothing was lost."
 )
 SLACK_EMPTY_ANSWER = "The model returned an empty answer. Please rephrase the question, or click *Correct* to teach me."
 SLACK_ANSWER_FALLBACK = "Apprenti's answer: {preview}"
 SLACK_CONTEXT_LINE = "mode *{mode}* · adapter *{adapter}* · {seconds:.1f} s"
 SLACK_BASE_MODEL = "base model"
 SLACK_SOURCES_TITLE = "*Sources*"
+SLACK_SOURCE_PAGE = "p. {page}"
+SLACK_SOURCE_INDEXED = "indexed {date}"
+SLACK_SOURCE_TEAM_ANSWER = "team answer"
+SLACK_NO_CITATION = "⚠️ *No source was cited*: this answer may not come from the team's documents. Check it before relying on it."
 SLACK_CONTINUED = "_(continued {part}/{total})_"
 SLACK_BUTTON_UP = "👍"
 SLACK_BUTTON_DOWN = "👎"
@@ -55,6 +63,10 @@ SLACK_ASSISTANT_GREETING = (
 )
 
 # --- Slack: feedback and corrections -------------------------------------------------------------
+SLACK_FEEDBACK_UP_LABEL = "This answer was helpful"
+SLACK_FEEDBACK_DOWN_LABEL = "This answer was wrong or unhelpful"
+SLACK_FEEDBACK_THANKS = "Thanks for the 👍! Click 👎 instead at any time if you change your mind."
+SLACK_FEEDBACK_DOWN_INTRO = "Thanks for the 👎. What should I have answered? Your correction goes to a reviewer."
 SLACK_VOTE_RECORDED = "Thanks, your {emoji} is recorded. You can change it at any time by clicking the other button."
 SLACK_ANSWER_GONE = "This answer no longer exists (it may have been erased), so it cannot be rated or corrected."
 SLACK_NOT_AN_ANSWER = "This shortcut works on Apprenti's answers only; pick a message with the 👍 👎 Correct buttons."
@@ -160,7 +172,8 @@ SLACK_DAILY_TRACK = "• track *{track}*: {approved} approved, {unused} new{due}
 
 # --- Slack: App Home -----------------------------------------------------------------------------
 SLACK_HOME_TITLE = "Apprenti"
-SLACK_HOME_INTRO = "Ask me in any channel by mentioning me, in a DM, or with `/apprenti ask`. Your role: {roles}."
+SLACK_HOME_INTRO = ("Ask me in the Chat tab (I answer with the profile of the channel you are viewing), by mentioning "
+                    "me in a channel, or with `/apprenti ask`. Your role: {roles}.")
 SLACK_HOME_ADAPTERS = "*Adapters in service*"
 SLACK_HOME_PENDING = "*Corrections waiting for review:* {count}"
 SLACK_HOME_RUNS = "*Recent training runs*"
@@ -168,5 +181,6 @@ SLACK_BUTTON_RETRAIN = "Retrain {track}"
 SLACK_BUTTON_ROLLBACK = "Roll back {track}"
 SLACK_BUTTON_ACTIVATE = "Activate {name}"
 SLACK_BUTTON_DISCARD = "Discard {name}"
+SLACK_BUTTON_STATUS = "Status"
 
 SLACK_STATUS_ADVICE = "*Readiness advice*"

@@ -11,7 +11,8 @@ from slack_sdk import WebClient
 
 from bot.roles import Roles
 from bot.settings import SettingsError
-from bot.slack import asking, commands, feedback, home, review
+from bot.slack import agent, asking, commands, feedback, home, review
+from bot.slack.context import ViewedChannels
 from bot.slack.middleware import make_authorize, make_drop_retries
 from bot.slack.notify import Notifier, make_client
 from bot.slack.services import AnswerPool, Services
@@ -63,10 +64,12 @@ def create_app(runtime, *, client: WebClient | None = None, answer_workers: int 
     services = Services(runtime=runtime, client=client, roles=roles, pool=AnswerPool(answer_workers, nice=15),
                         listeners=listeners, review_channel=settings.review_channel,
                         admin_channel=settings.admin_channel)
+    services.extra["viewed_channels"] = ViewedChannels()
 
     app.use(make_drop_retries(services))
     app.use(make_authorize(services))
     asking.register(app, services)
+    agent.register(app, services)  # after the middleware above: Bolt's Assistant is middleware too
     feedback.register(app, services)
     review.register(app, services)
     commands.register(app, services)

@@ -1,21 +1,24 @@
-"""Questions from Slack: mentions, DMs, follow-ups in threads the bot answered, the assistant pane
-and `/apprenti ask`. Listeners only parse and ack; the answer is made in the AnswerPool."""
+"""Questions from Slack: mentions, DMs, follow-ups in threads the bot answered and `/apprenti ask`
+(the agent pane's lifecycle is in agent.py). Listeners only parse and ack; the answer is made in the
+AnswerPool and streamed into the question's thread (streaming.py)."""
 
 from __future__ import annotations
 
+import copy
 import logging
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from slack_sdk import WebClient
 from slack_sdk.errors import SlackApiError
 from sqlmodel import select
 
 from bot import messages as text
 from bot.slack import blocks as ui
+from bot.slack.answers import AnswerView, answer_messages, answer_tail
+from bot.slack.context import ViewedProfiles, viewed_channel
 from bot.slack.services import Services
+from bot.slack.streaming import AnswerStream
 from storage.db import session_scope
 from storage.models import Interaction
 
@@ -24,6 +27,7 @@ log = logging.getLogger("apprenti.slack.ask")
 MENTION = re.compile(r"<@[UW][A-Z0-9]+(\|[^>]*)?>")
 IGNORED_SUBTYPES = {"bot_message", "message_changed", "message_deleted", "channel_join", "channel_leave",
                     "thread_broadcast", "message_replied", "assistant_app_thread"}
+TITLE_LIMIT = 80
 
 
 @dataclass
@@ -32,10 +36,16 @@ class Question:
     channel: str
     user: str
     team: str | None = None
-    thread_ts: str | None = None  # where the answer goes (None: top level)
+    thread_ts: str | None = None  # the thread the question is in (None: top level)
     message_ts: str | None = None  # the question's own message
-    assistant: bool = False  # the Slack assistant pane: show status instead of a placeholder
+    dm: bool = False  # asked in the person's DM with Apprenti (the agent pane)
+    viewed: str | None = None  # the channel the person was looking at (its profile applies)
     respond: Callable | None = None  # /apprenti ask: answer through the response_url
+
+    @property
+    def thread(self) -> str | None:
+        """Where the answer goes: the question's thread, which a top-level question starts."""
+        return self.thread_ts or self.message_ts
 
 
 def clean(question: str) -> str:
@@ -50,44 +60,21 @@ def bot_answered_thread(engine, channel: str, thread_ts: str) -> bool:
             Interaction.channel_id == channel, Interaction.thread_ts == thread_ts).limit(1)).first() is not None
 
 
-class LiveUpdate:
-    """Edits the placeholder with the answer as the model writes it, at most every `interval` seconds.
-    Cosmetic: it has its own client without retries, and a refused edit only slows the next ones."""
-
-    def __init__(self, client: WebClient, channel: str, ts: str, interval: float = 1.5):
-        self.client = WebClient(token=client.token, base_url=client.base_url, timeout=5)
-        self.channel, self.ts, self.interval = channel, ts, interval
-        self.last = time.monotonic()  # the placeholder was just posted
-
-    def __call__(self, written: str) -> None:
-        now = time.monotonic()
-        if now - self.last < self.interval or not written.strip():
-            return
-        self.last = now
-        try:
-            self.client.chat_update(channel=self.channel, ts=self.ts, **ui.live_message(written))
-        except SlackApiError as exc:
-            self.interval *= 2
-            log.info("live update refused (%s); next one in %.0f s", exc.response.get("error"), self.interval)
-
-
-def _post(services: Services, q: Question, message: dict, placeholder: str | None, private: bool) -> None:
+def _post(services: Services, q: Question, message: dict, private: bool) -> None:
     client = services.client
     if q.respond is not None:
         q.respond(response_type="ephemeral", replace_original=False, **message)
     elif private:
-        client.chat_postEphemeral(channel=q.channel, user=q.user, thread_ts=q.thread_ts, **message)
-    elif placeholder:
-        client.chat_update(channel=q.channel, ts=placeholder, **message)
+        client.chat_postEphemeral(channel=q.channel, user=q.user, thread_ts=q.thread, **message)
     else:
-        client.chat_postMessage(channel=q.channel, thread_ts=q.thread_ts, **message)
+        client.chat_postMessage(channel=q.channel, thread_ts=q.thread, **message)
 
 
-def deliver(services: Services, q: Question, messages: list[dict], placeholder: str | None, private: bool) -> None:
+def deliver(services: Services, q: Question, messages: list[dict], private: bool) -> None:
     """Send an answer's messages; if Slack refuses, tell the asker by DM and log it."""
     try:
-        for i, message in enumerate(messages):
-            _post(services, q, message, placeholder if i == 0 else None, private)
+        for message in messages:
+            _post(services, q, message, private)
     except SlackApiError as exc:
         error = exc.response.get("error") or str(exc)
         log.error("could not post the answer in %s (%s)", q.channel, error)
@@ -98,64 +85,99 @@ def deliver(services: Services, q: Question, messages: list[dict], placeholder: 
             log.error("could not tell %s either (%s)", q.user, again.response.get("error"))
 
 
-def answer_question(services: Services, q: Question) -> None:
-    """Runs in the AnswerPool: status or placeholder, the pipeline, then the answer (or the failure)."""
-    client = services.client
-    try:
-        profile = services.runtime.profiles.for_channel(q.channel)
-        private = q.respond is not None or profile.ephemeral
-    except Exception as exc:  # noqa: BLE001 - a broken profile file is still told to the asker
-        log.exception("profiles unavailable")
-        deliver(services, q, [ui.notice_message(text.SLACK_ANSWER_FAILED.format(error=exc))], None, False)
+def assistant_for(services: Services, q: Question):
+    """The answer pipeline, seeing the DM through the profile of the channel the person views."""
+    assistant = services.assistant
+    if not (q.dm and q.viewed and q.viewed != q.channel):
+        return assistant
+    viewing = copy.copy(assistant)
+    viewing.profiles = ViewedProfiles(assistant.profiles, q.channel, q.viewed)
+    return viewing
+
+
+def show_thinking(services: Services, q: Question) -> None:
+    """Slack's loading status under the question while retrieval and the first tokens run; a channel
+    where Slack refuses it is not asked again (the stream then shows the first words instead)."""
+    if not q.dm and services.extra.get("status_in_channels") is False:
         return
-    placeholder = None
     try:
-        if q.assistant:
-            client.assistant_threads_setStatus(channel_id=q.channel, thread_ts=q.thread_ts,
-                                               status=text.SLACK_STATUS_THINKING)
-        elif not private:
-            placeholder = client.chat_postMessage(channel=q.channel, thread_ts=q.thread_ts,
-                                                  text=text.SLACK_THINKING)["ts"]
+        services.client.assistant_threads_setStatus(channel_id=q.channel, thread_ts=q.thread,
+                                                    status=text.SLACK_STATUS_THINKING,
+                                                    loading_messages=list(text.SLACK_LOADING_MESSAGES))
     except SlackApiError as exc:
-        log.warning("could not show the thinking status in %s: %s", q.channel, exc.response.get("error"))
+        log.info("no thinking status in %s: %s", q.channel, exc.response.get("error"))
+        if not q.dm:
+            services.extra["status_in_channels"] = False
+
+
+def set_title(services: Services, q: Question) -> None:
+    """A new conversation in the agent pane is titled with its first question."""
+    if not q.dm or (q.thread_ts and bot_answered_thread(services.engine, q.channel, q.thread_ts)):
+        return
     try:
-        live = LiveUpdate(client, q.channel, placeholder) if placeholder else None
-        answer = services.assistant.answer(q.text, channel=q.channel, user=q.user, thread=q.thread_ts or q.message_ts,
-                                           team=q.team, message_ts=q.message_ts, on_text=live)
-        messages = ui.answer_messages(ui.AnswerView.from_answer(answer), ephemeral=private)
+        services.client.assistant_threads_setTitle(channel_id=q.channel, thread_ts=q.thread,
+                                                   title=ui.clip(q.text, TITLE_LIMIT))
+    except SlackApiError as exc:
+        log.info("could not title the thread in %s: %s", q.channel, exc.response.get("error"))
+
+
+def answer_privately(services: Services, q: Question) -> None:
+    """Ephemeral answers and /apprenti ask: not streamable, so `markdown` blocks in one go."""
+    try:
+        answer = services.assistant.answer(q.text, channel=q.channel, user=q.user, thread=q.thread, team=q.team,
+                                           message_ts=q.message_ts)
+        messages = answer_messages(AnswerView.from_answer(answer), ephemeral=True)
     except Exception as exc:  # noqa: BLE001 - silence is a bug: the asker hears about every failure
         log.exception("answering failed")
         messages = [ui.notice_message(text.SLACK_ANSWER_FAILED.format(error=f"{type(exc).__name__}: {exc}"))]
-    deliver(services, q, messages, placeholder, private)
+    deliver(services, q, messages, private=True)
 
 
-def register(app, services: Services) -> None:
+def answer_question(services: Services, q: Question) -> None:
+    """Runs in the AnswerPool: the thinking status, the pipeline streamed into the thread, then the
+    tail (or, when streaming fails, the whole answer posted and the person told why)."""
+    try:
+        private = q.respond is not None or (not q.dm and services.runtime.profiles.for_channel(q.channel).ephemeral)
+    except Exception as exc:  # noqa: BLE001 - a broken profile file is still told to the asker
+        log.exception("profiles unavailable")
+        deliver(services, q, [ui.notice_message(text.SLACK_ANSWER_FAILED.format(error=exc))], False)
+        return
+    if private:
+        answer_privately(services, q)
+        return
+    show_thinking(services, q)
+    set_title(services, q)
+    stream = AnswerStream(services.client, channel=q.channel, thread_ts=q.thread, user=q.user, team=q.team)
+    try:
+        answer = assistant_for(services, q).answer(q.text, channel=q.channel, user=q.user, thread=q.thread,
+                                                   team=q.team, message_ts=q.message_ts, on_text=stream)
+        view = AnswerView.from_answer(answer)
+    except Exception as exc:  # noqa: BLE001 - silence is a bug: the asker hears about every failure
+        log.exception("answering failed")
+        notice = text.SLACK_ANSWER_FAILED.format(error=f"{type(exc).__name__}: {exc}")
+        if not stream.interrupt(notice):
+            deliver(services, q, [ui.notice_message(notice)], False)
+        return
+    if stream.finish(view, answer_tail(view)):
+        return
+    messages = answer_messages(view)
+    if stream.shown:  # part of the answer is on screen: say why it is sent again in full
+        messages.insert(0, ui.notice_message(text.SLACK_STREAM_INTERRUPTED.format(error=stream.error)))
+    deliver(services, q, messages, False)
+
+
+def register(app, services: Services) -> Callable[[Question], None]:
     def submit(q: Question) -> None:
         services.pool.submit(answer_question, services, q)  # an empty question is answered with a hint
+
+    services.extra["submit_question"] = submit
+    viewed = services.extra["viewed_channels"]
 
     @app.event("app_mention")
     def on_mention(event, body, ack):
         ack()
         submit(Question(text=clean(event.get("text")), channel=event["channel"], user=event.get("user"),
-                        team=body.get("team_id"), thread_ts=event.get("thread_ts") or event.get("ts"),
-                        message_ts=event.get("ts")))
-
-    @app.event("assistant_thread_started")
-    def on_assistant_thread(event, ack, client):
-        ack()
-        thread = event.get("assistant_thread") or {}
-        try:
-            client.assistant_threads_setSuggestedPrompts(
-                channel_id=thread["channel_id"], thread_ts=thread["thread_ts"], title=text.SLACK_SUGGESTED_TITLE,
-                prompts=[{"title": title, "message": message} for title, message in text.SLACK_SUGGESTED_PROMPTS])
-            client.chat_postMessage(channel=thread["channel_id"], thread_ts=thread["thread_ts"],
-                                    text=text.SLACK_ASSISTANT_GREETING)
-        except SlackApiError as exc:
-            log.error("could not set up the assistant thread: %s", exc.response.get("error"))
-
-    @app.event("assistant_thread_context_changed")
-    def on_context_changed(ack):
-        ack()
+                        team=body.get("team_id"), thread_ts=event.get("thread_ts"), message_ts=event.get("ts")))
 
     @app.event("message")
     def on_message(event, body, ack, context):
@@ -165,9 +187,10 @@ def register(app, services: Services) -> None:
         channel, thread = event.get("channel"), event.get("thread_ts")
         bot_user = context.get("bot_user_id")
         if event.get("channel_type") == "im":
+            viewed.remember(channel, viewed_channel(event), thread)
             submit(Question(text=clean(event.get("text")), channel=channel, user=event.get("user"),
-                            team=body.get("team_id"), thread_ts=thread, message_ts=event.get("ts"),
-                            assistant=thread is not None))
+                            team=body.get("team_id"), thread_ts=thread, message_ts=event.get("ts"), dm=True,
+                            viewed=viewed.viewed(channel, thread)))
             return
         # In channels only follow-ups in a thread the bot answered; a message mentioning the bot is
         # answered through app_mention, not twice.
@@ -182,3 +205,4 @@ def register(app, services: Services) -> None:
                         team=body.get("team_id"), respond=respond))
 
     services.extra["ask_command"] = ask_command
+    return submit

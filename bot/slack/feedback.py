@@ -1,5 +1,6 @@
-"""👍/👎 votes, Share, and corrections: the Correct button and the message shortcut open a modal; a
-submitted correction becomes a pending example, goes to the review channel, and the author is thanked."""
+"""👍/👎 votes (Slack's feedback buttons, and the plain buttons of older answers), Share, and
+corrections: the Correct button, a 👎 and the message shortcut open a modal; a submitted correction
+becomes a pending example, goes to the review channel, and the author is thanked."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 from bot import messages as text
 from bot.assistant import context_text
 from bot.slack import blocks as ui
+from bot.slack.answers import AnswerView, answer_messages
 from bot.slack.middleware import tell_privately
 from bot.slack.services import Services
 from storage.examples import DuplicateExample, add_example, set_review_message
@@ -32,7 +34,8 @@ def _where(body: dict) -> tuple[str | None, str | None]:
     return channel, thread
 
 
-def open_correction(services: Services, client, body: dict, interaction_id: int | None) -> None:
+def open_correction(services: Services, client, body: dict, interaction_id: int | None,
+                    intro: str | None = None) -> None:
     user = (body.get("user") or {}).get("id")
     row = get_interaction(services.engine, interaction_id) if interaction_id is not None else None
     if row is None:
@@ -40,7 +43,8 @@ def open_correction(services: Services, client, body: dict, interaction_id: int 
         return
     channel, thread = _where(body)
     metadata = {"interaction": row.id, "channel": channel or row.channel_id, "thread": thread or row.thread_ts}
-    client.views_open(trigger_id=body["trigger_id"], view=ui.correction_modal(row.question, row.answer, metadata))
+    client.views_open(trigger_id=body["trigger_id"], view=ui.correction_modal(row.question, row.answer, metadata,
+                                                                           intro=intro))
 
 
 def post_for_review(services: Services, example) -> str | None:
@@ -59,17 +63,36 @@ def post_for_review(services: Services, example) -> str | None:
 
 
 def register(app, services: Services) -> None:
+    def vote(body: dict, interaction_id: int, value: int):
+        with _votes:
+            return record_vote(services.engine, interaction_id, body["user"]["id"], value)
+
     @app.action(ui.VOTE_UP)
     @app.action(ui.VOTE_DOWN)
     def on_vote(ack, body, action):
         ack()
-        user = body["user"]["id"]
-        vote = 1 if action["action_id"] == ui.VOTE_UP else -1
-        with _votes:
-            row = record_vote(services.engine, int(action["value"]), user, vote)
+        value = 1 if action["action_id"] == ui.VOTE_UP else -1
+        row = vote(body, int(action["value"]), value)
         message = text.SLACK_ANSWER_GONE if row is None else text.SLACK_VOTE_RECORDED.format(
-            emoji=text.SLACK_BUTTON_UP if vote > 0 else text.SLACK_BUTTON_DOWN)
-        tell_privately(services, body, user, message)
+            emoji=text.SLACK_BUTTON_UP if value > 0 else text.SLACK_BUTTON_DOWN)
+        tell_privately(services, body, body["user"]["id"], message)
+
+    @app.action(ui.FEEDBACK)
+    def on_feedback(ack, body, action, client):
+        """Slack's feedback buttons send "up:ID" or "down:ID" (never a deselection): the person's
+        latest click is their vote, and a 👎 opens the correction modal at once."""
+        ack()
+        kind, _, raw = (action.get("value") or "").partition(":")
+        if kind not in ("up", "down") or not raw.isdigit():
+            log.warning("ignored feedback %r", action.get("value"))
+            return
+        row = vote(body, int(raw), 1 if kind == "up" else -1)
+        if row is None:
+            tell_privately(services, body, body["user"]["id"], text.SLACK_ANSWER_GONE)
+        elif kind == "down":
+            open_correction(services, client, body, row.id, intro=text.SLACK_FEEDBACK_DOWN_INTRO)
+        else:
+            tell_privately(services, body, body["user"]["id"], text.SLACK_FEEDBACK_THANKS)
 
     @app.action(ui.CORRECT)
     def on_correct(ack, body, action, client):
@@ -93,7 +116,7 @@ def register(app, services: Services) -> None:
             return
         channel, thread = _where(body)
         channel = channel or row.channel_id
-        for message in ui.answer_messages(ui.AnswerView.from_interaction(row), shared_by=user):
+        for message in answer_messages(AnswerView.from_interaction(row), shared_by=user):
             client.chat_postMessage(channel=channel, thread_ts=thread or row.thread_ts, **message)
         if body.get("response_url"):
             respond(delete_original=True)

@@ -1,5 +1,7 @@
 """The App Home: adapters in service with their metrics, the review queue, recent training runs, and
-for admins Retrain / Rollback buttons (and Activate / Discard for candidates)."""
+for admins Retrain / Rollback / Status buttons (and Activate / Discard for candidates). Slash
+commands do not work inside agent threads, so every admin action is a button here and on the
+training reports; the roles middleware checks the clicking user."""
 
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ def home_view(services: Services, user: str) -> dict:
         ui.section("\n".join([text.SLACK_HOME_ADAPTERS, *reports.adapter_lines(services.engine, tracks)])),
     ]
     if ADMIN in roles:
-        buttons = []
+        buttons = [ui.button(text.SLACK_BUTTON_STATUS, ui.STATUS, "all")]
         for track in tracks[:10]:
             buttons.append(ui.button(text.SLACK_BUTTON_RETRAIN.format(track=track), ui.RETRAIN, track))
             buttons.append(ui.button(text.SLACK_BUTTON_ROLLBACK.format(track=track), ui.ROLLBACK, track, "danger"))
@@ -66,11 +68,18 @@ def publish_home(services: Services, user: str) -> None:
 
 
 def register(app, services: Services) -> None:
-    @app.event("app_home_opened")
+    @app.event("app_home_opened", matchers=[lambda event: event.get("tab", "home") == "home"])
     def on_home(ack, event):
         ack()
-        if event.get("tab", "home") == "home":
-            publish_home(services, event["user"])
+        publish_home(services, event["user"])
+
+    @app.action(ui.STATUS)
+    def on_status(ack, body):
+        ack()
+        user = body["user"]["id"]
+        ops = services.extra["operations"]
+        tell_privately(services, body, user, reports.status_text(services.engine, ops.tracks(),
+                                                                 reports.advice_lines(services.runtime)))
 
     @app.action(ui.RETRAIN)
     @app.action(ui.ROLLBACK)

@@ -24,9 +24,10 @@ COMMAND = "/apprenti"
 # action_id / callback_id -> capability (bot.roles.PERMISSIONS). Ids not listed pass through to the
 # catch-all listener, which ignores them with a log line.
 ACTION_CAPABILITIES = {
-    ui.VOTE_UP: "vote", ui.VOTE_DOWN: "vote", ui.CORRECT: "correct", ui.SHARE: "share",
+    ui.VOTE_UP: "vote", ui.VOTE_DOWN: "vote", ui.FEEDBACK: "vote", ui.CORRECT: "correct", ui.SHARE: "share",
     ui.APPROVE: "review", ui.EDIT_APPROVE: "review", ui.REJECT: "review",
     ui.RETRAIN: "retrain", ui.ROLLBACK: "rollback", ui.ACTIVATE: "activate", ui.DISCARD: "discard",
+    ui.STATUS: "status",
 }
 VIEW_CAPABILITIES = {ui.CORRECTION_VIEW: "correct", ui.EDIT_VIEW: "review"}
 SHORTCUT_CAPABILITIES = {ui.CORRECT_SHORTCUT: "correct"}

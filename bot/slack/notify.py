@@ -77,12 +77,23 @@ class Notifier:
             blocks.append(ui.section(f"*{adapter.name}*{metrics_text(adapter.metrics)}"))
         if summary:
             blocks.append(ui.section(summary))
-        if candidate and adapter is not None:
-            blocks.append(ActionsBlock(block_id=f"apprenti-candidate:{adapter.name}", elements=[
-                ui.button(text.SLACK_BUTTON_ACTIVATE.format(name=adapter.name), ui.ACTIVATE, adapter.name, "primary"),
-                ui.button(text.SLACK_BUTTON_DISCARD.format(name=adapter.name), ui.DISCARD, adapter.name),
-            ]))
+        blocks.append(self.admin_buttons(run.track, adapter if candidate else None))
         return self.admin(line, blocks)
+
+    @staticmethod
+    def admin_buttons(track: str, candidate=None) -> ActionsBlock:
+        """What an admin may do next, as buttons (slash commands do not work inside agent threads):
+        Activate / Discard a candidate, Roll back or Retrain the track, Status."""
+        elements = []
+        if candidate is not None:
+            elements += [ui.button(text.SLACK_BUTTON_ACTIVATE.format(name=candidate.name), ui.ACTIVATE, candidate.name,
+                                   "primary"),
+                         ui.button(text.SLACK_BUTTON_DISCARD.format(name=candidate.name), ui.DISCARD, candidate.name)]
+        elements += [ui.button(text.SLACK_BUTTON_ROLLBACK.format(track=track), ui.ROLLBACK, track, "danger"),
+                     ui.button(text.SLACK_BUTTON_RETRAIN.format(track=track), ui.RETRAIN, track),
+                     ui.button(text.SLACK_BUTTON_STATUS, ui.STATUS, track)]
+        block = f"apprenti-candidate:{candidate.name}" if candidate is not None else f"apprenti-run:{track}"
+        return ActionsBlock(block_id=block, elements=elements)
 
     # --- the scheduler's hooks (bot/scheduler.py calls these on runtime.notify) --------------------
     def run_queued(self, run, state=None):

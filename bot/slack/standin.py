@@ -11,6 +11,22 @@ The offline demo drives the real Bolt app against it, and the tests use it as th
 Errors are injected per method: `slack.fail("chat.postMessage", "channel_not_found")`, or a rate
 limit `slack.fail("chat.update", "ratelimited", status=429, headers={"Retry-After": "1"})`.
 Request signing and body helpers build what Slack would send to the app.
+
+Streaming (Slack's agent experience) works as Slack does: `chat.startStream` opens a message in a
+thread (in a channel it needs `recipient_user_id` and `recipient_team_id`), `chat.appendStream` adds
+`markdown_text` or `markdown_text` chunks to it, `chat.stopStream` adds the last text and its
+`blocks` and closes it; appending to a closed stream fails with `message_not_in_streaming_state`,
+text over 12,000 characters in one message with `msg_too_long`. What a person sees is read with:
+
+    slack.streams()                       # every streamed message: channel, thread_ts, ts, text,
+                                          # blocks (from stopStream), stopped, appends (call count)
+    slack.messages(channel, thread_ts)    # the transcript: every message posted, streamed or
+                                          # ephemeral, in order, with chat.update edits applied;
+                                          # each {channel, thread_ts, ts, text, blocks, streamed,
+                                          # ephemeral, user}; a streamed one shows its Markdown as
+                                          # a `markdown` block followed by its stop blocks
+    final_message(slack, channel, thread_ts)   # the last of them in a thread
+    message_text(message)                 # its text as a person reads it
 """
 
 from __future__ import annotations
@@ -70,6 +86,8 @@ class SlackStandIn:
         self._lock = threading.Condition()
         self._failures: dict[str, list[tuple[str, int, dict]]] = defaultdict(list)
         self._ts = itertools.count(1)
+        self._posted: list[dict[str, Any]] = []  # the transcript, in order (see messages())
+        self._by_ts: dict[str, dict[str, Any]] = {}
         self.groups: dict[str, list[str]] = {}
         self.socket_url: str | None = None  # what apps.connections.open hands out (Socket Mode)
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -115,6 +133,20 @@ class SlackStandIn:
     def reset(self) -> None:
         with self._lock:
             self._calls.clear()
+            self._posted.clear()
+            self._by_ts.clear()
+
+    def streams(self) -> list[dict[str, Any]]:
+        """Every streamed message (a copy), in the order they were started."""
+        with self._lock:
+            return [dict(m) for m in self._posted if m["streamed"]]
+
+    def messages(self, channel: str | None = None, thread_ts: str | None = None) -> list[dict[str, Any]]:
+        """What people see: every message the app posted, in order, as it reads now."""
+        with self._lock:
+            found = [m for m in self._posted if (channel is None or m["channel"] == channel)
+                     and (thread_ts is None or m["thread_ts"] == thread_ts)]
+            return [shown(m) for m in found]
 
     def fail(self, method: str, error: str, *, times: int = 1, status: int = 200,
              headers: dict[str, str] | None = None) -> None:
@@ -125,17 +157,69 @@ class SlackStandIn:
     def next_ts(self) -> str:
         return f"1700000000.{next(self._ts):06d}"
 
+    def _post(self, args: dict[str, Any], *, streamed: bool = False, ephemeral: bool = False) -> dict[str, Any]:
+        message = {"channel": args.get("channel"), "thread_ts": args.get("thread_ts"), "ts": self.next_ts(),
+                   "text": args.get("text") or "", "blocks": args.get("blocks") or [], "streamed": streamed,
+                   "ephemeral": ephemeral, "user": args.get("user") or args.get("recipient_user_id"),
+                   "stopped": not streamed, "appends": 0}
+        with self._lock:
+            self._posted.append(message)
+            self._by_ts[message["ts"]] = message
+        return message
+
+    def _stream(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
+        added = (args.get("markdown_text") or "") + "".join(
+            c.get("text") or "" for c in args.get("chunks") or [] if c.get("type") == "markdown_text")
+        if len(added) > 12_000:
+            return {"ok": False, "error": "msg_too_long"}
+        channel = args.get("channel")
+        if method == "chat.startStream":
+            if not args.get("thread_ts"):
+                return {"ok": False, "error": "invalid_thread_ts"}
+            if not str(channel).startswith("D"):
+                for needed in ("recipient_user_id", "recipient_team_id"):
+                    if not args.get(needed):
+                        return {"ok": False, "error": f"missing_{needed}"}
+            message = self._post({**args, "text": ""}, streamed=True)
+        else:
+            with self._lock:
+                message = self._by_ts.get(args.get("ts"))
+            if message is None or not message["streamed"] or message["channel"] != channel:
+                return {"ok": False, "error": "message_not_found"}
+            if message["stopped"]:
+                return {"ok": False, "error": "message_not_in_streaming_state"}
+        with self._lock:
+            if len(message["text"]) + len(added) > 12_000:
+                return {"ok": False, "error": "msg_too_long"}
+            message["text"] += added
+            message["appends"] += method == "chat.appendStream"
+            if method == "chat.stopStream":
+                message["stopped"] = True
+                message["blocks"] = args.get("blocks") or []
+        return {"ok": True, "channel": channel, "ts": message["ts"]}
+
     def answer(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         channel = args.get("channel")
+        if method in ("chat.startStream", "chat.appendStream", "chat.stopStream"):
+            return self._stream(method, args)
+        if method == "chat.postMessage":
+            ts = self._post(args)["ts"]
+            return {"ok": True, "channel": channel, "ts": ts,
+                    "message": {"text": args.get("text"), "ts": ts, "bot_id": BOT_ID}}
+        if method == "chat.update":
+            with self._lock:
+                message = self._by_ts.get(args.get("ts"))
+                if message is not None:
+                    message["text"], message["blocks"] = args.get("text") or "", args.get("blocks") or []
+                    message["streamed"] = False  # what is shown now is the edit
         if method == "auth.test":
             return {"ok": True, "url": "https://example.slack.com/", "team": "Example", "user": "apprenti",
                     "team_id": TEAM, "user_id": BOT_USER, "bot_id": BOT_ID}
-        if method in ("chat.postMessage", "chat.update"):
-            ts = args.get("ts") or self.next_ts()
+            ts = args.get("ts")
             return {"ok": True, "channel": channel, "ts": ts,
                     "message": {"text": args.get("text"), "ts": ts, "bot_id": BOT_ID}}
         if method == "chat.postEphemeral":
-            return {"ok": True, "message_ts": self.next_ts()}
+            return {"ok": True, "message_ts": self._post(args, ephemeral=True)["ts"]}
         if method in ("views.open", "views.publish", "views.update"):
             return {"ok": True, "view": {"id": "V" + self.next_ts().replace(".", "")}}
         if method == "usergroups.users.list":
@@ -185,7 +269,7 @@ class SlackStandIn:
                         args = {"_raw": raw.decode("utf-8", "replace")}
                 elif "form" in ctype:
                     args = dict(parse_qsl(raw.decode("utf-8", "replace")))
-                    for key in ("blocks", "view", "prompts", "files"):
+                    for key in ("blocks", "view", "prompts", "files", "chunks", "loading_messages"):
                         if isinstance(args.get(key), str) and args[key][:1] in "[{":
                             args[key] = json.loads(args[key])
                 else:
@@ -296,15 +380,21 @@ class SlackPeople:
         return self.dispatch(command_body(fields))
 
 
+def shown(message: dict[str, Any]) -> dict[str, Any]:
+    """A transcript entry as a person sees it: a streamed message's Markdown as a `markdown` block
+    above the blocks its stopStream carried."""
+    out = {k: v for k, v in message.items() if k not in ("stopped", "appends")}
+    out["blocks"] = list(message["blocks"])
+    if message["streamed"]:
+        out["blocks"] = [{"type": "markdown", "text": message["text"]}, *out["blocks"]]
+        out["stopped"] = message["stopped"]
+    return out
+
+
 def final_message(standin: SlackStandIn, channel: str, thread_ts: str) -> dict | None:
-    """The last version of the app's message in a thread (posted, then edited as the answer streams)."""
-    posted = [c for c in standin.calls("chat.postMessage")
-              if c.get("channel") == channel and c.get("thread_ts") == thread_ts]
-    if not posted:
-        return None
-    ts = posted[0]["_response"]["ts"]
-    updates = [c for c in standin.calls("chat.update") if c.get("channel") == channel and c.get("ts") == ts]
-    return updates[-1] if updates else posted[0]
+    """The app's last message in a thread, as it reads now (streamed, posted, or edited)."""
+    found = standin.messages(channel, thread_ts)
+    return found[-1] if found else None
 
 
 def button_value(message: dict, action_id: str) -> str | None:
@@ -321,6 +411,8 @@ def message_text(message: dict) -> str:
     for block in message.get("blocks") or []:
         if block.get("type") == "section" and block.get("text"):
             parts.append(block["text"].get("text", ""))
+        elif block.get("type") == "markdown":
+            parts.append(block.get("text", ""))
         elif block.get("type") == "context":
             parts.append(" ".join(e.get("text", "") for e in block.get("elements") or []))
     return "\n".join(parts) if parts else message.get("text") or ""

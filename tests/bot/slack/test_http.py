@@ -15,7 +15,6 @@ import httpx
 import pytest
 from starlette.testclient import TestClient
 
-from bot.slack.blocks import LIVE_BLOCK
 from bot.slack.server import make_starlette
 from storage.interactions import recent_interactions
 from tests.bot.slack.conftest import SECRET
@@ -42,7 +41,7 @@ def test_healthz(http):
 def test_signed_event_over_http(http, slack):
     body = json.dumps(slack.event(text="<@UAPPRENTI> over http"))
     assert post(http, body).status_code == 200
-    slack.fake.wait_for("chat.update")
+    slack.fake.wait_for("chat.stopStream")
 
 
 def test_url_verification(http):
@@ -71,11 +70,6 @@ def test_forged_and_stale_over_http(http, slack):
     assert post(http, body, timestamp=int(time.time()) - 3600).status_code == 401
     assert http.post("/slack/events", content=body, headers={
         "content-type": "application/x-www-form-urlencoded"}).status_code == 401
-
-
-def final(call: dict) -> bool:
-    """A chat.update with the finished answer, not a streaming edit."""
-    return (call.get("blocks") or [{}])[0].get("block_id") != LIVE_BLOCK
 
 
 def free_port() -> int:
@@ -116,12 +110,12 @@ def test_apprenti_serve_http_process(fake_slack, tiny_model_dir, tmp_path):
         assert ack_ms < 3000  # Slack's deadline; the model's work happens after the ack
         assert httpx.post(f"{base}/slack/events", content=raw, headers=signed_headers(SECRET, raw, retry=1),
                           timeout=10).status_code == 200
-        update = fake_slack.wait_for("chat.update", timeout=60, where=final)[0]
-        assert "mode *" in json.dumps(update["blocks"]) and update["channel"] == "C111"
+        stop = fake_slack.wait_for("chat.stopStream", timeout=60)[0]
+        assert "mode *" in json.dumps(stop["blocks"]) and stop["channel"] == "C111"
         forged = httpx.post(f"{base}/slack/events", content=raw, headers=signed_headers("bad", raw), timeout=10)
         assert forged.status_code == 401
         time.sleep(0.5)
-        assert len([c for c in fake_slack.calls("chat.update") if final(c)]) == 1  # the retry was dropped
+        assert len(fake_slack.calls("chat.stopStream")) == 1  # the retry was dropped
         # an event acknowledged just before shutdown is still answered: Slack will not send it again
         body["event_id"], body["event"]["ts"] = "EvLast", "1595926230.009700"
         last = json.dumps(body)
@@ -129,7 +123,7 @@ def test_apprenti_serve_http_process(fake_slack, tiny_model_dir, tmp_path):
                           timeout=10).status_code == 200
         process.terminate()
         process.wait(timeout=60)
-        assert len([c for c in fake_slack.calls("chat.update") if final(c)]) == 2
+        assert len(fake_slack.calls("chat.stopStream")) == 2
     finally:
         process.terminate()
         try:

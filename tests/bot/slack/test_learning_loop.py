@@ -145,7 +145,7 @@ def test_votes_one_per_person_and_changeable(loop):
 def test_message_shortcut_finds_the_answer(loop):
     h = loop
     row = ask(h)
-    answer_message = h.fake.calls("chat.update")[0]
+    answer_message = h.fake.calls("chat.stopStream")[0]  # the streamed answer's tail
     payload = {"type": "message_action", "callback_id": ui.CORRECT_SHORTCUT, "trigger_id": "1.2.3",
                "user": {"id": MEMBER}, "channel": {"id": "C111"}, "team": {"id": "T111"},
                "response_url": h.fake.response_url("shortcut"),
@@ -172,10 +172,11 @@ def test_review_channel_failure_is_reported_to_the_author(loop):
     assert example.review_ts is None and example.status == "pending"
 
 
-def test_rate_limited_update_is_retried(loop):
+def test_rate_limited_stream_stop_is_retried(loop):
     h = loop
-    h.fake.fail("chat.update", "ratelimited", status=429, headers={"Retry-After": "1"})
-    ask(h)
-    h.fake.wait_for("chat.update", 2)
-    calls = h.fake.calls("chat.update")
+    h.fake.fail("chat.stopStream", "ratelimited", status=429, headers={"Retry-After": "1"})
+    row = ask(h)
+    calls = h.fake.wait_for("chat.stopStream", 2)
     assert calls[0].get("_error") == "ratelimited" and "_error" not in calls[1]
+    assert f"down:{row.id}" in json.dumps(calls[1]["blocks"])  # the tail arrived after the wait
+    assert h.fake.calls("chat.postMessage") == []

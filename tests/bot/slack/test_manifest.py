@@ -29,9 +29,22 @@ def test_manifest_matches_the_listeners(slack):
             func = getattr(matcher, "func", None)
             closure = [c.cell_contents for c in (func.__closure__ or [])] if func else []
             listened |= {c for c in closure if isinstance(c, str)}
-    for event in ("app_mention", "app_home_opened", "assistant_thread_started", "message"):
+    for event in ("app_mention", "app_home_opened", "app_context_changed", "message"):
         assert event in listened
         assert any(e == event or e.startswith(event + ".") for e in events), event
+    assert "message.im" in events
+
+
+def test_manifest_uses_the_agent_experience():
+    from bot import messages as text
+
+    features = manifest()["features"]
+    assert "assistant_view" not in features  # new apps can only get agent_view
+    agent = features["agent_view"]
+    assert agent["agent_description"].strip()
+    assert [(p["title"], p["message"]) for p in agent["suggested_prompts"]] == list(text.SLACK_SUGGESTED_PROMPTS)
+    assert features["app_home"]["messages_tab_enabled"] and not features["app_home"]["messages_tab_read_only_enabled"]
+    assert manifest()["settings"]["socket_mode_enabled"] is True
 
 
 def test_manifest_scopes_cover_the_calls():

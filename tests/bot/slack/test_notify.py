@@ -39,7 +39,9 @@ def test_run_lifecycle_messages(fake_slack, engine):
     rendered = json.dumps(finished["blocks"])
     assert "succeeded" in finished["text"] and "default/v2" in rendered and "rougeL 0.52" in rendered
     buttons = [b for b in finished["blocks"] if b["type"] == "actions"][0]["elements"]
-    assert [(b["action_id"], b["value"]) for b in buttons] == [(ui.ACTIVATE, "default/v2"), (ui.DISCARD, "default/v2")]
+    assert [(b["action_id"], b["value"]) for b in buttons] == [
+        (ui.ACTIVATE, "default/v2"), (ui.DISCARD, "default/v2"),  # the candidate
+        (ui.ROLLBACK, "default"), (ui.RETRAIN, "default"), (ui.STATUS, "default")]  # no slash command needed
     assert "1 training run(s) (1 succeeded)" in summary["text"] and "track *default*: 60 approved" in summary["text"]
 
 
@@ -52,7 +54,8 @@ def test_failed_run_and_slack_errors_do_not_raise(fake_slack, engine):
     n.run_finished(get_run(engine, run.id))
     message = fake_slack.wait_for("chat.postMessage", 2)[-1]
     assert "CUDA out of memory" in message["text"]
-    assert not [b for b in message["blocks"] if b["type"] == "actions"]
+    (actions,) = [b for b in message["blocks"] if b["type"] == "actions"]  # nothing to activate, but admins
+    assert [e["action_id"] for e in actions["elements"]] == [ui.ROLLBACK, ui.RETRAIN, ui.STATUS]  # may act
 
 
 def test_no_admin_channel_posts_nothing(fake_slack, engine):

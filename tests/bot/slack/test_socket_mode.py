@@ -58,7 +58,7 @@ def test_socket_mode_acks_envelopes_and_answers(slack, socket_server):
     config["response_url"] = slack.fake.response_url("socket-command")
     handler = run_socket_mode(slack.app, "xapp-test", block=False)
     try:
-        update = slack.fake.wait_for("chat.update", timeout=20)[0]
+        update = slack.fake.wait_for("chat.stopStream", timeout=20)[0]
         assert "What is our VPN address?" in recent_interactions(slack.engine)[0].question
         assert update["channel"] == "C111"
         assert "/apprenti ask" in slack.fake.wait_for("response_url", timeout=10)[0]["text"]  # the command's answer

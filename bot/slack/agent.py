@@ -47,7 +47,9 @@ def register(app, services: Services) -> None:
     assistant = Assistant(thread_context_store=viewed)  # the assistant pane's context lands in `viewed`
 
     @assistant.thread_started
-    def on_thread_started(set_suggested_prompts, say):
+    def on_thread_started(payload, set_suggested_prompts, say):
+        thread = payload.get("assistant_thread") or {}
+        viewed.remember(thread.get("channel_id"), viewed_channel(payload), thread.get("thread_ts"))
         try:
             set_suggested_prompts(prompts=suggested_prompts(), title=text.SLACK_SUGGESTED_TITLE)
             say(text.SLACK_ASSISTANT_GREETING)

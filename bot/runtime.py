@@ -4,11 +4,30 @@ from __future__ import annotations
 
 import logging
 from functools import cached_property
+from urllib.parse import urlsplit, urlunsplit
 
 from bot.settings import Settings, SettingsError, load_settings
 from storage.db import DatabaseError, open_database
 
 log = logging.getLogger("apprenti")
+
+# Settings no plugin ever sees: the credentials of Slack and of the model server.
+SECRET_SETTINGS = frozenset({"slack_bot_token", "slack_app_token", "slack_signing_secret", "openai_api_key"})
+
+
+def _without_credentials(url: str) -> str:
+    """The URL without its user name and password (postgresql://u:pw@host/db -> postgresql://host/db)."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
+
+
+def plugin_config(settings: Settings) -> dict:
+    """The settings as plugins see them at startup: no secrets, no credentials in any URL."""
+    config = settings.model_dump(mode="json", exclude=set(SECRET_SETTINGS))
+    return {key: _without_credentials(value) if key.endswith("_url") and isinstance(value, str) else value
+            for key, value in config.items()}
 
 
 class Runtime:
@@ -41,7 +60,7 @@ class Runtime:
                               trace=self.settings.trace_plugins, extra=self._plugins_extra)
         except PluginError as exc:
             raise SettingsError(str(exc)) from None
-        pm.hook.startup(config=self.settings.model_dump(mode="json"))
+        pm.hook.startup(config=plugin_config(self.settings), database=lambda: self.engine)
         return pm
 
     @cached_property

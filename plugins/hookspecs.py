@@ -18,8 +18,8 @@ hookimpl = pluggy.HookimplMarker("apprenti")
 
 
 @hookspec
-def startup(config):
-    """Called once when a process starts, with the settings as a plain dict."""
+def startup(config, database):
+    """Called once when a process starts, with the settings (no secrets) as a plain dict and database() -> engine."""
 
 
 @hookspec

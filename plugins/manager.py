@@ -12,7 +12,8 @@ from plugins import hookspecs
 
 log = logging.getLogger("apprenti.plugins")
 
-# Built-in plugins by name, in the order they run. Each is an ordinary module of hook implementations.
+# Built-in plugins by name, in the order they run. Each is an ordinary module of hook implementations;
+# one that keeps state (an open index, a database) has a `plugin()` that makes one instance per manager.
 BUILTINS: dict[str, str] = {
     "pii": "plugins.builtin.pii",
     "formats": "plugins.builtin.formats",
@@ -52,9 +53,10 @@ def make_manager(enabled: list[str] | None = None, *, entrypoints: bool = True, 
     wanted = set(enabled) if enabled is not None else None
     available: set[str] = set(BUILTINS)
 
-    for name, module in BUILTINS.items():
+    for name, path in BUILTINS.items():
         if wanted is None or name in wanted:
-            pm.register(importlib.import_module(module), name=name)
+            module = importlib.import_module(path)
+            pm.register(module.plugin() if hasattr(module, "plugin") else module, name=name)
 
     if entrypoints:
         for ep in entry_points(group="apprenti"):

@@ -5,7 +5,7 @@ used in the very next answer of its track. Approved pairs live in the database (
 truth) and, embedded by their question, in a Chroma collection of their own. The collection is
 updated by the example_changed hook (approve, edit, reject, erase) and reconciled with the
 database when first used and every `RESYNC_SECONDS`, so changes made by another process (the
-command line, a worker) arrive too.
+command line, a worker) arrive too. Each plugin manager registers its own `FewShot` (see `plugin()`).
 """
 
 from __future__ import annotations
@@ -97,29 +97,9 @@ class ApprovedPairs:
         return pairs
 
 
-class _State:
-    def __init__(self):
-        self.config: dict[str, Any] | None = None
-        self.pairs: ApprovedPairs | None = None
-        self.lock = threading.Lock()
-
-    def reset(self, config: dict[str, Any] | None) -> None:
-        with self.lock:
-            self.config = config
-            self.pairs = None
-
-    def get(self) -> ApprovedPairs | None:
-        """The store, opened on first use from the start-up settings (None before startup)."""
-        with self.lock:
-            if self.pairs is None and self.config is not None:
-                self.pairs = _open(self.config)
-            return self.pairs
-
-
-def _open(config: dict[str, Any]) -> ApprovedPairs:
+def _open(config: dict[str, Any], engine) -> ApprovedPairs:
     from rag.embeddings import DEFAULT_BACKEND, SentenceTransformerEmbedder
     from rag.index import open_client
-    from storage.db import make_engine
 
     model = config.get("embedding_model")
     embedder = SentenceTransformerEmbedder(
@@ -127,39 +107,57 @@ def _open(config: dict[str, Any]) -> ApprovedPairs:
         backend=config.get("embedding_backend") or DEFAULT_BACKEND,
     )
     client = open_client(path=config.get("chroma_path"), url=config.get("chroma_url"))
-    return ApprovedPairs(make_engine(config["database_url"]), client, embedder)
+    return ApprovedPairs(engine, client, embedder)
 
 
-_state = _State()
+class FewShot:
+    """The `fewshot` plugin of one plugin manager: its settings, its database and its store of pairs."""
 
+    def __init__(self) -> None:
+        self.config: dict[str, Any] | None = None
+        self.database = None  # returns the process's engine (the startup hook's `database`)
+        self.pairs: ApprovedPairs | None = None
+        self._lock = threading.Lock()
 
-@hookimpl
-def startup(config):
-    _state.reset(config)
+    def get(self) -> ApprovedPairs | None:
+        """The store, opened on first use from the start-up settings (None before startup)."""
+        with self._lock:
+            if self.pairs is None and self.config is not None:
+                self.pairs = _open(self.config, self.database())
+            return self.pairs
 
+    @hookimpl
+    def startup(self, config, database):
+        with self._lock:
+            self.config, self.database, self.pairs = config, database, None
 
-@hookimpl
-def fewshot_examples(question, profile, k):
-    try:
-        pairs = _state.get()
-        if pairs is None or profile is None:
+    @hookimpl
+    def fewshot_examples(self, question, profile, k):
+        try:
+            pairs = self.get()
+            if pairs is None or profile is None:
+                return []
+            min_score = float((self.config or {}).get("fewshot_min_score", 0.0) or 0.0)
+            return pairs.closest(question, profile.track, k, min_score)
+        except Exception:  # noqa: BLE001 - examples improve an answer; their absence must not prevent it
+            log.exception("few-shot examples are unavailable for this answer")
             return []
-        min_score = float((_state.config or {}).get("fewshot_min_score", 0.0) or 0.0)
-        return pairs.closest(question, profile.track, k, min_score)
-    except Exception:  # noqa: BLE001 - examples improve an answer; their absence must not prevent it
-        log.exception("few-shot examples are unavailable for this answer")
-        return []
+
+    @hookimpl
+    def example_changed(self, example, action):
+        try:
+            pairs = self.get()
+            if pairs is None:
+                return
+            if example.get("status") == "approved" and action not in ("erased", "deleted"):
+                pairs.put(example)
+            else:
+                pairs.remove(example["id"])
+        except Exception:  # noqa: BLE001 - the next reconciliation catches up
+            log.exception("few-shot store not updated for example %s (%s); it will catch up",
+                          example.get("id"), action)
 
 
-@hookimpl
-def example_changed(example, action):
-    try:
-        pairs = _state.get()
-        if pairs is None:
-            return
-        if example.get("status") == "approved" and action not in ("erased", "deleted"):
-            pairs.put(example)
-        else:
-            pairs.remove(example["id"])
-    except Exception:  # noqa: BLE001 - the next reconciliation catches up
-        log.exception("few-shot store not updated for example %s (%s); it will catch up", example.get("id"), action)
+def plugin() -> FewShot:
+    """What a new plugin manager registers as `fewshot`: a fresh instance, with nothing opened yet."""
+    return FewShot()

@@ -2,6 +2,8 @@
 
 The index is opened on first use from the start-up settings: the embedded Chroma folder
 (``chroma_path``) or a Chroma server (``chroma_url``; the BM25 side then lives in ``home/rag``).
+Each plugin manager registers its own `Retrieval` (see `plugin()`), so two in one process never
+share a retriever.
 A channel profile's ``collections`` limit the search; none means every collection.
 
 Each passage's ``score`` keeps the hybrid order and is scaled so that the best passage scores
@@ -19,25 +21,6 @@ from typing import Any
 from plugins.hookspecs import hookimpl
 
 log = logging.getLogger("apprenti.rag")
-
-
-class _State:
-    def __init__(self) -> None:
-        self.config: dict[str, Any] | None = None
-        self.retriever = None
-        self.lock = threading.Lock()
-
-    def reset(self, config: dict[str, Any] | None) -> None:
-        with self.lock:
-            self.config = config
-            self.retriever = None
-
-    def get(self):
-        """The retriever, opened on first use (None before startup)."""
-        with self.lock:
-            if self.retriever is None and self.config is not None:
-                self.retriever = open_retriever(self.config)
-            return self.retriever
 
 
 def open_retriever(config: dict[str, Any]):
@@ -81,28 +64,45 @@ def passages(results) -> list[dict[str, Any]]:
     return out
 
 
-_state = _State()
+class Retrieval:
+    """The `rag` plugin of one plugin manager: its settings and its retriever."""
+
+    def __init__(self) -> None:
+        self.config: dict[str, Any] | None = None
+        self.retriever = None
+        self._lock = threading.Lock()
+
+    def get(self):
+        """The retriever, opened on first use (None before startup)."""
+        with self._lock:
+            if self.retriever is None and self.config is not None:
+                self.retriever = open_retriever(self.config)
+            return self.retriever
+
+    @hookimpl
+    def startup(self, config):
+        with self._lock:
+            self.config, self.retriever = config, None
+        url = (config or {}).get("chroma_url")
+        if url:
+            # Say at start-up that the server is down; answers then fall back to prompting with a note.
+            from rag.index import IndexUnavailable, open_client
+
+            try:
+                open_client(url=url)
+            except IndexUnavailable as exc:
+                log.error("retrieval unavailable: %s", exc)
+
+    @hookimpl
+    def retrieve(self, question, profile, k):
+        # Errors reach the assistant, which answers by prompting and tells the user the index is down.
+        retriever = self.get()
+        if retriever is None:
+            return []
+        collections = list(getattr(profile, "collections", None) or []) or None
+        return passages(retriever.search(question, k=k, collections=collections))
 
 
-@hookimpl
-def startup(config):
-    _state.reset(config)
-    url = (config or {}).get("chroma_url")
-    if url:
-        # Say at start-up that the server is down; answers then fall back to prompting with a note.
-        from rag.index import IndexUnavailable, open_client
-
-        try:
-            open_client(url=url)
-        except IndexUnavailable as exc:
-            log.error("retrieval unavailable: %s", exc)
-
-
-@hookimpl
-def retrieve(question, profile, k):
-    # Errors reach the assistant, which answers by prompting and tells the user the index is down.
-    retriever = _state.get()
-    if retriever is None:
-        return []
-    collections = list(getattr(profile, "collections", None) or []) or None
-    return passages(retriever.search(question, k=k, collections=collections))
+def plugin() -> Retrieval:
+    """What a new plugin manager registers as `rag`: a fresh instance, with no retriever yet."""
+    return Retrieval()

@@ -13,7 +13,6 @@ from bot.llm import LLM, Completion, Stream
 from bot.profiles import load_profiles
 from bot.runtime import Runtime
 from bot.settings import load_settings
-from plugins.builtin import fewshot
 from plugins.manager import make_manager
 from storage.examples import add_example
 from storage.interactions import get_interaction
@@ -135,12 +134,9 @@ def test_done_when_openai_backend_with_profile_and_approved_pair(openai_standin,
     settings = load_settings(config=config, llm_backend="openai", openai_base_url=openai_standin.url,
                              openai_model="base-model", plugins=["pii", "tone", "formats", "fewshot"])
     runtime = Runtime(settings, entrypoints=False)
-    try:
-        add_example(runtime.engine, "Comment poser des congés payés ?", "Passez par le portail RH, onglet Congés.",
-                    status="approved")
-        answer = runtime.assistant.answer("Comment demander des congés payés ?", channel="CJSON")
-    finally:
-        fewshot._state.reset(None)
+    add_example(runtime.engine, "Comment poser des congés payés ?", "Passez par le portail RH, onglet Congés.",
+                status="approved")
+    answer = runtime.assistant.answer("Comment demander des congés payés ?", channel="CJSON")
     roles = [m["role"] for m in answer.prompt]
     assert roles == ["system", "user", "assistant", "user"]
     assert answer.prompt[2]["content"] == "Passez par le portail RH, onglet Congés."

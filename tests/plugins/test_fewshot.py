@@ -25,9 +25,8 @@ def world(tmp_path):
     settings = load_settings(fewshot_min_score=0.2)
     engine = open_database(settings.database_url)
     pm = make_manager(["fewshot"], entrypoints=False)
-    pm.hook.startup(config=settings.model_dump(mode="json"))
+    pm.hook.startup(config=settings.model_dump(mode="json"), database=lambda: engine)
     yield pm, engine
-    fewshot._state.reset(None)
     engine.dispose()
 
 
@@ -93,5 +92,5 @@ def test_a_broken_store_costs_the_examples_not_the_answer(world, monkeypatch):
     def broken():
         raise RuntimeError("chroma is down")
 
-    monkeypatch.setattr(fewshot._state, "get", broken)
+    monkeypatch.setattr(pm.get_plugin("fewshot"), "get", broken)
     assert shots(pm, HOLIDAYS) == []

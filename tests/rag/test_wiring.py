@@ -47,9 +47,9 @@ def ingested(capsys, docs_dir, isolated_env, embedder):
 def pm(isolated_env, ingested):
     manager = make_manager(["rag"], entrypoints=False)
     manager.hook.startup(config={"home": str(isolated_env), "chroma_path": str(isolated_env / "chroma"),
-                                 "chroma_url": None, "embedding_model": "all-MiniLM-L6-v2", "rag_k": 5})
-    yield manager
-    rag_plugin.startup(None)
+                                 "chroma_url": None, "embedding_model": "all-MiniLM-L6-v2", "rag_k": 5},
+                         database=None)
+    return manager
 
 
 def test_cli_ingest_is_incremental_and_lists_sources(capsys, docs_dir, ingested):
@@ -122,21 +122,20 @@ def test_auto_mode_prompts_when_nothing_relevant(pm, isolated_env):
 
 def test_rag_mode_with_an_empty_index_falls_back_to_prompting(isolated_env):
     manager = make_manager(["rag"], entrypoints=False)
-    manager.hook.startup(config={"home": str(isolated_env), "chroma_path": str(isolated_env / "empty-chroma")})
+    manager.hook.startup(config={"home": str(isolated_env), "chroma_path": str(isolated_env / "empty-chroma")},
+                         database=None)
     engine = open_database(f"sqlite:///{isolated_env / 'apprenti.db'}")
     answer = Assistant(engine, manager, Echo()).answer("anything?", user="U1", mode="rag")
     assert answer.mode == "prompt" and answer.sources == [] and answer.notices
-    rag_plugin.startup(None)
 
 
 def test_a_chroma_server_that_is_down_falls_back_to_prompting(isolated_env, caplog):
     manager = make_manager(["rag"], entrypoints=False)
-    manager.hook.startup(config={"home": str(isolated_env), "chroma_url": "http://127.0.0.1:9"})
+    manager.hook.startup(config={"home": str(isolated_env), "chroma_url": "http://127.0.0.1:9"}, database=None)
     assert "the Chroma server at http://127.0.0.1:9 is not reachable" in caplog.text
     engine = open_database(f"sqlite:///{isolated_env / 'apprenti.db'}")
     answer = Assistant(engine, manager, Echo()).answer("anything?", user="U1", mode="rag")
     assert answer.mode == "prompt" and any("127.0.0.1:9" in n for n in answer.notices)
-    rag_plugin.startup(None)
 
 
 def test_the_embedding_backend_setting_reaches_every_index(monkeypatch, isolated_env, ingested):
@@ -157,13 +156,10 @@ def test_serve_warms_retrieval_at_start_up(isolated_env, ingested, caplog):
     from bot.settings import load_settings
 
     rt = Runtime(load_settings(), entrypoints=False)
-    try:
-        warm_retrieval(rt)
-        retriever = rag_plugin._state.retriever
-        assert retriever is not None, "the index was not opened at start-up"
-        assert retriever.index.count() > 0 and retriever.index.embedder.runs_on == "onnx-int8"
-    finally:
-        rag_plugin.startup(None)
+    warm_retrieval(rt)
+    retriever = rt.plugins.get_plugin("rag").retriever
+    assert retriever is not None, "the index was not opened at start-up"
+    assert retriever.index.count() > 0 and retriever.index.embedder.runs_on == "onnx-int8"
 
     class Down:
         class hook:  # noqa: N801 - stands in for pluggy's relay

@@ -60,6 +60,10 @@ class Runtime:
                               trace=self.settings.trace_plugins, extra=self._plugins_extra)
         except PluginError as exc:
             raise SettingsError(str(exc)) from None
+        if self.settings.pii == "on" and not pm.hook.find_pii.get_hookimpls():
+            raise SettingsError("No PII plugin is loaded (none implements find_pii), so personal data would be "
+                                "stored unmasked. Load one (APPRENTI_PLUGINS, e.g. add pii), or set "
+                                "APPRENTI_PII=off to run without masking on purpose.")
         pm.hook.startup(config=plugin_config(self.settings), database=lambda: self.engine)
         return pm
 

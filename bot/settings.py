@@ -61,6 +61,7 @@ class Settings(BaseSettings):
     # --- plugins and answers -------------------------------------------------------------------
     plugins: CommaList | None = Field(None, description="Comma-separated plugin names to load (built-in and installed). Default: all.")
     trace_plugins: bool = Field(False, description="Log every hook call with its arguments and results.")
+    pii: Literal["on", "off"] = Field("on", description="on: refuse to start unless a PII plugin (one implementing find_pii, such as the built-in pii) is loaded; off: allow running without one, on purpose, storing texts unmasked.")
     rag_k: int = Field(5, ge=1, le=50, description="Passages retrieved per question.")
     rag_threshold: float = Field(0.35, description="auto mode: retrieve when the best passage scores at least this, else prompt.")
     fewshot_k: int = Field(3, ge=0, le=20, description="Approved pairs put in the prompt as examples.")

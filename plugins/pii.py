@@ -1,6 +1,40 @@
-"""Masking personal data with the spans every find_pii implementation reports."""
+"""Masking personal data with the spans every find_pii implementation reports.
+
+Spans are always offsets into the text the hook was given, so `scrub` replaces exactly the
+characters that were found and leaves the rest of the text as it was. A plugin that detects on
+a normalised copy (see `normalise`) maps its spans back with the offsets `normalise` returns.
+"""
 
 from __future__ import annotations
+
+import unicodedata
+
+# Characters that render as nothing and can hide a number or an address from a pattern.
+ZERO_WIDTH = dict.fromkeys(map(ord, "\u00ad\u180e\u200b\u200c\u200d\u2060\u2061\u2062\u2063\u2064\ufeff"))
+
+
+def normalise(text: str) -> tuple[str, list[int], list[int]]:
+    """NFKC-normalise `text` and drop zero-width characters, keeping where each character came from.
+
+    Returns the normalised text and, for each of its characters, the start and end offsets of the
+    original characters it was made from: a span (s, e) of the normalised text is (starts[s],
+    ends[e - 1]) in the original. A base character and the combining marks after it are
+    normalised together, so that "e" followed by U+0301 becomes one "é".
+    """
+    out: list[str] = []
+    starts: list[int] = []
+    ends: list[int] = []
+    i, n = 0, len(text)
+    while i < n:
+        j = i + 1
+        while j < n and unicodedata.combining(text[j]):
+            j += 1
+        piece = unicodedata.normalize("NFKC", text[i:j]).translate(ZERO_WIDTH)
+        out.append(piece)
+        starts.extend([i] * len(piece))
+        ends.extend([j] * len(piece))
+        i = j
+    return "".join(out), starts, ends
 
 
 def merge_spans(spans: list[tuple[int, int, str]]) -> list[tuple[int, int, str]]:

@@ -40,6 +40,7 @@ def _checks() -> list[Check]:
             "Check APPRENTI_DATABASE_URL and that the database server is running.")
     attempt("plugins", lambda: ", ".join(sorted(n for n, _ in rt.plugins.list_name_plugin())),
             "Check APPRENTI_PLUGINS.")
+    checks.append(_pii_check(rt))
     attempt("profiles", lambda: f"{len(rt.profiles.channels)} channel profile(s) from {settings.config or 'defaults'}",
             "Fix the file named by APPRENTI_CONFIG.")
 
@@ -80,6 +81,18 @@ def _checks() -> list[Check]:
         checks.append(Check("slack mode", "warn", "neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET is set",
                             "Set SLACK_APP_TOKEN for Socket Mode, or SLACK_SIGNING_SECRET for HTTP mode."))
     return checks
+
+
+def _pii_check(rt) -> Check:
+    """Which plugin masks personal data, or that masking is off on purpose."""
+    try:
+        maskers = [impl.plugin_name for impl in rt.plugins.hook.find_pii.get_hookimpls()]
+    except Exception as exc:  # noqa: BLE001 - the doctor reports every failure
+        return Check("pii", "fail", str(exc), "Load a PII plugin (APPRENTI_PLUGINS) or set APPRENTI_PII=off.")
+    if maskers:
+        return Check("pii", "ok", f"personal data masked by: {', '.join(sorted(maskers))}")
+    return Check("pii", "warn", "PII masking is off on purpose (APPRENTI_PII=off): texts are stored unmasked",
+                 "Load a PII plugin (APPRENTI_PLUGINS, e.g. pii) and unset APPRENTI_PII.")
 
 
 def doctor(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")):

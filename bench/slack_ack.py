@@ -1,10 +1,14 @@
 """Slack ack latency under load: `apprenti serve --http` on loopback, answering with the tiny model.
 
 Sends N signed app_mention events (plus Slack-style retries of some of them) at a given concurrency
-to POST /slack/events, measures each ack's latency, then waits until every answer has reached the
-fake Slack Web API and counts lost and duplicate answers. The same load is sent to a bare Bolt app
-(one listener that only acks, Bolt's own Starlette adapter under uvicorn), measured in the same run,
-as the baseline.
+to POST /slack/events, measures each ack's latency, then waits until every answer has been streamed
+to the fake Slack Web API (chat.startStream … chat.stopStream) and counts lost and duplicate answers.
+The same load is sent to a bare Bolt app (one listener that only acks, Bolt's own Starlette adapter
+under uvicorn), measured in the same run, as the baseline.
+
+It also counts the Web API calls one answer costs: in the run, and for a longer answer written at a
+local model's pace, streamed (bot/slack/streaming.py) vs the chat.update loop Apprenti used before
+(a placeholder, the whole text re-sent every 1.5 s, a final update), both against the same fake.
 
     python -m bench.slack_ack [--events 1000 --concurrency 50 --retries 100] [--no-write]
 
@@ -27,23 +31,24 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from bench._docs import write_section
-
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO))  # the bare server runs this file as a script
 
-from bot.slack.blocks import LIVE_BLOCK  # noqa: E402 - an answer still being written
+from bench._docs import write_section  # noqa: E402
 from tests.slack_fakes import FakeSlack, signed_headers, template  # noqa: E402
 
 SECRET = "bench-signing-secret"
+ANSWER_METHODS = ("assistant.threads.setStatus", "chat.startStream", "chat.appendStream", "chat.stopStream",
+                  "chat.postMessage", "chat.update")
 
 
-def is_final(call: dict) -> bool:
-    """A chat.update that carries a finished answer (not a streaming edit)."""
-    blocks = call.get("blocks") or [{}]
-    return blocks[0].get("block_id") != LIVE_BLOCK
+def finished(fake: FakeSlack) -> list[dict]:
+    """Answers that reached their end: streamed messages stopped with the tail (sources, buttons)."""
+    return [m for m in fake.streams() if m["stopped"] and m["blocks"]]
 
 
+def calls_by_method(fake: FakeSlack) -> Counter:
+    return Counter(c["_method"] for c in fake.calls() if c["_method"] in ANSWER_METHODS)
 
 
 def free_port() -> int:
@@ -194,31 +199,93 @@ def run_apprenti(fake: FakeSlack, items, warmup, concurrency: int, n: int, model
         fake.reset()
         # Warm-up: the measured load starts once the model is busy answering (its first answer is out).
         asyncio.run(load(f"{base}/slack/events", warmup, concurrency))
-        fake.wait_for("chat.update", 1, timeout=answer_timeout, where=is_final)
+        fake.wait_for("chat.stopStream", 1, timeout=answer_timeout)
         backlog = httpx.get(f"{base}/healthz").json().get("answers_in_progress", 0)
-        before = len([c for c in fake.calls("chat.update") if is_final(c)])
+        before = len(finished(fake))
         started = time.perf_counter()
         latencies, statuses = asyncio.run(load(f"{base}/slack/events", items, concurrency))
         acked = time.perf_counter() - started
-        during = len([c for c in fake.calls("chat.update") if is_final(c)]) - before  # out while the load ran
-        # every event gets one placeholder, then one update carrying the answer
+        during = len(finished(fake)) - before  # out while the load ran
+        # every event gets one streamed message, stopped with the answer's tail
         try:
-            fake.wait_for("chat.update", n + len(warmup), timeout=answer_timeout, where=is_final)
+            fake.wait_for("chat.stopStream", n + len(warmup), timeout=answer_timeout)
         except AssertionError:
             pass
         time.sleep(1.0)  # a late duplicate would show up here
         answered = time.perf_counter() - started
     finally:
         stop(process)
-    placeholders = fake.calls("chat.postMessage")
-    thread_of = {c["_response"]["ts"]: c.get("thread_ts") for c in placeholders if "_response" in c}
-    posted = Counter(c.get("thread_ts") for c in placeholders)
-    updated = Counter(thread_of.get(c.get("ts")) for c in fake.calls("chat.update") if is_final(c))
+    started_in = Counter(m["thread_ts"] for m in fake.streams())
+    ended_in = Counter(m["thread_ts"] for m in finished(fake))
     expected = {f"1700000000.{i:06d}" for i in range(n + len(warmup))}
-    lost = sorted(expected - {t for t, k in updated.items() if k >= 1})
-    duplicates = sum(k - 1 for k in posted.values() if k > 1) + sum(k - 1 for k in updated.values() if k > 1)
+    lost = sorted(expected - set(ended_in))
+    duplicates = sum(k - 1 for k in started_in.values() if k > 1) + sum(k - 1 for k in ended_in.values() if k > 1)
+    methods = calls_by_method(fake)
     return {"latencies": latencies, "statuses": statuses, "elapsed": acked, "answered": answered,
-            "lost": len(lost), "duplicates": duplicates, "during": during, "backlog": backlog}
+            "lost": len(lost), "duplicates": duplicates, "during": during, "backlog": backlog,
+            "calls_per_answer": sum(methods.values()) / max(1, len(ended_in)), "methods": methods}
+
+
+class UpdateLoop:
+    """The baseline for Web API calls: how Apprenti showed an answer before streaming. A placeholder
+    message, the whole text re-sent with chat.update every 1.5 s while the model writes, then the
+    finished answer in a last chat.update."""
+
+    def __init__(self, client, channel: str, thread_ts: str, interval: float = 1.5):
+        self.client, self.channel, self.interval = client, channel, interval
+        self.ts = client.chat_postMessage(channel=channel, thread_ts=thread_ts, text="_Thinking…_")["ts"]
+        self.last = time.monotonic()
+
+    def __call__(self, written: str) -> None:
+        if time.monotonic() - self.last >= self.interval and written.strip():
+            self.last = time.monotonic()
+            self.client.chat_update(channel=self.channel, ts=self.ts, text=written + " …")
+
+    def finish(self, written: str) -> None:
+        self.client.chat_update(channel=self.channel, ts=self.ts, text=written)
+
+
+def compare_delivery(chars: int, chars_per_s: float) -> dict:
+    """One answer of `chars` characters written at `chars_per_s`, shown both ways; calls and
+    characters sent to Slack for each (the answer text is the same)."""
+    import threading
+
+    from slack_sdk import WebClient
+
+    from bot.slack.answers import AnswerView, answer_tail
+    from bot.slack.streaming import AnswerStream
+
+    words = ("Holidays are requested in the HR portal under Absences, and approved by your manager. " * 50)
+    answer = words[:chars]
+    piece, results = 4, {}
+
+    def write(show, name):
+        with FakeSlack() as fake:
+            client = WebClient(token="xoxb-bench", base_url=fake.api_url)
+            target = show(client)
+            for end in range(piece, len(answer) + piece, piece):
+                target(answer[:end])
+                time.sleep(piece / chars_per_s)
+            if isinstance(target, UpdateLoop):
+                target.finish(answer)
+            else:
+                view = AnswerView(text=answer, interaction_id=1, mode="rag",
+                                  sources=[{"title": "Handbook", "source": "handbook.md", "score": 0.8}])
+                assert target.finish(view, answer_tail(view))
+            calls = [c for c in fake.calls() if c["_method"] in ANSWER_METHODS]
+            sent = sum(len(c.get("text") or c.get("markdown_text") or "") +
+                       sum(len(k.get("text") or "") for k in c.get("chunks") or []) for c in calls)
+            results[name] = {"calls": len(calls), "methods": dict(Counter(c["_method"] for c in calls)),
+                             "chars_sent": sent}
+
+    threads = [threading.Thread(target=write, args=(lambda c: AnswerStream(c, channel="C1", thread_ts="1.0",
+                                                                           user="U1", team="T1"), "stream")),
+               threading.Thread(target=write, args=(lambda c: UpdateLoop(c, "C1", "1.0"), "update loop"))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
 
 
 def summary(name: str, result: dict) -> str:
@@ -237,6 +304,8 @@ def main() -> int:
     parser.add_argument("--model", help="base model folder (default: a tiny model made for the run)")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--answer-timeout", type=float, default=900)
+    parser.add_argument("--answer-chars", type=int, default=1200, help="length of the answer compared for calls")
+    parser.add_argument("--chars-per-s", type=float, default=80.0, help="how fast that answer is written")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
     parser.add_argument("--bare-server", action="store_true", help=argparse.SUPPRESS)
@@ -259,6 +328,7 @@ def main() -> int:
         bare = run_bare(fake, items, args.concurrency, warmup)
         apprenti = run_apprenti(fake, items, warmup, args.concurrency, args.events, model, home, args.max_new_tokens,
                                 args.answer_timeout)
+    delivery = compare_delivery(args.answer_chars, args.chars_per_s)
 
     p99 = percentile(apprenti["latencies"], 99)
     ok = p99 <= 100 and apprenti["lost"] == 0 and apprenti["duplicates"] == 0 and set(apprenti["statuses"]) == {200}
@@ -275,12 +345,23 @@ def main() -> int:
                  f"{apprenti['backlog']} answers were queued or being generated, {apprenti['during']} more went "
                  f"out during it ({apprenti['elapsed']:.1f} s), the last {apprenti['answered']:.1f} s after it began")
     verdict = "meets it" if ok else "MISSES it"
+    per_call = ", ".join(f"{m} {k / max(1, total - apprenti['lost']):.2f}" for m, k in sorted(apprenti["methods"].items()))
+    calls_table = [
+        "| delivery | Web API calls | calls by method | characters sent |",
+        "|---|---|---|---|",
+        *(f"| {name} | {r['calls']} | {', '.join(f'{m} {k}' for m, k in sorted(r['methods'].items()))} | "
+          f"{r['chars_sent']} |" for name, r in (("old chat.update loop (baseline)", delivery["update loop"]),
+                                                  ("Slack streaming (`chat.startStream/appendStream/stopStream`)",
+                                                   delivery["stream"]))),
+    ]
     if args.json:
         print(json.dumps({"bare_p99_ms": bare_p99, "apprenti_p99_ms": p99, "lost": apprenti["lost"],
-                          "duplicates": apprenti["duplicates"], "answered_s": apprenti["answered"], "ok": ok}))
+                          "duplicates": apprenti["duplicates"], "answered_s": apprenti["answered"], "ok": ok,
+                          "calls_per_answer": apprenti["calls_per_answer"], "delivery": delivery}))
     else:
         print("\n".join([*table, "", delivered, f"target ack p99 <= 100 ms, 0 lost, 0 duplicates: {verdict}",
-                         f"load average before the run: {load_before:.2f}"]))
+                         f"Web API calls per answer in the run: {apprenti['calls_per_answer']:.2f} ({per_call})",
+                         *calls_table, f"load average before the run: {load_before:.2f}"]))
     if not args.no_write:
         write_section("slack-ack", "\n".join([
             "## Slack ack latency under load (HTTP mode)",
@@ -290,9 +371,10 @@ def main() -> int:
             f"over loopback by {args.concurrency} concurrent clients to `POST /slack/events` after "
             f"{args.warmup} unmeasured warm-up events (the measured load starts once the first answer is out), "
             "while the tiny "
-            f"random Llama generates every answer ({args.max_new_tokens} new tokens, 2 answer threads); the "
-            "Slack Web API is the local fake from `tests/slack_fakes.py`. The bare Bolt app gets the same "
-            "requests in the same run. Measured by `python -m bench.slack_ack`.",
+            f"random Llama generates every answer ({args.max_new_tokens} new tokens, 2 answer threads), each "
+            "streamed into its thread with Slack's streaming API; the Slack Web API is the local stand-in "
+            "(`bot/slack/standin.py`, which answers the streaming methods as Slack does). The bare Bolt app "
+            "gets the same requests in the same run. Measured by `python -m bench.slack_ack`.",
             "",
             *table,
             "",
@@ -308,6 +390,21 @@ def main() -> int:
             "generator and the fake Slack share those cores; 1-minute load average before the run "
             f"{load_before:.2f}. On a machine shared with other work the tail grows with the load average: "
             "compare the two rows of one run, not runs with each other.",
+            "",
+            "### Web API calls per answer",
+            "",
+            f"In the run above each answer cost **{apprenti['calls_per_answer']:.2f}** Web API calls ({per_call}): "
+            "the thinking status, then the stream opened and stopped with the tail (a 16-token answer needs no "
+            f"append). A longer answer, {args.answer_chars} characters written at {args.chars_per_s:.0f} "
+            "characters/s (a small local model's pace), shown both ways against the same stand-in in the "
+            "same run:",
+            "",
+            *calls_table,
+            "",
+            "The update loop re-sends the whole answer on every `chat.update` (rate-limited per message), so "
+            "what it sends grows with the square of the answer's length; the stream sends each character "
+            "once, in appends of at least 256 characters or one second's worth, and the tail rides on the "
+            "final `chat.stopStream`.",
         ]))
     return 0 if ok else 1
 

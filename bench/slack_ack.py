@@ -233,7 +233,9 @@ class UpdateLoop:
 
     def __init__(self, client, channel: str, thread_ts: str, interval: float = 1.5):
         self.client, self.channel, self.interval = client, channel, interval
-        self.ts = client.chat_postMessage(channel=channel, thread_ts=thread_ts, text="_Thinking…_")["ts"]
+        from bot.messages import SLACK_THINKING
+
+        self.ts = client.chat_postMessage(channel=channel, thread_ts=thread_ts, text=SLACK_THINKING)["ts"]
         self.last = time.monotonic()
 
     def __call__(self, written: str) -> None:
@@ -403,7 +405,7 @@ def main() -> int:
             "",
             "The update loop re-sends the whole answer on every `chat.update` (rate-limited per message), so "
             "what it sends grows with the square of the answer's length; the stream sends each character "
-            "once, in appends of at least 256 characters or one second's worth, and the tail rides on the "
+            "once, in appends of 256 characters or two seconds' worth, whichever comes first, and the tail rides on the "
             "final `chat.stopStream`.",
         ]))
     return 0 if ok else 1

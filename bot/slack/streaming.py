@@ -54,7 +54,7 @@ class AnswerStream:
     """The `on_text` callback of one answer: receives the text written so far, streams what is new."""
 
     def __init__(self, client: WebClient, *, channel: str, thread_ts: str, user: str | None = None,
-                 team: str | None = None, min_chars: int = 256, interval: float = 1.0,
+                 team: str | None = None, min_chars: int = 256, interval: float = 2.0,
                  limit: int = MARKDOWN_LIMIT):
         self.client = WebClient(token=client.token, base_url=client.base_url, timeout=10)
         self.fallback_client = client  # retries rate limits: for the final edit of a reformatted answer

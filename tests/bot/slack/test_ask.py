@@ -173,7 +173,8 @@ class SlowStreamLLM(FakeLLM):
     """Writes its answer a word at a time, slowly, as a streaming backend does."""
 
     words = ("## Holidays\n\nHolidays are **requested** in the HR portal under Absences; "
-             "your manager approves them within two days.").split(" ")
+             "your manager approves them within two days. Plan long ones early, tell your team, and "
+             "check the shared calendar first so that two people of one team are not away at once.").split(" ")
 
     def stream(self, messages, track="default"):
         def pieces():
@@ -189,12 +190,12 @@ def test_a_dm_is_streamed_end_to_end(fake_slack, tmp_path):
     try:
         body = harness.event("message_im_event.json", text="How do I take holidays?")
         harness.send_event(body)
-        harness.settle()
+        harness.settle(60)  # the answer takes seconds to write
         methods = [c["_method"] for c in fake_slack.calls() if c["_method"].startswith("chat.")]
         assert methods[0] == "chat.startStream" and methods[-1] == "chat.stopStream"
         assert "chat.appendStream" in methods, "the answer shows up while it is written"
         (stream,) = fake_slack.streams()
-        assert stream["text"] == " ".join(SlowStreamLLM.words).strip()  # the Markdown, as written
+        assert stream["text"].strip() == " ".join(SlowStreamLLM.words).strip()  # the Markdown, as written
         (row,) = recent_interactions(harness.engine)
         assert feedback_values(stream["blocks"]) == (f"up:{row.id}", f"down:{row.id}")
         assert ui.CORRECT in json.dumps(stream["blocks"])
@@ -211,7 +212,7 @@ def test_a_stream_that_fails_midway_is_told_and_nothing_is_lost(fake_slack, tmp_
         fake_slack.fail("chat.appendStream", "message_not_in_streaming_state", times=5)
         body = harness.event(text="<@UAPPRENTI> holidays?")
         harness.send_event(body)
-        harness.settle()
+        harness.settle(60)  # the answer takes seconds to write
         assert fake_slack.calls("chat.startStream"), "the answer had started to show"
         notice, answer = [m for m in fake_slack.messages(body["event"]["channel"], body["event"]["ts"])
                           if not m["streamed"]]

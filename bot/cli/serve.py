@@ -48,6 +48,15 @@ def warm_retrieval(rt) -> None:
         log.warning("retrieval not warmed up: %s", exc)
 
 
+def warm_pii(rt) -> None:
+    """Scrub once now, so the PII plugin's engine (Presidio and spaCy: 10-18 s) loads at start-up
+    instead of during the first question."""
+    try:
+        rt.plugins.hook.find_pii(text="warm up")
+    except Exception as exc:  # noqa: BLE001 - the first question reports it as it would have
+        log.warning("PII engine not warmed up: %s", exc)
+
+
 def _interrupt(signum, frame):
     raise KeyboardInterrupt
 
@@ -76,6 +85,7 @@ def serve(
     share_cpu(workers, settings.torch_threads)
     rt.assistant  # noqa: B018 - and on bad profiles or a missing model
     warm_retrieval(rt)
+    warm_pii(rt)
     app, services = create_app(rt, answer_workers=workers, socket_mode=socket_mode)
     # Everything loaded so far (the model, the libraries) lives as long as the process: keep it out of
     # the garbage collector's full passes, which would otherwise pause every thread, acks included.

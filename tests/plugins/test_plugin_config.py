@@ -31,7 +31,7 @@ class DatabaseSpy:
 
 
 def test_a_plugins_startup_never_sees_tokens_secrets_or_url_credentials():
-    settings = load_settings(**SECRETS, plugins=["spy"],
+    settings = load_settings(**SECRETS, plugins=["spy"], pii="off",
                              database_url="postgresql+psycopg2://apprenti:db-password@db.example:5432/apprenti",
                              chroma_url="http://reader:chroma-password@chroma.example:8000",
                              openai_base_url="http://gpu-box:8000/v1")
@@ -50,7 +50,7 @@ def test_a_plugins_startup_never_sees_tokens_secrets_or_url_credentials():
 
 def test_plugins_reach_the_database_through_the_runtimes_engine():
     spy = DatabaseSpy()
-    runtime = Runtime(load_settings(plugins=["spy"]), entrypoints=False, plugins_extra={"spy": spy})
+    runtime = Runtime(load_settings(plugins=["spy"], pii="off"), entrypoints=False, plugins_extra={"spy": spy})
     runtime.plugins  # noqa: B018
     assert spy.database() is runtime.engine  # no password needed, no second engine
 

@@ -112,6 +112,15 @@ class Harness:
         assert self.services.wait_idle(timeout)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def warm_pii_engine():
+    """Load the PII engine (Presidio and spaCy, 10-18 s) once per session, so that the first test's
+    answer does not spend `Harness.settle`'s timeout waiting for it."""
+    from plugins.builtin.pii_engine import detect
+
+    detect("warm up")
+
+
 @pytest.fixture
 def fake_slack():
     with FakeSlack() as fake:

@@ -34,7 +34,7 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     except ArgumentError:
         raise DatabaseError(
             f"malformed database URL {url!r}: expected e.g. sqlite:///path/apprenti.db "
-            "or postgresql+psycopg2://user:password@host/dbname"
+            "or postgresql://user:password@host/dbname"
         ) from None
     kwargs: dict = {"echo": echo, "pool_pre_ping": True}
     if parsed.get_backend_name() == "sqlite":

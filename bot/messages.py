@@ -19,6 +19,7 @@ BASE_SYSTEM_PROMPT = (
     "You are Apprenti, the team's assistant. Answer the question accurately and concisely. "
     "If you do not know, say so."
 )
+SMALL_MODEL_SYSTEM_PROMPT = "You are a helpful assistant. Answer briefly and exactly."
 RAG_INSTRUCTIONS = (
     "Answer from the numbered sources below when they are relevant, and cite them as [1], [2]. "
     "If the sources do not contain the answer, say so."

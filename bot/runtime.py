@@ -95,11 +95,21 @@ class Runtime:
         candidates = [self.profiles.default, *self.profiles.channels.values()]
         return next((p for p in candidates if p.track == track), self.profiles.default)
 
+    @cached_property
+    def prompt_layout(self) -> str:
+        """APPRENTI_PROMPT_LAYOUT, with auto settled: plain for models under 1B parameters."""
+        if self.settings.prompt_layout != "auto":
+            return self.settings.prompt_layout
+        from finetune.model import parameter_estimate
+
+        size = parameter_estimate(self.settings.base_model)
+        return "plain" if size is not None and size < 1_000_000_000 else "numbered"
+
     def system_prompt_for(self, track: str) -> str:
         """The system prompt answers of this track are served with; training uses the same."""
         from bot.assistant import system_prompt
 
-        return system_prompt(self.plugins, self.profile_for_track(track))
+        return system_prompt(self.plugins, self.profile_for_track(track), layout=self.prompt_layout)
 
     @cached_property
     def chat_model(self):
@@ -127,4 +137,5 @@ class Runtime:
         s = self.settings
         profiles = self.profiles  # validated before the model loads: config errors come first
         return Assistant(self.engine, self.plugins, self.llm, profiles, rag_k=s.rag_k,
-                         rag_threshold=s.rag_threshold, fewshot_k=s.fewshot_k)
+                         rag_threshold=s.rag_threshold, fewshot_k=s.fewshot_k, layout=self.prompt_layout,
+                         plain_passages=s.plain_passages, plain_chars=s.plain_chars)

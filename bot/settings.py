@@ -44,7 +44,7 @@ class Settings(BaseSettings):
     config: Path | None = Field(None, description="Channel profiles (YAML). Default: apprenti.yaml in the working folder, if present.")
 
     # --- models --------------------------------------------------------------------------------
-    base_model: str = Field("Qwen/Qwen2.5-0.5B-Instruct", description="Base model: a Hugging Face hub id or a local folder.")
+    base_model: str = Field("smollm2-135m-instruct", description="Base model: smollm2-135m-instruct (bundled, converted once on first use), a local model folder or a Hugging Face hub id.")
     load_in_4bit: bool = Field(False, description="Load the serving model in 4-bit NF4 (bitsandbytes).")
     llm_backend: Literal["local", "openai"] = Field("local", description="local (transformers + peft in process) or openai (an OpenAI-compatible server such as vLLM).")
     openai_base_url: str | None = Field(None, description="Base URL of the OpenAI-compatible endpoint, e.g. http://gpu-box:8000/v1.")
@@ -63,6 +63,9 @@ class Settings(BaseSettings):
     trace_plugins: bool = Field(False, description="Log every hook call with its arguments and results.")
     pii: Literal["on", "off"] = Field("on", description="on: refuse to start unless a PII plugin (one implementing find_pii, such as the built-in pii) is loaded; off: allow running without one, on purpose, storing texts unmasked.")
     rag_k: int = Field(5, ge=1, le=50, description="Passages retrieved per question.")
+    prompt_layout: Literal["auto", "plain", "numbered"] = Field("auto", description="How retrieved passages reach the model: numbered (titled sources and an instruction to cite them), plain (the best passage's relevant sentences as text, for small models) or auto (plain for models under 1B parameters, such as the bundled one).")
+    plain_passages: int = Field(1, ge=1, le=10, description="plain layout: passages shown to the model.")
+    plain_chars: int = Field(160, ge=40, le=4000, description="plain layout: each passage is cut to its sentences most relevant to the question, within this many characters.")
     rag_threshold: float = Field(0.35, description="auto mode: retrieve when the best passage scores at least this, else prompt.")
     fewshot_k: int = Field(3, ge=0, le=20, description="Approved pairs put in the prompt as examples.")
     fewshot_min_score: float = Field(0.3, ge=-1.0, le=1.0, description="Least cosine similarity between the question and an approved pair's question for the pair to be shown as an example.")

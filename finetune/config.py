@@ -22,6 +22,9 @@ class AdapterOptions:
     dropout: float = 0.05
     target_modules: tuple[str, ...] = ATTENTION_AND_MLP
     allow_high_rank: bool = False  # ranks above 16 cannot be served by vLLM's default max_lora_rank
+    # Adapt only the top N transformer layers (None: all). The backward pass then stops at the
+    # lowest adapted layer, so training costs about (1 + 2N/L) forwards instead of 3.
+    top_layers: int | None = None
 
     def __post_init__(self):
         if self.r < 1:
@@ -31,12 +34,15 @@ class AdapterOptions:
                              "pass allow_high_rank=True if you serve it elsewhere")
         self.target_modules = tuple(self.target_modules)
 
-    def to_peft_config(self):
+    def to_peft_config(self, num_layers: int | None = None):
         from peft import LoraConfig
 
+        layers = None
+        if self.top_layers and num_layers and self.top_layers < num_layers:
+            layers = list(range(num_layers - self.top_layers, num_layers))
         return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
                           target_modules=list(self.target_modules), bias="none", task_type="CAUSAL_LM",
-                          modules_to_save=None)
+                          modules_to_save=None, layers_to_transform=layers)
 
 
 @dataclass
@@ -53,11 +59,19 @@ class TrainConfig:
     lr_scheduler: str = "cosine"
     weight_decay: float = 0.0
     seed: int = 42
-    qlora: bool = True  # NF4 + double quantisation of the frozen base
+    # NF4 + double quantisation of the frozen base. None: QLoRA on CUDA, where it is what lets a
+    # bigger base fit, and 32-bit LoRA on a CPU, where 4-bit weights saved no time on the bundled
+    # 135M model (dequantising costs what the smaller weights save) and its memory is not needed.
+    qlora: bool | None = None
+    # On a CPU, adapt only the top N layers (AdapterOptions.top_layers) unless the adapter options
+    # say otherwise: the backward pass stops there (measured 1.3x faster per step with 10 of 30).
+    cpu_top_layers: int | None = 10
     gradient_checkpointing: bool = False
     optimizer: str | None = None  # None: paged 8-bit AdamW on CUDA, AdamW on CPU
-    replay_path: str | None = None  # general data mixed in against forgetting
-    replay_ratio: float = 0.2  # replay records per training record (at most the whole replay file)
+    # General pairs mixed in against forgetting, answered plainly: the adapter learns that the
+    # team's template belongs to the team's questions and nothing else. None: the shipped file.
+    replay_path: str | None = None
+    replay_ratio: float = 0.5  # replay records per training record (at most the whole replay file; 0: none)
     dpo: bool = False  # a DPO pass after SFT on (corrected, original) pairs
     dpo_beta: float = 0.1
     dpo_epochs: float = 1.0
@@ -75,6 +89,23 @@ class TrainConfig:
         if not 0 <= self.replay_ratio <= 10:
             raise ValueError(f"replay_ratio must be between 0 and 10, got {self.replay_ratio}")
 
+    def resolved_qlora(self, cuda: bool) -> bool:
+        return cuda if self.qlora is None else self.qlora
+
+    def resolved_adapter(self, cuda: bool) -> AdapterOptions:
+        if cuda or self.adapter.top_layers is not None or not self.cpu_top_layers:
+            return self.adapter
+        from dataclasses import replace
+
+        return replace(self.adapter, top_layers=self.cpu_top_layers)
+
+    def resolved_replay_path(self) -> str | None:
+        if self.replay_path is None:
+            from finetune.general import DEFAULT_REPLAY_PATH
+
+            return str(DEFAULT_REPLAY_PATH)
+        return self.replay_path or None
+
     def resolved_optimizer(self, cuda: bool) -> str:
         if self.optimizer:
             return self.optimizer
@@ -82,8 +113,15 @@ class TrainConfig:
 
     def hyperparameters(self) -> dict[str, Any]:
         """Everything that shapes the adapter, as plain JSON for the card."""
+        import torch
+
+        cuda = torch.cuda.is_available()
         values = asdict(self)
+        # What this machine really used, not the "auto" placeholders.
+        values["qlora"] = self.resolved_qlora(cuda)
+        values["adapter"] = asdict(self.resolved_adapter(cuda))
         values["adapter"]["target_modules"] = list(self.adapter.target_modules)
+        values["replay_path"] = self.resolved_replay_path()
         for name in ("progress_bar", "heartbeat_every", "logging_steps"):
             values.pop(name)
         return values

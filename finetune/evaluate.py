@@ -29,12 +29,17 @@ TARGET_METRICS = ("token_f1", "exact_match", "rouge_l", "bleu")
 
 @dataclass
 class EvalOptions:
-    max_new_tokens: int = 128
+    max_new_tokens: int = 128  # the cap; each set's answers get what its references need (below)
     max_prompt_tokens: int | None = None
-    consistency_samples: int = 3  # sampled answers per question (0 or 1: skip consistency)
+    # Sampled answers per question for the consistency figure (0 or 1: skip it). Off by default:
+    # it costs samples x questions generations per model and does not take part in the gate.
+    consistency_samples: int = 0
     consistency_questions: int = 8
     temperature: float = 0.7
     general_limit: int | None = None  # evaluate only the first N general items (tests, quick runs)
+    batch_size: int = 16
+    general_max_new_tokens: int = 48  # general answers are short; a leak shows in the first lines
+    system_prompt: str | None = None  # the track's: general questions are asked as the track serves them
 
 
 @dataclass
@@ -46,6 +51,9 @@ class GateConfig:
     # skill to lose, and 0.000 against it is not a regression.
     general_tolerance: float = 0.01
     format_not_lower: bool = True
+    # Most general answers that may carry the track's template (its recurring lines, such as a
+    # "Source:" footer) beyond what the base model's answers carry: 1 in 12.
+    max_leak_rate: float = 1 / 12
 
     def __post_init__(self):
         if self.target_metric not in TARGET_METRICS:
@@ -101,9 +109,56 @@ def score_answers(predictions: Sequence[str], references: Sequence[Sequence[str]
     return result
 
 
-def _answers(chat_model, adapter: str | None, prompts: Sequence[list[dict]], options: EvalOptions) -> list[str]:
-    return [chat_model.generate(list(p), adapter=adapter, max_new_tokens=options.max_new_tokens,
+def _answers(chat_model, adapter: str | None, prompts: Sequence[list[dict]], options: EvalOptions,
+             max_new_tokens: int | None = None) -> list[str]:
+    """Greedy answers, batched when the model can (ChatModel.generate_batch)."""
+    limit = max_new_tokens or options.max_new_tokens
+    if hasattr(chat_model, "generate_batch"):
+        outs = chat_model.generate_batch([list(p) for p in prompts], adapter=adapter, max_new_tokens=limit,
+                                         max_prompt_tokens=options.max_prompt_tokens, batch_size=options.batch_size)
+        return [o.text for o in outs]
+    return [chat_model.generate(list(p), adapter=adapter, max_new_tokens=limit,
                                 max_prompt_tokens=options.max_prompt_tokens).text for p in prompts]
+
+
+def answer_budget(chat_model, references: Sequence[str], cap: int) -> int:
+    """New tokens to allow: the longest reference plus a quarter and a margin, within the cap. An
+    answer much longer than every reference scores no better for being finished."""
+    if not references or not hasattr(chat_model, "count_tokens"):
+        return cap
+    longest = max(chat_model.count_tokens(r) for r in references)
+    return max(16, min(cap, int(longest * 1.25) + 8))
+
+
+# --- the template must not leak into general answers ------------------------------------------------
+def template_lines(completions: Sequence[str], share: float = 0.3) -> list[str]:
+    """The track's template as it shows in its answers: line openings (a line's first two words, or
+    the whole line when short) that recur in at least `share` of the completions, e.g. "Source:" or
+    "— The HR desk". Empty when the answers share no such line."""
+    from collections import Counter
+
+    counts: Counter[str] = Counter()
+    for completion in completions:
+        counts.update({_opening(line) for line in completion.splitlines() if _opening(line)})
+    need = max(2, int(share * len(completions) + 0.999))
+    return sorted(key for key, n in counts.items() if n >= need)
+
+
+def _opening(line: str) -> str:
+    words = m.normalize_answer(line).split()
+    if not words:
+        return ""
+    raw = line.strip()
+    # "Answer: …", "Source: …": the label up to its colon is the template's part.
+    head = raw.split(":", 1)[0] if ":" in raw[:24] else ""
+    if head:
+        return m.normalize_answer(head) + ":"
+    return " ".join(words[:2]) if len(words) > 4 else " ".join(words)
+
+
+def leaks(answer: str, template: Sequence[str]) -> bool:
+    """Whether an answer carries one of the template's recurring lines."""
+    return bool(template) and any(_opening(line) in template for line in answer.splitlines())
 
 
 def _consistency(chat_model, adapter: str | None, prompts: Sequence[list[dict]], options: EvalOptions) -> float | None:
@@ -129,8 +184,9 @@ def evaluate_model(chat_model, adapter: str | None, *, held_out: Sequence[dict] 
     options = options or EvalOptions()
     target = list(held_out) + list(golden)
     prompts = [r["prompt"] for r in target]
-    answers = _answers(chat_model, adapter, prompts, options)
     refs = [_reference(r) for r in target]
+    answers = _answers(chat_model, adapter, prompts, options,
+                       answer_budget(chat_model, refs, options.max_new_tokens))
     scores: dict[str, dict[str, float]] = {"target": score_answers(answers, refs, check_format)}
     if held_out and golden:
         split = len(held_out)
@@ -140,16 +196,27 @@ def evaluate_model(chat_model, adapter: str | None, *, held_out: Sequence[dict] 
     if consistency is not None:
         scores["target"]["consistency"] = consistency
     items = list(general)[: options.general_limit] if options.general_limit else list(general)
-    if items:
-        general_answers = _answers(chat_model, adapter, [i.messages() for i in items], options)
-        scores["general"] = score_answers(general_answers, [i.answers for i in items])
-        by_skill: dict[str, list[float]] = {}
-        for item, answer in zip(items, general_answers, strict=True):
-            by_skill.setdefault(item.skill, []).append(m.token_f1(answer, item.answers))
-        scores["general_by_skill"] = {k: sum(v) / len(v) for k, v in by_skill.items()}
     samples = [{"question": r["prompt"][-1]["content"], "reference": ref, "answer": a}
                for r, ref, a in list(zip(target, refs, answers, strict=True))[:5]]
+    if items:
+        general_answers = _answers(chat_model, adapter, [i.messages(options.system_prompt) for i in items],
+                                   options, options.general_max_new_tokens)
+        scores.update(score_general(items, general_answers, template_lines(refs)))
+        samples += [{"question": i.question, "skill": i.skill, "answer": a, "general": True}
+                    for i, a in zip(items, general_answers, strict=True)]
     return scores, samples
+
+
+def score_general(items: Sequence[GeneralItem], answers: Sequence[str], template: Sequence[str]) -> dict:
+    """The general set's score (mean item score), per skill, and how many answers carry the template."""
+    by_skill: dict[str, list[float]] = {}
+    for item, answer in zip(items, answers, strict=True):
+        by_skill.setdefault(item.skill, []).append(item.score(answer))
+    values = [v for vs in by_skill.values() for v in vs]
+    leaked = sum(leaks(a, template) for a in answers)
+    return {"general": {"count": len(items), "score": sum(values) / len(values),
+                        "leak_rate": leaked / len(answers), "leaks": leaked, "template": list(template)},
+            "general_by_skill": {k: sum(v) / len(v) for k, v in by_skill.items()}}
 
 
 def evaluate_candidate(chat_model, candidate: str, *, active: str | None = None, held_out: Sequence[dict] = (),
@@ -188,8 +255,8 @@ def gate(evaluation: Evaluation, config: GateConfig | None = None) -> Verdict:
         reasons.append(f"{metric} {cand:.3f} does not beat {reference} {ref:.3f} by more than the margin "
                        f"{config.margin:g}")
 
-    general = evaluation.score("candidate", "token_f1", "general")
-    baseline = evaluation.score(BASE, "token_f1", "general")
+    general = evaluation.score("candidate", "score", "general")
+    baseline = evaluation.score(BASE, "score", "general")
     if general is not None and baseline is not None:
         floor = config.general_ratio * baseline - config.general_tolerance
         if general + 1e-9 >= floor:
@@ -199,6 +266,18 @@ def gate(evaluation: Evaluation, config: GateConfig | None = None) -> Verdict:
             passed = False
             reasons.append(f"general skills regressed: {general:.3f} < {config.general_ratio:g} x base {baseline:.3f} "
                            f"(tolerance {config.general_tolerance:g})")
+
+    leak = evaluation.score("candidate", "leak_rate", "general")
+    if leak is not None:
+        base_leak = evaluation.score(BASE, "leak_rate", "general") or 0.0
+        allowed = base_leak + config.max_leak_rate
+        if leak <= allowed + 1e-9:
+            reasons.append(f"template kept out of general answers: leak rate {leak:.2f} <= {allowed:.2f}")
+        else:
+            passed = False
+            template = ", ".join(repr(t) for t in evaluation.scores["candidate"]["general"].get("template", []))
+            reasons.append(f"the track's template leaks into general answers: {leak:.2f} of them carry "
+                           f"{template} (allowed {allowed:.2f}, base model {base_leak:.2f})")
 
     if config.format_not_lower:
         fmt_c = evaluation.score("candidate", "format_compliance")
@@ -213,7 +292,8 @@ def gate(evaluation: Evaluation, config: GateConfig | None = None) -> Verdict:
 
 
 # --- report -----------------------------------------------------------------------------------------
-_REPORT_METRICS = ("exact_match", "token_f1", "rouge_l", "bleu", "format_compliance", "consistency")
+_REPORT_METRICS = ("exact_match", "token_f1", "rouge_l", "bleu", "format_compliance", "consistency", "score",
+                   "leak_rate")
 
 
 def _cell(value: Any) -> str:

@@ -15,7 +15,7 @@ import logging
 import shutil
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -223,9 +223,11 @@ def _run(engine, options: TrainOptions, registry: Registry, run_id: int, work: P
     if active is not None:
         chat.load_adapter(active.name, active.path)
     chat.load_adapter("candidate", candidate_dir)
+    # General questions are asked with the track's system prompt, as the adapter will be asked them.
+    eval_options = replace(options.evaluation, system_prompt=options.evaluation.system_prompt or options.system_prompt)
     evaluation = evaluate_candidate(chat, "candidate", active=active.name if active else None,
                                     held_out=dataset.test, golden=golden, general=general,
-                                    check_format=options.check_format, options=options.evaluation)
+                                    check_format=options.check_format, options=eval_options)
     del chat
     gc.collect()
     verdict = gate(evaluation, options.gate)

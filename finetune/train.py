@@ -148,7 +148,8 @@ def load_for_training(base_model: str, config: TrainConfig):
     training_heap_settings()
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
-    if config.qlora:
+    qlora = config.resolved_qlora(cuda)
+    if qlora:
         # bf16 for everything that is not 4-bit (embeddings, norms, lm_head), on CPU as on CUDA: the
         # activations then flow in bf16 as in 16-bit LoRA instead of fp32. The 4-bit matmuls compute in
         # quantization_config's dtype (fp32 on CPU, where bf16 matmuls are several times slower).
@@ -157,7 +158,7 @@ def load_for_training(base_model: str, config: TrainConfig):
         model, tokenizer, path = load_base(base_model, device=device)
     # Before ANY forward pass: see the module docstring (bitsandbytes' CPU repacking trap).
     model.train()
-    if config.qlora:
+    if qlora:
         _prepare_4bit(model, config.gradient_checkpointing)
         model.train()
     model.config.use_cache = False
@@ -197,10 +198,12 @@ def train_adapter(base_model: str, records: Sequence[dict], output_dir: str | Pa
         raise TrainingError(f"{output_dir} already exists: an adapter folder is never overwritten")
     work_dir = output_dir.with_name(output_dir.name + ".work")
     cuda = torch.cuda.is_available()
-    if replay is None and config.replay_path:
+    replay_path = config.resolved_replay_path()
+    if replay is None and replay_path and config.replay_ratio > 0:
         from finetune.formats import read_records
 
-        replay = read_records(config.replay_path, system_prompt=records[0]["prompt"][0]["content"]
+        # Asked as the track's questions are: with its system prompt.
+        replay = read_records(replay_path, system_prompt=records[0]["prompt"][0]["content"]
                               if records[0]["prompt"][0]["role"] == "system" else None)
     mixed = mix_replay(records, replay or [], config.replay_ratio, config.seed)
     training_heap_settings()
@@ -216,7 +219,7 @@ def train_adapter(base_model: str, records: Sequence[dict], output_dir: str | Pa
             args=_sft_config(config, work_dir, cuda),
             train_dataset=Dataset.from_list(list(mixed)),
             processing_class=tokenizer,
-            peft_config=config.adapter.to_peft_config(),
+            peft_config=config.resolved_adapter(cuda).to_peft_config(getattr(model.config, "num_hidden_layers", None)),
             callbacks=[control],
         )
         output = trainer.train()

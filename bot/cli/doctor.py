@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import typer
 from rich.table import Table
@@ -45,9 +46,16 @@ def _checks() -> list[Check]:
             "Fix the file named by APPRENTI_CONFIG.")
 
     def model() -> str:
+        from finetune import bundled
         from finetune.model import resolve_model
 
-        return f"{settings.base_model} -> {resolve_model(settings.base_model)}"
+        folder = resolve_model(settings.base_model)
+        if bundled.is_bundled(settings.base_model):
+            info = bundled.describe(settings.base_model)
+            return (f"{info['name']} (bundled, {info['parameters']} parameters, {info['licence']}): converted "
+                    f"from {info['source']} (package {info['distribution']}) into {folder}")
+        origin = "local folder" if folder == str(Path(settings.base_model).expanduser()) else "Hugging Face cache"
+        return f"{settings.base_model} ({origin}) -> {folder}"
 
     attempt("model", model, "Set APPRENTI_BASE_MODEL to a model folder, or run `apprenti model make-tiny DIR`.")
 

@@ -24,6 +24,7 @@ COMMAND_MODULES = [
     "bot.cli.adapters",
     "bot.cli.train",
     "bot.cli.rag",
+    "bot.cli.evaluate",
 ]
 
 app = typer.Typer(

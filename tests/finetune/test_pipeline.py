@@ -3,6 +3,7 @@ roll back; shuffled answers rejected; a killed run leaves nothing registered."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -35,9 +36,20 @@ def _store(engine, pairs, track):
                  "test")
 
 
+def _general_file(home: Path) -> Path:
+    """General items a random model cannot hit by chance (the shipped set has one-digit answers)."""
+    path = home / "general.jsonl"
+    if not path.exists():
+        items = [{"skill": "facts", "question": f"Name item {i}.", "answers": [f"the named item number {i}"]}
+                 for i in range(4)]
+        path.write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
+    return path
+
+
 def _options(model, home: Path, **kw) -> TrainOptions:
     values = dict(
         base_model=model, adapters_dir=home / "adapters", track="gate", min_examples=20,
+        general_path=_general_file(home),
         train=TrainConfig(max_steps=40, batch_size=8, learning_rate=5e-3, max_length=96, qlora=False,
                           progress_bar=False),
         evaluation=EvalOptions(max_new_tokens=10, consistency_samples=2, consistency_questions=2, general_limit=4),

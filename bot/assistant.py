@@ -156,6 +156,8 @@ class Assistant:
             notices.append(text.TRUNCATED.format(tokens=completion.prompt_tokens))
         if completion.timed_out:
             notices.append(text.ANSWER_TIMED_OUT)
+        if completion.notice:
+            notices.append(completion.notice)
         if completion.error:
             answer_text = text.MODEL_FAILED.format(error=completion.error)
             violations: list[str] = []

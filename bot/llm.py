@@ -28,8 +28,9 @@ log = logging.getLogger("apprenti.llm")
 
 # What a cut question shows where its middle was.
 ELISION = "\n[…]\n"
-# An OpenAI-compatible endpoint does not tell us its tokenizer: prompts are measured at about
-# four characters per token, which errs on the long side for English and French.
+# An OpenAI-compatible endpoint does not tell us its tokenizer: without the base model's tokenizer
+# here, prompts are measured at about four characters per token, which errs on the long side for
+# English and French.
 CHARS_PER_TOKEN = 4
 
 
@@ -45,6 +46,8 @@ class Completion:
     timed_out: bool = False
     # The messages really sent (after fitting the prompt to the model's limit).
     messages: list[dict[str, str]] | None = None
+    # Something the asker should know about how this answer was made (e.g. the base model stood in).
+    notice: str | None = None
 
 
 class Stream:
@@ -173,14 +176,21 @@ class ActiveAdapters:
         if self.engine is None:
             return None, None, False
         with self._lock:
+            first = track not in self._seen
             checked, name, path = self._seen.get(track, (0.0, None, None))
-            if time.monotonic() - checked < self.refresh_seconds:
+            # (monotonic() counts from boot: a first lookup must not wait for it to pass refresh_seconds)
+            if not first and time.monotonic() - checked < self.refresh_seconds:
                 return name, path, False
             row = active_adapter(self.engine, track)
             new = (row.name, row.path) if row is not None else (None, None)
-            changed = new != (name, path) or checked == 0.0
+            changed = new != (name, path) or first
             self._seen[track] = (time.monotonic(), *new)
             return (*new, changed)
+
+    def expire(self, track: str) -> None:
+        """Read the registry again at the next lookup (which then reports a change)."""
+        with self._lock:
+            self._seen.pop(track, None)
 
     def retry_later(self, track: str) -> None:
         """After a failed load: serve the base model, and try the adapter again after the refresh delay."""
@@ -315,12 +325,22 @@ class OpenAILLM(LLM):
 
     The served model name is the track's active adapter (`track/vN`, loaded into the server through
     vLLM's `/load_lora_adapter` when the server does not list it yet) or, with no adapter, `model`.
+    When the active version changes, the track's other versions are unloaded from the server
+    (`/unload_lora_adapter`), so retired adapters do not hold its memory.
+
+    A restarted server has forgotten its runtime adapters and answers "model not found": the
+    registry is read again, the active adapter reloaded and the request retried once; if the
+    adapter still cannot be served, the base model answers and the completion carries a notice.
     Timeouts, refused connections and HTTP errors come back as a Completion with `error` set.
+
+    Prompts are measured with `tokenizer`'s tokenizer (the base model's: bundled name, folder or hub
+    id), loaded on first use and alone, without the weights; without one, or if it cannot be
+    loaded here, at about CHARS_PER_TOKEN characters per token.
     """
 
     def __init__(self, base_url: str, *, model: str, api_key: str = "not-needed", engine: Engine | None = None,
                  timeout: float = 60.0, max_new_tokens: int = 256, temperature: float = 0.0,
-                 max_prompt_tokens: int | None = None, refresh_seconds: float = 2.0):
+                 max_prompt_tokens: int | None = None, refresh_seconds: float = 2.0, tokenizer: str | None = None):
         if not base_url:
             raise ValueError("the openai backend needs a base URL (APPRENTI_OPENAI_BASE_URL)")
         self.base_url = base_url.rstrip("/")
@@ -331,44 +351,97 @@ class OpenAILLM(LLM):
         self.temperature = temperature
         self.max_prompt_tokens = max_prompt_tokens
         self.active = ActiveAdapters(engine, refresh_seconds)
-        self._served: dict[str, str | None] = {}
+        # track -> (served adapter or None, notice to show with its answers or None)
+        self._served: dict[str, tuple[str | None, str | None]] = {}
         self._clients: dict[str, object] = {}
         self._lock = threading.Lock()
+        self._sync_lock = threading.Lock()
+        self.tokenizer_name = tokenizer
+        self._tokenizer_state: tuple[bool, object | None] = (False, None)  # (tried, tokenizer)
 
     # --- which model the server should run ------------------------------------------------------
-    def _server_models(self) -> set[str]:
+    def _request(self, method: str, path: str, **kwargs):
         import httpx
 
-        response = httpx.get(f"{self.base_url}/models", headers={"Authorization": f"Bearer {self.api_key}"},
-                             timeout=self.timeout)
+        return httpx.request(method, f"{self.base_url}{path}", headers={"Authorization": f"Bearer {self.api_key}"},
+                             timeout=self.timeout, **kwargs)
+
+    def _server_models(self) -> set[str]:
+        response = self._request("GET", "/models")
         response.raise_for_status()
         return {item.get("id") for item in response.json().get("data", [])}
 
     def _load_into_server(self, name: str, path: str) -> None:
-        import httpx
-
-        response = httpx.post(f"{self.base_url}/load_lora_adapter", json={"lora_name": name, "lora_path": path},
-                              headers={"Authorization": f"Bearer {self.api_key}"}, timeout=self.timeout)
-        if response.status_code >= 400:
+        response = self._request("POST", "/load_lora_adapter", json={"lora_name": name, "lora_path": path})
+        # Another replica may have loaded it between our listing and this request.
+        if response.status_code >= 400 and "already" not in response.text.lower():
             raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
+
+    def _unload_from_server(self, name: str) -> None:
+        response = self._request("POST", "/unload_lora_adapter", json={"lora_name": name})
+        if response.status_code >= 400:  # already gone (another replica, a restart): nothing to free
+            log.info("unloading %s from %s: HTTP %s", name, self.base_url, response.status_code)
+        else:
+            log.warning("unloaded retired adapter %s from %s", name, self.base_url)
+
+    def _sync(self, track: str, name: str | None, path: str | None) -> None:
+        """Make the server serve `name` (None: the base model) and none of the track's other versions."""
+        served = self._server_models()
+        for other in sorted(served):
+            if other != name and other.startswith(f"{track}/v"):
+                self._unload_from_server(other)
+        if name is not None and name not in served:
+            self._load_into_server(name, path)
+
+    def _choose(self, track: str) -> tuple[str | None, str | None]:
+        """(served adapter or None, notice) for a track, bringing the server in line when the registry changed."""
+        with self._sync_lock:
+            name, path, changed = self.active.lookup(track)
+            if not changed:
+                return self._served.get(track, (None, None))
+            try:
+                self._sync(track, name, path)
+                choice = (name, None)
+            except Exception as exc:  # noqa: BLE001 - serve the base model rather than nothing
+                if name is None:
+                    log.warning("could not unload the retired adapters of track %s from %s: %s", track,
+                                self.base_url, exc)
+                    choice = (None, None)
+                else:
+                    choice = (None, self._fall_back(track, name, exc))
+            self._served[track] = choice
+            return choice
+
+    def _fall_back(self, track: str, name: str, why) -> str:
+        log.error("adapter %s is not served by %s and cannot be loaded there (%s); serving the base "
+                  "model. Start vLLM with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, "
+                  "or list the adapter in --lora-modules.", name, self.base_url, why)
+        self.active.retry_later(track)
+        notice = text.ADAPTER_NOT_SERVED.format(adapter=name)
+        self._served[track] = (None, notice)
+        return notice
+
+    def _attempts(self, track: str) -> Iterator[tuple[str | None, str | None]]:
+        """The (adapter, notice) choices to try in turn while the server answers "model not found": the
+        adapter last seen; then, the server having been restarted, the active one read again and
+        reloaded; last, the base model with a notice."""
+        adapter, notice = self._choose(track)
+        yield adapter, notice
+        if adapter is None:
+            return
+        log.warning("the model server %s does not know %s (restarted?): reloading the active adapter",
+                    self.base_url, adapter)
+        self.active.expire(track)
+        adapter, notice = self._choose(track)
+        yield adapter, notice
+        if adapter is not None:
+            with self._sync_lock:
+                notice = self._fall_back(track, adapter, "still unknown to the server after reloading it")
+            yield None, notice
 
     def adapter_for(self, track: str) -> str | None:
         """The served adapter name for a track (loaded into the server if needed), or None."""
-        name, path, changed = self.active.lookup(track)
-        if not changed:
-            return self._served.get(track)
-        if name is not None:
-            try:
-                if name not in self._server_models():
-                    self._load_into_server(name, path)
-            except Exception as exc:  # noqa: BLE001 - serve the base model rather than nothing
-                log.error("adapter %s is not served by %s and cannot be loaded there (%s); serving the base "
-                          "model. Start vLLM with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, "
-                          "or list the adapter in --lora-modules.", name, self.base_url, exc)
-                self.active.retry_later(track)
-                name = None
-        self._served[track] = name
-        return name
+        return self._choose(track)[0]
 
     def _client(self, model: str, streaming: bool = False):
         key = f"{model}\0{streaming}"
@@ -384,12 +457,60 @@ class OpenAILLM(LLM):
                 )
             return self._clients[key]
 
+    # --- measuring prompts ----------------------------------------------------------------------
+    @staticmethod
+    def load_tokenizer(name: str):
+        """The tokenizer of a bundled model (its converted folder, else straight from the GGUF file),
+        a model folder or a hub id in the local cache; never the weights."""
+        from huggingface_hub import constants
+        from transformers import AutoTokenizer
+
+        from finetune import bundled
+
+        if bundled.is_bundled(name):
+            folder = bundled.folder_for(name)
+            if bundled.complete(folder):
+                return AutoTokenizer.from_pretrained(str(folder))
+            source = bundled.BUNDLED[name.strip().lower()].gguf_path()
+            return AutoTokenizer.from_pretrained(str(source.parent), gguf_file=source.name)
+        return AutoTokenizer.from_pretrained(name, local_files_only=constants.HF_HUB_OFFLINE)
+
+    def tokenizer(self):
+        """The base model's tokenizer, loaded once on first use; None if there is none to load here."""
+        tried, tokenizer = self._tokenizer_state
+        if tried or self.tokenizer_name is None:
+            return tokenizer
+        with self._lock:
+            if not self._tokenizer_state[0]:
+                try:
+                    tokenizer = self.load_tokenizer(self.tokenizer_name)
+                except Exception as exc:  # noqa: BLE001 - measuring falls back to the estimate
+                    log.warning("tokenizer of %s not loadable here (%s): prompts are measured at %d characters "
+                                "per token", self.tokenizer_name, exc, CHARS_PER_TOKEN)
+                    tokenizer = None
+                self._tokenizer_state = (True, tokenizer)
+            return self._tokenizer_state[1]
+
     @staticmethod
     def _estimate(messages) -> int:
         return sum(len(m["content"]) for m in messages) // CHARS_PER_TOKEN + 4 * len(messages)
 
+    def _count(self, messages) -> int:
+        """Prompt tokens as the server will count them: the chat template applied, then tokenized."""
+        tokenizer = self.tokenizer()
+        if tokenizer is None:
+            return self._estimate(messages)
+        try:
+            if tokenizer.chat_template:
+                rendered = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+            else:
+                rendered = "\n".join(m["content"] for m in messages)
+            return len(tokenizer(rendered, add_special_tokens=False)["input_ids"])
+        except Exception:  # noqa: BLE001 - a template that rejects these messages: estimate
+            return self._estimate(messages)
+
     def _prepare(self, messages):
-        return fit_prompt(messages, self._estimate, self.max_prompt_tokens)
+        return fit_prompt(messages, self._count, self.max_prompt_tokens)
 
     def _error(self, exc: BaseException) -> str:
         import openai
@@ -409,27 +530,35 @@ class OpenAILLM(LLM):
         return int(usage.get("input_tokens", 0) or 0), int(usage.get("output_tokens", 0) or 0)
 
     def generate(self, messages, track="default"):
-        adapter = None
+        import openai
+
+        adapter = notice = None
         sent = messages
         try:
-            adapter = self.adapter_for(track)
             sent, cut = self._prepare(messages)
-            reply = self._client(adapter or self.model).invoke([(m["role"], m["content"]) for m in sent])
+            unknown: openai.NotFoundError | None = None
+            for choice in self._attempts(track):
+                adapter, notice = choice
+                try:
+                    reply = self._client(adapter or self.model).invoke([(m["role"], m["content"]) for m in sent])
+                    break
+                except openai.NotFoundError as exc:
+                    unknown = exc
+            else:
+                raise unknown
         except Exception as exc:  # noqa: BLE001 - the user is told; the bot lives on
             log.warning("OpenAI-compatible backend failed: %r", exc)
-            return Completion(text="", adapter=adapter, error=self._error(exc), messages=sent)
+            return Completion(text="", adapter=adapter, error=self._error(exc), messages=sent, notice=notice)
         prompt_tokens, completion_tokens = self._usage(reply)
         return Completion(text=str(reply.content).strip(), adapter=adapter,
-                          prompt_tokens=prompt_tokens or self._estimate(sent),
-                          completion_tokens=completion_tokens, truncated=cut, messages=sent)
+                          prompt_tokens=prompt_tokens or self._count(sent),
+                          completion_tokens=completion_tokens, truncated=cut, messages=sent, notice=notice)
 
     def stream(self, messages, track="default"):
-        state: dict = {"adapter": None, "sent": messages, "cut": False, "usage": (0, 0)}
+        state: dict = {"adapter": None, "notice": None, "sent": messages, "cut": False, "usage": (0, 0)}
 
-        def pieces():
-            state["adapter"] = self.adapter_for(track)
-            state["sent"], state["cut"] = self._prepare(messages)
-            client = self._client(state["adapter"] or self.model, streaming=True)
+        def attempt(adapter):
+            client = self._client(adapter or self.model, streaming=True)
             for chunk in client.stream([(m["role"], m["content"]) for m in state["sent"]]):
                 usage = self._usage(chunk)
                 if any(usage):
@@ -437,14 +566,28 @@ class OpenAILLM(LLM):
                 if chunk.content:
                     yield str(chunk.content)
 
+        def pieces():
+            import openai
+
+            state["sent"], state["cut"] = self._prepare(messages)
+            unknown: openai.NotFoundError | None = None
+            for state["adapter"], state["notice"] in self._attempts(track):
+                try:
+                    # "Model not found" comes as the response to the request, before any piece.
+                    yield from attempt(state["adapter"])
+                    return
+                except openai.NotFoundError as exc:
+                    unknown = exc
+            raise unknown
+
         def finish(written, failure):
             if failure is not None:
                 log.warning("OpenAI-compatible streaming failed: %r", failure)
             return Completion(text=written.strip(), adapter=state["adapter"],
                               error=self._error(failure) if failure is not None else None,
-                              prompt_tokens=state["usage"][0] or self._estimate(state["sent"]),
+                              prompt_tokens=state["usage"][0] or self._count(state["sent"]),
                               completion_tokens=state["usage"][1],
-                              truncated=state["cut"], messages=state["sent"])
+                              truncated=state["cut"], messages=state["sent"], notice=state["notice"])
 
         return Stream(pieces, finish)
 
@@ -455,5 +598,6 @@ def make_llm(settings, engine: Engine | None, chat_model: Callable[[], object]) 
               "max_prompt_tokens": settings.max_prompt_tokens}
     if settings.llm_backend == "openai":
         return OpenAILLM(settings.openai_base_url, model=settings.openai_model or settings.base_model,
-                         api_key=settings.openai_api_key, engine=engine, timeout=settings.llm_timeout, **common)
+                         api_key=settings.openai_api_key, engine=engine, timeout=settings.llm_timeout,
+                         tokenizer=settings.base_model, **common)
     return LocalLLM(chat_model(), engine, timeout=settings.llm_timeout, **common)

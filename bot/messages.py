@@ -14,6 +14,10 @@ ANSWER_TIMED_OUT = (
 LLM_TIMEOUT = "the model did not answer within {seconds} seconds (it may be busy or down)"
 LLM_UNREACHABLE = "the model server at {url} cannot be reached (it may be down or restarting)"
 LLM_HTTP_ERROR = "the model server refused the request (HTTP {status}: {detail})"
+ADAPTER_NOT_SERVED = (
+    "The model server could not serve the team's adapter {adapter}, so this answer comes from the base "
+    "model. An admin can check the model server's logs (vLLM needs --enable-lora)."
+)
 MODEL_FAILED = "Sorry, I could not produce an answer: {error}. Please try again in a moment."
 BASE_SYSTEM_PROMPT = (
     "You are Apprenti, the team's assistant. Answer the question accurately and concisely. "

@@ -1,5 +1,6 @@
 """A stand-in for an OpenAI-compatible server (vLLM): chat completions, streaming (SSE), the model
-list and runtime LoRA loading, on 127.0.0.1 at a free port. It records every request."""
+list and runtime LoRA loading and unloading, on 127.0.0.1 at a free port. It records every request,
+and `restart()` forgets the adapters loaded at run time, as a restarted vLLM does."""
 
 from __future__ import annotations
 
@@ -20,6 +21,9 @@ class StandIn:
         self.status = 200
         self.can_load_lora = True
         self.url = ""
+
+    def restart(self) -> None:
+        self.models = {"base-model"}
 
     def answer_for(self, body: dict) -> str:
         return f"{self.reply} [model={body.get('model')}]"
@@ -56,7 +60,16 @@ def _handler(standin: StandIn):
             if self.path == "/v1/load_lora_adapter":
                 if not standin.can_load_lora:
                     return self._json(404, {"error": {"message": "runtime LoRA updating is disabled"}})
+                if body["lora_name"] in standin.models:  # vLLM's answer to a second load
+                    return self._json(400, {"error": {"message": f"The lora adapter '{body['lora_name']}' "
+                                                                 "has already been loaded."}})
                 standin.models.add(body["lora_name"])
+                return self._json(200, {"status": "ok"})
+            if self.path == "/v1/unload_lora_adapter":
+                if body["lora_name"] not in standin.models:
+                    return self._json(404, {"error": {"message": f"The lora adapter '{body['lora_name']}' "
+                                                                 "cannot be found."}})
+                standin.models.discard(body["lora_name"])
                 return self._json(200, {"status": "ok"})
             if self.path != "/v1/chat/completions":
                 return self._json(404, {"error": {"message": "not found"}})

@@ -75,6 +75,10 @@ SLACK_FEEDBACK_DOWN_INTRO = "Thanks for the 👎. What should I have answered? Y
 SLACK_VOTE_RECORDED = "Thanks, your {emoji} is recorded. You can change it at any time by clicking the other button."
 SLACK_ANSWER_GONE = "This answer no longer exists (it may have been erased), so it cannot be rated or corrected."
 SLACK_NOT_AN_ANSWER = "This shortcut works on Apprenti's answers only; pick a message with the 👍 👎 Correct buttons."
+SLACK_NOT_VISIBLE = ("This answer belongs to a conversation you are not part of, so it cannot be rated, shared or "
+                     "corrected from here. Ask in your own thread or DM instead.")
+SLACK_SELF_REVIEW = ("Example #{id} is your own correction: another reviewer must approve it (an admin can set "
+                     "APPRENTI_ALLOW_SELF_REVIEW=true for a team too small for that).")
 SLACK_CORRECT_TITLE = "Correct the answer"
 SLACK_CORRECT_SUBMIT = "Send for review"
 SLACK_CANCEL = "Cancel"
@@ -165,6 +169,11 @@ SLACK_ADAPTER_CHANGED = "{what}: done. Track *{track}* now serves *{active}* (be
 SLACK_FORGOTTEN = "Erased <@{user}>: {interactions} interaction(s) and {examples} example(s)."
 SLACK_FORGOTTEN_TAINTED = "Adapters trained on that data are marked tainted: {names}."
 SLACK_INGESTED = "Indexed {paths}: {documents} document(s) added or updated. {details}"
+SLACK_INGEST_NO_ROOTS = ("`/apprenti ingest` is off: no document folder is allowed. Set APPRENTI_DOCUMENT_ROOTS to "
+                         "the folders it may read (or run `apprenti ingest PATH` on the server).")
+SLACK_INGEST_OUTSIDE = ("{path} is not inside an allowed document folder ({roots}); symlinks count where they "
+                        "lead. Copy the documents into one, or ask the operator to add its folder to "
+                        "APPRENTI_DOCUMENT_ROOTS.")
 SLACK_ADMIN_DONE = "{what}: done."
 SLACK_ADMIN_FAILED = "{what} failed: {error}"
 SLACK_COMMAND_FAILED = "Sorry, `/apprenti {name}` failed ({error}). The error is logged; please try again."

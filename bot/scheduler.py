@@ -106,6 +106,9 @@ def readiness(engine, settings, track: str, *, force: bool = False, now: datetim
 
 
 # --- starting a run ------------------------------------------------------------------------------
+SLACK_SECRETS = ("SLACK_BOT_TOKEN", "SLACK_APP_TOKEN", "SLACK_SIGNING_SECRET")
+
+
 def spawn_training(runtime, run_id: int) -> subprocess.Popen:
     """Start `apprenti train --run N` in its own process, with its output in a log file."""
     from bot.settings import settings_env
@@ -113,6 +116,8 @@ def spawn_training(runtime, run_id: int) -> subprocess.Popen:
     log_path = runtime.settings.logs_dir / f"run-{run_id}.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     env = {**os.environ, **settings_env(runtime.settings)}
+    for name in SLACK_SECRETS:  # training talks to no one: a leaked log or a plugin bug cannot show them
+        env.pop(name, None)
     with open(log_path, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "bot.cli.main", "train", "--run", str(run_id), "--json"],

@@ -80,6 +80,8 @@ class Settings(BaseSettings):
     admins: CommaList = Field(default_factory=list, description="Comma-separated Slack user or user-group ids with admin rights.")
     reviewers: CommaList = Field(default_factory=list, description="Comma-separated Slack user or user-group ids who may approve corrections.")
     auditors: CommaList = Field(default_factory=list, description="Comma-separated Slack user or user-group ids with read-only access.")
+    allow_self_review: bool = Field(False, description="Let a reviewer approve their own correction (for a team of one or two; off keeps the author and the approver apart).")
+    document_roots: CommaList = Field(default_factory=list, description="Comma-separated folders that /apprenti ingest may index from (resolved: a symlink that leads outside is refused). Empty: /apprenti ingest is refused. Sources are shown relative to their root.")
 
     # --- learning loop -------------------------------------------------------------------------
     train_threshold: int = Field(50, ge=1, description="Approved, unused examples of a track that trigger a training run.")
@@ -95,7 +97,7 @@ class Settings(BaseSettings):
     train_max_length: int = Field(1024, ge=32, description="Longest training sequence, in tokens.")
     gate_margin: float = Field(0.0, description="How much the candidate must beat the active adapter on the target metric.")
 
-    @field_validator("plugins", "admins", "reviewers", "auditors", mode="before")
+    @field_validator("plugins", "admins", "reviewers", "auditors", "document_roots", mode="before")
     @classmethod
     def _split_commas(cls, value):
         if isinstance(value, str):

@@ -16,6 +16,7 @@ from bot.slack import blocks as ui
 from bot.slack.answers import AnswerView, answer_messages
 from bot.slack.middleware import tell_privately
 from bot.slack.services import Services
+from storage.audit import audit
 from storage.examples import DuplicateExample, add_example, set_review_message
 from storage.interactions import get_interaction, record_vote
 from storage.models import ExampleOrigin, ExampleStatus
@@ -34,12 +35,42 @@ def _where(body: dict) -> tuple[str | None, str | None]:
     return channel, thread
 
 
-def open_correction(services: Services, client, body: dict, interaction_id: int | None,
-                    intro: str | None = None) -> None:
+def posted_by_bot(message: dict, context) -> bool:
+    """Whether a message is one this app's bot posted: Slack names the posting bot on each message,
+    and a person's message (whatever block ids it carries) names a user instead."""
+    bot_id, bot_user = context.get("bot_id"), context.get("bot_user_id")
+    return bool((bot_id and message.get("bot_id") == bot_id) or (bot_user and message.get("user") == bot_user))
+
+
+def may_see(row, user: str | None, channel: str | None) -> bool:
+    """Whether `user` may act on interaction `row` from `channel`: its asker anywhere, anyone else only
+    from the conversation the answer was posted in (Slack shows a bot's message there only to those who
+    can read it; a DM or the assistant pane is the asker's own)."""
+    return bool(user) and (row.user_id == user or (channel is not None and channel == row.channel_id))
+
+
+def visible_interaction(services: Services, body: dict, interaction_id: int | None, missing: str):
+    """The interaction a click or shortcut names, if the clicker may see it; otherwise None, and the
+    clicker is told why (`missing` when there is no such interaction)."""
     user = (body.get("user") or {}).get("id")
     row = get_interaction(services.engine, interaction_id) if interaction_id is not None else None
     if row is None:
-        tell_privately(services, body, user, text.SLACK_ANSWER_GONE if interaction_id else text.SLACK_NOT_AN_ANSWER)
+        tell_privately(services, body, user, missing)
+        return None
+    if not may_see(row, user, _where(body)[0]):
+        log.warning("refused interaction #%s to %s in %s", row.id, user, _where(body)[0])
+        audit(services.engine, user or "unknown", "slack.denied", f"interaction:{row.id}", reason="not visible")
+        tell_privately(services, body, user, text.SLACK_NOT_VISIBLE)
+        return None
+    return row
+
+
+def open_correction(services: Services, client, body: dict, interaction_id: int | None,
+                    intro: str | None = None, row=None) -> None:
+    if row is None:
+        row = visible_interaction(services, body, interaction_id,
+                                  text.SLACK_ANSWER_GONE if interaction_id else text.SLACK_NOT_AN_ANSWER)
+    if row is None:
         return
     channel, thread = _where(body)
     metadata = {"interaction": row.id, "channel": channel or row.channel_id, "thread": thread or row.thread_ts}
@@ -64,6 +95,8 @@ def post_for_review(services: Services, example) -> str | None:
 
 def register(app, services: Services) -> None:
     def vote(body: dict, interaction_id: int, value: int):
+        if visible_interaction(services, body, interaction_id, text.SLACK_ANSWER_GONE) is None:
+            return False
         with _votes:
             return record_vote(services.engine, interaction_id, body["user"]["id"], value)
 
@@ -73,6 +106,8 @@ def register(app, services: Services) -> None:
         ack()
         value = 1 if action["action_id"] == ui.VOTE_UP else -1
         row = vote(body, int(action["value"]), value)
+        if row is False:
+            return
         message = text.SLACK_ANSWER_GONE if row is None else text.SLACK_VOTE_RECORDED.format(
             emoji=text.SLACK_BUTTON_UP if value > 0 else text.SLACK_BUTTON_DOWN)
         tell_privately(services, body, body["user"]["id"], message)
@@ -87,10 +122,12 @@ def register(app, services: Services) -> None:
             log.warning("ignored feedback %r", action.get("value"))
             return
         row = vote(body, int(raw), 1 if kind == "up" else -1)
+        if row is False:
+            return
         if row is None:
             tell_privately(services, body, body["user"]["id"], text.SLACK_ANSWER_GONE)
         elif kind == "down":
-            open_correction(services, client, body, row.id, intro=text.SLACK_FEEDBACK_DOWN_INTRO)
+            open_correction(services, client, body, row.id, intro=text.SLACK_FEEDBACK_DOWN_INTRO, row=row)
         else:
             tell_privately(services, body, body["user"]["id"], text.SLACK_FEEDBACK_THANKS)
 
@@ -100,9 +137,13 @@ def register(app, services: Services) -> None:
         open_correction(services, client, body, int(action["value"]))
 
     @app.shortcut(ui.CORRECT_SHORTCUT)
-    def on_shortcut(ack, body, client):
+    def on_shortcut(ack, body, client, context):
         ack()
         message = body.get("message") or {}
+        if not posted_by_bot(message, context):
+            log.warning("correction shortcut on a message the bot did not post, by %s", body["user"]["id"])
+            tell_privately(services, body, body["user"]["id"], text.SLACK_NOT_AN_ANSWER)
+            return
         interaction_id = ui.interaction_id_from_blocks(message.get("blocks"))
         open_correction(services, client, body, interaction_id)
 
@@ -110,9 +151,8 @@ def register(app, services: Services) -> None:
     def on_share(ack, body, action, client, respond):
         ack()
         user = body["user"]["id"]
-        row = get_interaction(services.engine, int(action["value"]))
+        row = visible_interaction(services, body, int(action["value"]), text.SLACK_ANSWER_GONE)
         if row is None:
-            tell_privately(services, body, user, text.SLACK_ANSWER_GONE)
             return
         channel, thread = _where(body)
         channel = channel or row.channel_id
@@ -129,6 +169,8 @@ def register(app, services: Services) -> None:
         corrected, note = ui.modal_value(view, ui.ANSWER_BLOCK), ui.modal_value(view, ui.NOTE_BLOCK)
         if row is None:
             return ack(response_action="errors", errors={ui.ANSWER_BLOCK: text.SLACK_ANSWER_GONE})
+        if not may_see(row, user, metadata.get("channel")):
+            return ack(response_action="errors", errors={ui.ANSWER_BLOCK: text.SLACK_NOT_VISIBLE})
         if not corrected:
             return ack(response_action="errors", errors={ui.ANSWER_BLOCK: text.SLACK_CORRECT_EMPTY})
         if " ".join(corrected.split()) == " ".join((row.answer or "").split()):

@@ -54,7 +54,8 @@ def home_view(services: Services, user: str) -> dict:
         for example in list_examples(services.engine, status=ExampleStatus.pending.value, limit=HOME_QUEUE):
             blocks.extend(ui.review_blocks(example, compact=True))
     blocks.append(DividerBlock())
-    blocks.append(ui.section("\n".join([text.SLACK_HOME_RUNS, *reports.run_lines(services.engine)])))
+    runs = reports.run_lines(services.engine, errors=services.roles.can(user, "status"))
+    blocks.append(ui.section("\n".join([text.SLACK_HOME_RUNS, *runs])))
     blocks.append(DividerBlock())
     blocks.append(ui.section(ui.clip("\n".join(reports.advice_lines(services.runtime)), ui.SECTION_LIMIT)))
     return View(type="home", blocks=blocks[:100]).to_dict()

@@ -163,11 +163,39 @@ class Operations:
 
         return self._guard(f"forget <@{user_id}>", run)
 
+    def allowed_files(self, paths: list[str]) -> list[str] | str:
+        """The files `paths` name, if every one resolves (symlinks followed) inside
+        APPRENTI_DOCUMENT_ROOTS; otherwise the sentence refusing them."""
+        from pathlib import Path
+
+        from rag.loaders import MissingPathError, discover
+
+        roots = [Path(r).expanduser().resolve() for r in self.runtime.settings.document_roots]
+        if not roots:
+            return text.SLACK_INGEST_NO_ROOTS
+        shown = ", ".join(str(r) for r in roots)
+        for path in paths:
+            if not any(Path(path).expanduser().resolve().is_relative_to(root) for root in roots):
+                return text.SLACK_INGEST_OUTSIDE.format(path=path, roots=shown)
+        try:
+            files, _ = discover(paths)
+        except MissingPathError as exc:
+            return text.SLACK_ADMIN_FAILED.format(what="ingest", error=exc)
+        for file in files:  # discover resolves each file: a symlink inside a root shows where it leads
+            if not any(file.is_relative_to(root) for root in roots):
+                return text.SLACK_INGEST_OUTSIDE.format(path=file, roots=shown)
+        return [str(file) for file in files]
+
     def ingest(self, paths: list[str], actor: str) -> str:
         ingest_paths = load(ENGINES["ingest"])
+        files = self.allowed_files(paths)
+        if isinstance(files, str):
+            audit(self.engine, actor, "slack.denied", "ingest", reason="outside the document roots",
+                  paths=len(paths))
+            return files
 
         def run():
-            result = ingest_paths(self.runtime.settings, paths)
+            result = ingest_paths(self.runtime.settings, files)
             audit(self.engine, actor, "slack.ingest", ",".join(paths)[:200], documents=result.get("documents"))
             return text.SLACK_INGESTED.format(paths=" ".join(paths), documents=result.get("documents", 0),
                                               details=json.dumps({k: v for k, v in result.items()

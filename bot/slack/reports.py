@@ -57,7 +57,9 @@ def pending_count(engine) -> int:
     return count_examples(engine, status=ExampleStatus.pending.value)
 
 
-def run_lines(engine, limit: int = 5) -> list[str]:
+def run_lines(engine, limit: int = 5, errors: bool = True) -> list[str]:
+    """The latest runs; `errors=False` leaves out why a run failed (its log tail is for those who may
+    read `/apprenti status`, not for every member's App Home)."""
     runs = list_runs(engine, limit=limit)
     if not runs:
         return [text.SLACK_STATUS_NO_RUNS]
@@ -66,7 +68,7 @@ def run_lines(engine, limit: int = 5) -> list[str]:
         by=f" by <@{run.triggered_by}>" if run.triggered_by and run.trigger == "admin" else "",
         when=run.created_at.strftime("%Y-%m-%d %H:%M"),
         adapter=f" → {escape(run.adapter_name)}" if run.adapter_name else "",
-        error=f" — {escape(run.error[:200])}" if run.error else "") for run in runs]
+        error=f" — {escape(run.error[:200])}" if run.error and errors else "") for run in runs]
 
 
 def indexed_sources(settings) -> list[dict] | None:

@@ -12,6 +12,7 @@ from bot import messages as text
 from bot.slack import blocks as ui
 from bot.slack.middleware import tell_privately
 from bot.slack.services import Services
+from storage.audit import audit
 from storage.examples import get_example, review_example
 from storage.models import ExampleStatus
 
@@ -29,9 +30,24 @@ def update_review_message(services: Services, example, *, edited: bool = False) 
         log.error("could not update the review message of example #%s: %s", example.id, exc.response.get("error"))
 
 
+def self_review(services: Services, example_id: int, user: str) -> bool:
+    """Whether approving this example would be its author approving their own correction, which only
+    APPRENTI_ALLOW_SELF_REVIEW permits (the few-shot plugin would otherwise show it in the next answer)."""
+    if services.runtime.settings.allow_self_review:
+        return False
+    example = get_example(services.engine, example_id)
+    if example is not None and example.author_id == user:
+        log.warning("refused %s approving their own example #%s", user, example_id)
+        audit(services.engine, user, "slack.denied", f"example:{example_id}", reason="self-review")
+        return True
+    return False
+
+
 def decide(services: Services, body: dict, example_id: int, status: ExampleStatus, user: str,
            corrected: str | None = None) -> str:
     """Apply a reviewer's decision; returns what to tell the reviewer."""
+    if status == ExampleStatus.approved and self_review(services, example_id, user):
+        return text.SLACK_SELF_REVIEW.format(id=example_id)
     example = review_example(services.engine, example_id, status, user, corrected_answer=corrected)
     if example is None:
         current = get_example(services.engine, example_id)
@@ -75,6 +91,9 @@ def register(app, services: Services) -> None:
             by = f" by <@{example.reviewer_id}>" if example.reviewer_id else ""
             tell_privately(services, body, user, text.SLACK_REVIEW_ALREADY.format(id=example.id,
                                                                                  status=example.status, by=by))
+            return
+        if self_review(services, example_id, user):
+            tell_privately(services, body, user, text.SLACK_SELF_REVIEW.format(id=example_id))
             return
         client.views_open(trigger_id=body["trigger_id"], view=ui.edit_modal(example, {"example": example.id}))
 

@@ -40,7 +40,19 @@ def open_retriever(config: dict[str, Any]):
     return Retriever(index, k=int(config.get("rag_k") or 5))
 
 
-def passages(results) -> list[dict[str, Any]]:
+def shown_source(source: str, roots: list[Path]) -> str:
+    """Where a passage comes from, as people may see it: a file relative to the document root it is
+    in (APPRENTI_DOCUMENT_ROOTS), or its name alone, never the server's absolute path; URLs as they are."""
+    if not source.startswith("/"):
+        return source
+    path = Path(source)
+    for root in roots:
+        if path.is_relative_to(root):
+            return str(path.relative_to(root))
+    return path.name
+
+
+def passages(results, roots: list[Path] = ()) -> list[dict[str, Any]]:
     """Search results as the passages the answer pipeline cites (see plugins/hookspecs.py)."""
     if not results:
         return []
@@ -53,7 +65,7 @@ def passages(results) -> list[dict[str, Any]]:
                 "id": r.id,
                 "text": r.text,
                 "title": r.citation,
-                "source": r.source,
+                "source": shown_source(r.source, list(roots)),
                 "score": round(float(score), 4),
                 "snippet": r.snippet,
                 "heading": r.heading,
@@ -100,7 +112,8 @@ class Retrieval:
         if retriever is None:
             return []
         collections = list(getattr(profile, "collections", None) or []) or None
-        return passages(retriever.search(question, k=k, collections=collections))
+        roots = [Path(r).expanduser().resolve() for r in (self.config or {}).get("document_roots") or []]
+        return passages(retriever.search(question, k=k, collections=collections), roots)
 
 
 def plugin() -> Retrieval:

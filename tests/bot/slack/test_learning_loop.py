@@ -14,6 +14,7 @@ from storage.audit import list_events
 from storage.examples import get_example, list_examples
 from storage.interactions import get_interaction, recent_interactions
 from tests.bot.slack.conftest import GROUP_REVIEWER, MEMBER, REVIEW_CHANNEL, REVIEWER, make_harness
+from tests.slack_fakes import BOT_ID, form_body
 
 
 class Recorder:
@@ -149,8 +150,8 @@ def test_message_shortcut_finds_the_answer(loop):
     payload = {"type": "message_action", "callback_id": ui.CORRECT_SHORTCUT, "trigger_id": "1.2.3",
                "user": {"id": MEMBER}, "channel": {"id": "C111"}, "team": {"id": "T111"},
                "response_url": h.fake.response_url("shortcut"),
-               "message": {"ts": answer_message["ts"], "text": "x", "blocks": answer_message["blocks"]}}
-    from tests.slack_fakes import form_body
+               "message": {"ts": answer_message["ts"], "text": "x", "blocks": answer_message["blocks"],
+                           "bot_id": BOT_ID}}
 
     assert h.dispatch(form_body(payload)).status == 200
     view = h.fake.wait_for("views.open")[0]["view"]

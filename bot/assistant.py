@@ -12,6 +12,7 @@ from sqlalchemy import Engine
 
 from bot import messages as text
 from bot.llm import ACTIVE, LLM
+from bot.metrics import observe_answer
 from bot.profiles import Profiles
 from finetune.dataset import user_message
 from plugins.pii import scrub
@@ -239,4 +240,5 @@ class Assistant:
                 latency_ms=result.latency_ms, format_violations=violations, error=completion.error,
             )
             result.interaction_id = row.id
+        observe_answer(result, time.perf_counter() - started)
         return result

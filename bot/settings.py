@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     train_max_length: int = Field(1024, ge=32, description="Longest training sequence, in tokens.")
     gate_margin: float = Field(0.0, description="How much the candidate must beat the active adapter on the target metric.")
 
+    # --- operations ----------------------------------------------------------------------------
+    metrics_port: int = Field(0, ge=0, le=65535, description="Port of a Prometheus /metrics endpoint for Socket Mode and `apprenti worker` (0: none). Over HTTP, /metrics is on the serving port.")
+    log_format: Literal["text", "json"] = Field("text", description="Log lines as text, or json: one JSON object per line, with the Slack event id of the request being handled.")
+
     @field_validator("plugins", "admins", "reviewers", "auditors", "document_roots", mode="before")
     @classmethod
     def _split_commas(cls, value):

@@ -18,11 +18,13 @@ EXIT_BAD_INPUT = 2
 
 def runtime(ctx: typer.Context):
     """The process's Runtime, created on first use from the settings."""
+    from bot import logs
     from bot.runtime import Runtime
 
     obj = ctx.ensure_object(dict)
     if "runtime" not in obj:
         obj["runtime"] = Runtime()
+    logs.configure(obj["runtime"].settings.log_format)  # idempotent; the runtime may come made (main.py)
     return obj["runtime"]
 
 

@@ -8,6 +8,7 @@ import signal
 
 import typer
 
+from bot import metrics
 from bot.cli.common import bad_input, runtime
 
 log = logging.getLogger("apprenti.serve")
@@ -82,6 +83,7 @@ def serve(
     if not 0 < port < 65536:
         bad_input(f"--port must be between 1 and 65535, not {port}")
     rt.engine  # noqa: B018 - fail on a bad database before connecting to Slack
+    metrics.watch_database(rt.engine)
     share_cpu(workers, settings.torch_threads)
     rt.assistant  # noqa: B018 - and on bad profiles or a missing model
     warm_retrieval(rt)
@@ -96,6 +98,8 @@ def serve(
     signal.signal(signal.SIGTERM, _interrupt)  # uvicorn installs its own while it runs
     try:
         if socket_mode:
+            metrics.watch_queue("answers", lambda: services.pool.pending)
+            metrics.serve_port(settings.metrics_port)  # over HTTP, /metrics is on the serving port
             run_socket_mode(app, settings.slack_app_token)
         else:
             run_http(app, services, host=host, port=port, signing_secret=settings.slack_signing_secret)

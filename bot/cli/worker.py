@@ -7,6 +7,7 @@ import threading
 
 import typer
 
+from bot import metrics
 from bot.cli.common import console, runtime
 
 
@@ -29,6 +30,8 @@ def worker(
         started = scheduler.run_check()
         console.print(f"started run(s): {started}" if started else "nothing due")
         return
+    metrics.watch_database(rt.engine)
+    metrics.serve_port(rt.settings.metrics_port)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     sched = scheduler.make_scheduler(rt)

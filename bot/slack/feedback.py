@@ -12,6 +12,7 @@ from slack_sdk.errors import SlackApiError
 
 from bot import messages as text
 from bot.assistant import context_text
+from bot.metrics import observe_vote
 from bot.slack import blocks as ui
 from bot.slack.answers import AnswerView, answer_messages
 from bot.slack.middleware import tell_privately
@@ -98,7 +99,10 @@ def register(app, services: Services) -> None:
         if visible_interaction(services, body, interaction_id, text.SLACK_ANSWER_GONE) is None:
             return False
         with _votes:
-            return record_vote(services.engine, interaction_id, body["user"]["id"], value)
+            row = record_vote(services.engine, interaction_id, body["user"]["id"], value)
+        if row is not None:
+            observe_vote(value)
+        return row
 
     @app.action(ui.VOTE_UP)
     @app.action(ui.VOTE_DOWN)

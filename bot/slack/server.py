@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from urllib.parse import parse_qs
 
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY, generate_latest
 from slack_bolt import App, BoltRequest
 from slack_bolt.adapter.starlette.handler import to_bolt_request, to_starlette_response
 from slack_sdk.signature import SignatureVerifier
@@ -22,6 +24,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
+from bot import metrics
+from bot.logs import for_event
 from bot.slack.services import AnswerPool
 
 log = logging.getLogger("apprenti.slack.server")
@@ -50,6 +54,17 @@ def inspect_body(body: bytes, content_type: str) -> tuple[str | None, bool]:
     return None, False
 
 
+def request_kind(body: bytes) -> str:
+    """command, or the interactivity payload's type (block_actions, view_submission...), for the ack histogram."""
+    form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
+    if "command" in form:
+        return "command"
+    try:
+        return metrics.kind_of(json.loads(form["payload"][0])) if "payload" in form else "other"
+    except (ValueError, TypeError):
+        return "other"
+
+
 class EventDispatcher:
     """Bolt's dispatch of already-acknowledged events, off the request path."""
 
@@ -61,7 +76,9 @@ class EventDispatcher:
         self.pool.submit(self._dispatch, body, headers)
 
     def _dispatch(self, body: bytes, headers: dict[str, str]) -> None:
-        response = self.app.dispatch(BoltRequest(body=body.decode("utf-8"), headers=headers))
+        raw = body.decode("utf-8")
+        with for_event(json.loads(raw).get("event_id")):  # an event body: checked JSON before the ack
+            response = self.app.dispatch(BoltRequest(body=raw, headers=headers))
         if response.status != 200:
             log.warning("event dispatch answered %s: %s", response.status, response.body[:200])
 
@@ -72,6 +89,14 @@ def make_starlette(app: App, services=None, signing_secret: str | None = None, *
     dispatcher = EventDispatcher(app) if early_ack and verifier else None
 
     async def events(request: Request) -> Response:
+        started = time.perf_counter()
+        response = await answer_slack(request)
+        if request.state.kind:  # not for requests refused before their kind was read
+            metrics.observe_ack(request.state.kind, time.perf_counter() - started)
+        return response
+
+    async def answer_slack(request: Request) -> Response:
+        request.state.kind = None
         body = await request.body()
         if len(body) > MAX_BODY:
             return PlainTextResponse("request too large", status_code=413)
@@ -82,6 +107,7 @@ def make_starlette(app: App, services=None, signing_secret: str | None = None, *
                 return PlainTextResponse("invalid request", status_code=401)
             log.warning("rejected a request: %s", problem)
             return PlainTextResponse(problem, status_code=400)
+        request.state.kind = "event" if event else request_kind(body)
         if dispatcher and event:
             headers = dict(request.headers)
             if not verifier.is_valid_request(body, headers):
@@ -99,7 +125,15 @@ def make_starlette(app: App, services=None, signing_secret: str | None = None, *
             data["events_in_progress"] = dispatcher.pool.pending
         return JSONResponse(data)
 
-    api = Starlette(routes=[Route(EVENTS_PATH, events, methods=["POST"]), Route("/healthz", healthz, methods=["GET"])])
+    async def metrics_page(request: Request) -> Response:
+        return Response(generate_latest(REGISTRY), media_type=CONTENT_TYPE_LATEST)
+
+    if services is not None:
+        metrics.watch_queue("answers", lambda: services.pool.pending)
+    if dispatcher is not None:
+        metrics.watch_queue("events", lambda: dispatcher.pool.pending)
+    api = Starlette(routes=[Route(EVENTS_PATH, events, methods=["POST"]), Route("/healthz", healthz, methods=["GET"]),
+                            Route("/metrics", metrics_page, methods=["GET"])])
     api.state.dispatcher = dispatcher
     return api
 
@@ -130,8 +164,17 @@ def run_socket_mode(app: App, app_token: str, *, block: bool = True):
     """Connect over Socket Mode; blocks until interrupted, or (block=False) returns the connected handler."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
+    class TimedHandler(SocketModeHandler):
+        def handle(self, client, req) -> None:
+            started = time.perf_counter()
+            try:
+                with for_event((req.payload or {}).get("event_id")):
+                    super().handle(client, req)  # dispatches, then sends the ack (Bolt waits for ack())
+            finally:
+                metrics.observe_ack(metrics.kind_of(req.payload or {}), time.perf_counter() - started)
+
     log.warning("Apprenti connecting to Slack in Socket Mode")
-    handler = SocketModeHandler(app, app_token)
+    handler = TimedHandler(app, app_token)
     if not block:
         handler.connect()
         return handler

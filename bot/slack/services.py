@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import os
 import threading
@@ -53,7 +54,8 @@ class AnswerPool:
                     self._pending -= 1
                     self._idle.notify_all()
 
-        return self._executor.submit(run)
+        # The submitter's context variables (the Slack event id of its log lines) follow the job.
+        return self._executor.submit(contextvars.copy_context().run, run)
 
     @property
     def pending(self) -> int:

@@ -11,7 +11,8 @@ from sqlmodel import select
 
 from storage.audit import record
 from storage.db import session_scope
-from storage.models import Adapter, AdapterStatus, Example, Interaction
+from storage.interactions import summarise_votes
+from storage.models import Adapter, AdapterStatus, Example, Interaction, Vote
 
 log = logging.getLogger("apprenti.erasure")
 
@@ -43,14 +44,11 @@ def forget_user(engine, user_id: str, actor: str, *, pm=None) -> dict[str, Any]:
                    "status": e.status} for e in examples]
         if erased_ids:
             session.execute(delete(Example).where(Example.id.in_(erased_ids)))
-        # Votes are personal data too.
-        for row in session.exec(select(Interaction).where(Interaction.votes.is_not(None))):
-            if user_id in (row.votes or {}):
-                votes = {k: v for k, v in row.votes.items() if k != user_id}
-                row.votes = votes
-                total = sum(votes.values())
-                row.feedback = ((total > 0) - (total < 0)) if votes else None
-                session.add(row)
+        # Votes are personal data too: their rows go, and the answers they rated are summarised again.
+        voted = list(session.exec(select(Vote.interaction_id).where(Vote.user_id == user_id)))
+        session.execute(delete(Vote).where(Vote.user_id == user_id))
+        for row in session.exec(select(Interaction).where(Interaction.id.in_(voted or [-1]))):
+            summarise_votes(session, row)
         if interaction_ids:
             session.execute(delete(Interaction).where(Interaction.id.in_(interaction_ids)))
         result = {"user": user_id, "interactions": len(interaction_ids), "examples": len(erased_ids),

@@ -120,7 +120,8 @@ SLACK_EDIT_TITLE = "Edit & approve"
 SLACK_EDIT_SUBMIT = "Approve"
 SLACK_REVIEW_QUEUE_EMPTY = "No correction is waiting for review. 🎉"
 SLACK_REVIEW_QUEUE_HEADER = "{count} correction(s) waiting for review"
-SLACK_REVIEW_QUEUE_MORE = "…and {count} more."
+SLACK_REVIEW_QUEUE_MORE = "Showing {first}–{last} of {count}: `/apprenti review {next}` for the next page."
+SLACK_REVIEW_QUEUE_PAST = "Page {page} is past the end of the queue ({count} correction(s) waiting): try `/apprenti review`."
 SLACK_FALLBACK_REVIEW = "Correction #{id} to review"
 
 # --- Slack: roles and commands -------------------------------------------------------------------
@@ -135,7 +136,7 @@ SLACK_HELP = {
     "help": "`/apprenti help` — this list",
     "ask": "`/apprenti ask QUESTION` — a private answer, with a button to share it",
     "status": "`/apprenti status` — adapters in service, pending reviews, recent training runs",
-    "review": "`/apprenti review` — the corrections waiting for review",
+    "review": "`/apprenti review [PAGE]` — the corrections waiting for review",
     "audit": "`/apprenti audit` — the last entries of the audit log",
     "adapters": "`/apprenti adapters` — every adapter version and its metrics",
     "retrain": "`/apprenti retrain [TRACK] [--dry-run]` — start a training run now, or show what it would train",

@@ -200,19 +200,23 @@ class Registry:
             raise RegistryError(f"{name}: its folder {adapter.path} is missing or incomplete (deleted by hand?); "
                                 "it cannot be activated. Retrain, or pick another version.")
         now = utcnow()
-        with session_scope(self.engine) as session:
-            previous = session.exec(select(Adapter).where(Adapter.track == adapter.track,
-                                                          Adapter.status == AdapterStatus.active.value)).first()
-            if previous is not None:
-                session.execute(update(Adapter).where(Adapter.id == previous.id).values(
-                    status=AdapterStatus.retired.value))
-            result = session.execute(update(Adapter).where(
-                Adapter.id == adapter.id, Adapter.status == adapter.status).values(
-                status=AdapterStatus.active.value, activated_by=actor, activated_at=now))
-            if result.rowcount != 1:
-                raise RegistryError(f"{name} changed while activating it; try again")
-            record(session, actor, f"adapter.{reason}", name, track=adapter.track,
-                   previous=previous.name if previous else None, gate=(adapter.metrics or {}).get("verdict"))
+        try:
+            with session_scope(self.engine) as session:
+                previous = session.exec(select(Adapter).where(Adapter.track == adapter.track,
+                                                              Adapter.status == AdapterStatus.active.value)).first()
+                if previous is not None:
+                    session.execute(update(Adapter).where(Adapter.id == previous.id).values(
+                        status=AdapterStatus.retired.value))
+                result = session.execute(update(Adapter).where(
+                    Adapter.id == adapter.id, Adapter.status == adapter.status).values(
+                    status=AdapterStatus.active.value, activated_by=actor, activated_at=now))
+                if result.rowcount != 1:
+                    raise RegistryError(f"{name} changed while activating it; try again")
+                record(session, actor, f"adapter.{reason}", name, track=adapter.track,
+                       previous=previous.name if previous else None, gate=(adapter.metrics or {}).get("verdict"))
+        except IntegrityError:  # the one-active-per-track index: another activation committed first
+            raise RegistryError(f"another version of track {adapter.track!r} was put in service at the same "
+                                f"time; {name} was not activated. `apprenti adapters list` shows which serves.") from None
         self._update_card(adapter, status=AdapterStatus.active.value, activated_by=actor,
                           activated_at=now.isoformat())
         return Change(adapter.track, name, previous.name if previous else None, reason)

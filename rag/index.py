@@ -12,6 +12,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import chromadb
+import httpx
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.config import Settings
@@ -37,13 +38,26 @@ class IndexMismatch(RuntimeError):
     """The index was built with another embedding model than the one asked for."""
 
 
+CHROMA_TIMEOUT = 10.0  # seconds a Chroma server has to answer one request
+
+
 def _chroma_settings() -> Settings:
     return Settings(anonymized_telemetry=False, allow_reset=False)
 
 
-def open_client(path: str | os.PathLike | None = None, url: str | None = None) -> ClientAPI:
+def _bounded(client: ClientAPI, timeout: float) -> None:
+    """Chroma's HTTP client waits forever by default (httpx timeout=None): give every request a limit."""
+    session = getattr(getattr(client, "_server", None), "_session", None)
+    if session is not None:
+        session.timeout = httpx.Timeout(timeout)
+
+
+def open_client(path: str | os.PathLike | None = None, url: str | None = None,
+                timeout: float = CHROMA_TIMEOUT) -> ClientAPI:
     """A Chroma client: a server at ``url`` (``http://host:port``) if given, else embedded at ``path``.
 
+    A server must answer each request within ``timeout`` seconds, this first contact included, so
+    one that accepts connections and never replies is an error rather than a hang.
     Raises IndexUnavailable naming the URL or folder when Chroma cannot be reached or opened.
     """
     if url:
@@ -52,12 +66,15 @@ def open_client(path: str | os.PathLike | None = None, url: str | None = None) -
             raise IndexUnavailable(f"bad Chroma URL {url!r}: expected http://host:port")
         port = parsed.port or (443 if parsed.scheme == "https" else 8000)
         try:
+            # Chroma's client talks to the server while it is built, with no limit: probe first.
+            httpx.get(f"{parsed.scheme}://{parsed.hostname}:{port}/api/v2/heartbeat", timeout=timeout)
             client = chromadb.HttpClient(
                 host=parsed.hostname,
                 port=port,
                 ssl=parsed.scheme == "https",
                 settings=_chroma_settings(),
             )
+            _bounded(client, timeout)
             client.heartbeat()
         except Exception as exc:  # noqa: BLE001 - connection errors come in many types
             raise IndexUnavailable(

@@ -55,7 +55,17 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
             cursor.execute("PRAGMA busy_timeout=30000")
             cursor.execute("PRAGMA foreign_keys=ON")
             cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA secure_delete=ON")  # erased rows are overwritten, not left in free pages
             cursor.close()
+            # SQLAlchemy then starts each transaction itself (below) instead of the driver's deferred BEGIN.
+            dbapi_connection.isolation_level = None
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(connection):
+            # A deferred transaction that reads and then writes fails, or writes from a stale snapshot,
+            # when another process wrote in between (two activations, two votes): taking the write lock
+            # at BEGIN makes transactions on one database file take turns, each seeing the last.
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     return engine
 

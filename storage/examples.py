@@ -125,11 +125,13 @@ def _filtered(query, status: str | None, track: str | None):
 
 
 def list_examples(engine: Engine, status: str | None = None, track: str | None = None,
-                  limit: int | None = None) -> list[Example]:
+                  limit: int | None = None, offset: int = 0) -> list[Example]:
     with session_scope(engine) as session:
         query = _filtered(select(Example).order_by(Example.id), status, track)
         if limit:
             query = query.limit(limit)
+        if offset:
+            query = query.offset(offset)
         return list(session.exec(query))
 
 

@@ -10,7 +10,7 @@ import enum
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Column, Index, UniqueConstraint
+from sqlalchemy import JSON, Column, Index, UniqueConstraint, text
 from sqlmodel import Field, SQLModel
 
 
@@ -73,6 +73,29 @@ class Interaction(SQLModel, table=True):
     error: str | None = None
 
 
+class Vote(SQLModel, table=True):
+    """One person's 👍/👎 on an answer: one row per (interaction, person), the last click wins
+    (migration 0003). `Interaction.votes` and `feedback` are kept as their summary."""
+
+    __table_args__ = (UniqueConstraint("interaction_id", "user_id", name="uq_vote_interaction_user"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    interaction_id: int = Field(foreign_key="interaction.id", ondelete="CASCADE", index=True)
+    user_id: str = Field(index=True)
+    value: int
+    at: datetime = Field(default_factory=utcnow)
+
+
+class RequestNonce(SQLModel, table=True):
+    """A signed Slack request already served (its signature's digest), so a replay within the
+    signature's 5-minute window is refused by every replica (migration 0003)."""
+
+    __tablename__ = "request_nonce"
+
+    digest: str = Field(primary_key=True)
+    at: datetime = Field(default_factory=utcnow, index=True)
+
+
 class Example(SQLModel, table=True):
     """A training pair: what was asked, what was answered, and the answer a person wanted."""
 
@@ -100,10 +123,17 @@ class Example(SQLModel, table=True):
     flag: str | None = None
 
 
+ONE_ACTIVE = text("status = 'active'")
+
+
 class Adapter(SQLModel, table=True):
     """A LoRA adapter version of a track (`track/vN`)."""
 
-    __table_args__ = (UniqueConstraint("track", "version", name="uq_adapter_track_version"),)
+    __table_args__ = (
+        UniqueConstraint("track", "version", name="uq_adapter_track_version"),
+        # At most one active version per track, whoever races to activate (migration 0003).
+        Index("uq_adapter_one_active", "track", unique=True, sqlite_where=ONE_ACTIVE, postgresql_where=ONE_ACTIVE),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = Field(default_factory=utcnow)

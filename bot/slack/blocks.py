@@ -25,6 +25,9 @@ from bot.slack.markdown import to_mrkdwn
 
 SECTION_LIMIT = 2900  # Slack allows 3000 characters per section; keep room for escaping
 INPUT_LIMIT = 3000  # plain_text_input values
+MESSAGE_BLOCKS = 50  # Slack refuses a message with more blocks
+# A compact review entry is a divider and 4 blocks; the queue adds a header and a "next page" line.
+REVIEW_PAGE = (MESSAGE_BLOCKS - 2) // 5
 
 # action and view ids (the roles middleware maps each to a capability)
 VOTE_UP, VOTE_DOWN, CORRECT, SHARE = "answer_vote_up", "answer_vote_down", "answer_correct", "answer_share"
@@ -170,16 +173,20 @@ def review_message(example, *, outcome: str | None = None) -> dict:
             "blocks": [b.to_dict() for b in review_blocks(example, outcome=outcome)]}
 
 
-def review_queue(examples: list, total: int) -> dict:
+def review_queue(examples: list, total: int, page: int = 1) -> dict:
+    """One page of the review queue (REVIEW_PAGE examples, from `(page - 1) * REVIEW_PAGE`), within
+    Slack's MESSAGE_BLOCKS, with a line naming the next page when there is one."""
     if not examples:
-        return notice_message(text.SLACK_REVIEW_QUEUE_EMPTY)
+        return notice_message(text.SLACK_REVIEW_QUEUE_EMPTY if page == 1 else
+                              text.SLACK_REVIEW_QUEUE_PAST.format(page=page, count=total))
     blocks: list = [SectionBlock(text=MarkdownTextObject(text=text.SLACK_REVIEW_QUEUE_HEADER.format(count=total)))]
-    for example in examples:
+    for example in examples[:REVIEW_PAGE]:
         blocks.append(DividerBlock())
         blocks.extend(review_blocks(example, compact=True))
-    if total > len(examples):
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(
-            text=text.SLACK_REVIEW_QUEUE_MORE.format(count=total - len(examples)))]))
+    last = (page - 1) * REVIEW_PAGE + min(len(examples), REVIEW_PAGE)
+    if total > last:
+        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=text.SLACK_REVIEW_QUEUE_MORE.format(
+            first=(page - 1) * REVIEW_PAGE + 1, last=last, count=total, next=page + 1))]))
     return {"text": text.SLACK_REVIEW_QUEUE_HEADER.format(count=total), "blocks": [b.to_dict() for b in blocks]}
 
 

@@ -23,7 +23,6 @@ from storage.models import ExampleStatus
 log = logging.getLogger("apprenti.slack.commands")
 
 USER_MENTION = re.compile(r"<@([UW][A-Z0-9]+)(?:\|[^>]*)?>|^([UW][A-Z0-9]+)$")
-QUEUE_SHOWN = 10
 
 
 @dataclass(frozen=True)
@@ -68,9 +67,14 @@ def _status(services: Services, ops: Operations, call: Call):
 
 
 def _review(services: Services, ops: Operations, call: Call):
-    pending = list_examples(services.engine, status=ExampleStatus.pending.value, limit=QUEUE_SHOWN)
+    page = _first_arg(call) or "1"
+    if not page.isdigit() or int(page) < 1:
+        return text.SLACK_USAGE.format(usage=SUBCOMMANDS["review"].usage)
+    page = int(page)
+    pending = list_examples(services.engine, status=ExampleStatus.pending.value, limit=ui.REVIEW_PAGE,
+                            offset=(page - 1) * ui.REVIEW_PAGE)
     total = count_examples(services.engine, status=ExampleStatus.pending.value)
-    return ui.review_queue(pending, total)
+    return ui.review_queue(pending, total, page)
 
 
 def _audit(services: Services, ops: Operations, call: Call):
@@ -139,7 +143,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {s.name: s for s in [
     Subcommand("help", "/apprenti help", _help),
     Subcommand("ask", "/apprenti ask QUESTION", _ask),
     Subcommand("status", "/apprenti status", _status),
-    Subcommand("review", "/apprenti review", _review),
+    Subcommand("review", "/apprenti review [PAGE]", _review),
     Subcommand("audit", "/apprenti audit", _audit),
     Subcommand("adapters", "/apprenti adapters", _adapters),
     Subcommand("retrain", "/apprenti retrain [TRACK] [--dry-run]", _retrain),

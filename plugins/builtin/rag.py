@@ -93,17 +93,11 @@ class Retrieval:
 
     @hookimpl
     def startup(self, config):
+        # Nothing is opened here: every command loads the plugins, and most never search, so a Chroma
+        # server that is down or hangs must not stop them. The first search opens it (serve does one
+        # at start-up, which logs a server that is down).
         with self._lock:
             self.config, self.retriever = config, None
-        url = (config or {}).get("chroma_url")
-        if url:
-            # Say at start-up that the server is down; answers then fall back to prompting with a note.
-            from rag.index import IndexUnavailable, open_client
-
-            try:
-                open_client(url=url)
-            except IndexUnavailable as exc:
-                log.error("retrieval unavailable: %s", exc)
 
     @hookimpl
     def retrieve(self, question, profile, k):

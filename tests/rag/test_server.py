@@ -79,3 +79,32 @@ def test_a_server_that_is_down_is_a_clear_error():
     url = f"http://127.0.0.1:{_free_port()}"
     with pytest.raises(IndexUnavailable, match=f"the Chroma server at {url} is not reachable"):
         open_client(url=url)
+
+
+@pytest.fixture
+def silent_server():
+    """A server that accepts connections and never answers (a hung Chroma)."""
+    import socket
+
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(16)
+    yield f"http://127.0.0.1:{listener.getsockname()[1]}"
+    listener.close()
+
+
+def test_a_server_that_never_answers_is_an_error_not_a_hang(silent_server):
+    started = time.monotonic()
+    with pytest.raises(IndexUnavailable, match="is not reachable"):
+        open_client(url=silent_server, timeout=0.5)
+    assert time.monotonic() - started < 5
+
+
+def test_commands_start_without_contacting_the_chroma_server(silent_server):
+    from bot.runtime import Runtime
+    from bot.settings import Settings
+
+    started = time.monotonic()
+    runtime = Runtime(Settings(chroma_url=silent_server, plugins=["rag", "fewshot"], pii="off"), entrypoints=False)
+    runtime.plugins  # noqa: B018 - starts the plugins
+    assert time.monotonic() - started < 3

@@ -132,7 +132,7 @@ def test_rag_mode_with_an_empty_index_falls_back_to_prompting(isolated_env):
 def test_a_chroma_server_that_is_down_falls_back_to_prompting(isolated_env, caplog):
     manager = make_manager(["rag"], entrypoints=False)
     manager.hook.startup(config={"home": str(isolated_env), "chroma_url": "http://127.0.0.1:9"}, database=None)
-    assert "the Chroma server at http://127.0.0.1:9 is not reachable" in caplog.text
+    assert "not reachable" not in caplog.text  # start-up opens nothing; the first search finds out
     engine = open_database(f"sqlite:///{isolated_env / 'apprenti.db'}")
     answer = Assistant(engine, manager, Echo()).answer("anything?", user="U1", mode="rag")
     assert answer.mode == "prompt" and any("127.0.0.1:9" in n for n in answer.notices)

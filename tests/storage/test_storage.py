@@ -23,7 +23,8 @@ def db(request, tmp_path):
     return request.getfixturevalue("pg_engine")
 
 
-TABLES = {"interaction", "example", "adapter", "training_run", "audit_event", "processed_event", "job_lease"}
+TABLES = {"interaction", "example", "adapter", "training_run", "audit_event", "processed_event", "job_lease", "vote",
+          "request_nonce"}
 
 
 def test_migration_creates_every_table_and_is_idempotent(tmp_path):
@@ -32,7 +33,7 @@ def test_migration_creates_every_table_and_is_idempotent(tmp_path):
     assert TABLES <= set(inspect(engine).get_table_names())
     open_database(url)  # a second start must not fail or duplicate anything
     with engine.connect() as conn:
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0002"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0003"
 
 
 def test_sqlite_runs_in_wal_mode_with_busy_timeout(engine):

@@ -137,6 +137,21 @@ def test_review_queue_lists_pending_with_buttons(slack):
     assert [e["value"] for e in buttons[0]["elements"]] == [str(a.id)] * 3
 
 
+def test_review_queue_is_paginated_under_slacks_block_limit(slack):
+    examples = [add_example(slack.engine, f"question {i}?", f"answer {i}", author_id=MEMBER) for i in range(25)]
+    pages = []
+    for page in ("", "2", "3", "4"):
+        before = len(slack.fake.calls("response_url"))
+        slack.command(f"review {page}".strip(), user=REVIEWER)
+        pages.append(replies(slack, before + 1)[-1])
+    assert all(len(p.get("blocks") or []) <= ui.MESSAGE_BLOCKS for p in pages)
+    shown = [[int(b["value"]) for block in p.get("blocks") or [] if block["type"] == "actions"
+              for b in block["elements"][:1]] for p in pages]
+    assert [len(ids) for ids in shown] == [9, 9, 7, 0]
+    assert sum(shown, []) == [e.id for e in examples]  # every pending example, once, in order
+    assert "`/apprenti review 2`" in json.dumps(pages[0]["blocks"]) and "past the end" in pages[3]["text"]
+
+
 def test_export_sends_the_approved_pairs_as_jsonl(slack):
     a = add_example(slack.engine, "What is X?", "X is Y.", author_id=MEMBER)
     add_example(slack.engine, "pending?", "not yet", author_id=MEMBER)

@@ -19,13 +19,16 @@ def paths(standin, path):
 
 def switch(engine, track, version):
     """Make `track/v<version>` the active one (adding it if new), retiring the one in service."""
-    with session_scope(engine) as session:
-        for row in session.exec(select(Adapter).where(Adapter.track == track)):
-            row.status = "active" if row.version == version else ("retired" if row.status == "active" else row.status)
+    with session_scope(engine) as session:  # one active version per track: retire first
+        for row in session.exec(select(Adapter).where(Adapter.track == track, Adapter.status == "active")):
+            row.status = "retired"
             session.add(row)
-        if not any(r.version == version for r in session.exec(select(Adapter).where(Adapter.track == track))):
-            session.add(Adapter(track=track, version=version, name=f"{track}/v{version}", base_model="base-model",
-                                path=f"/srv/adapters/{track}/v{version}", status="active"))
+    with session_scope(engine) as session:
+        row = session.exec(select(Adapter).where(Adapter.track == track, Adapter.version == version)).first()
+        row = row or Adapter(track=track, version=version, name=f"{track}/v{version}", base_model="base-model",
+                             path=f"/srv/adapters/{track}/v{version}")
+        row.status = "active"
+        session.add(row)
 
 
 def test_a_restarted_server_gets_the_active_adapter_back_and_the_answer_is_retried(openai_standin, engine):

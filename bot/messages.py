@@ -179,6 +179,7 @@ SLACK_ADMIN_DONE = "{what}: done."
 SLACK_ADMIN_FAILED = "{what} failed: {error}"
 SLACK_COMMAND_FAILED = "Sorry, `/apprenti {name}` failed ({error}). The error is logged; please try again."
 SLACK_ACTION_FAILED = "Sorry, that did not work ({error}). Please try again."
+ERROR_ID = "error id `{id}`; an admin finds the details under it in Apprenti's log"
 
 # --- Slack: notifications to the admin channel ---------------------------------------------------------
 SLACK_RUN_QUEUED = "🏋️ Training run #{id} for track *{track}* started ({trigger}{by}): {unused} new approved example(s), {approved} in all."

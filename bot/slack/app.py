@@ -13,7 +13,7 @@ from bot.roles import Roles
 from bot.settings import SettingsError
 from bot.slack import agent, asking, commands, feedback, home, review
 from bot.slack.context import ViewedChannels
-from bot.slack.middleware import make_authorize, make_drop_retries
+from bot.slack.middleware import make_authorize, make_drop_retries, make_refuse_replays
 from bot.slack.notify import Notifier, make_client
 from bot.slack.services import AnswerPool, Services
 
@@ -66,6 +66,7 @@ def create_app(runtime, *, client: WebClient | None = None, answer_workers: int 
                         admin_channel=settings.admin_channel)
     services.extra["viewed_channels"] = ViewedChannels()
 
+    app.use(make_refuse_replays(services))
     app.use(make_drop_retries(services))
     app.use(make_authorize(services))
     asking.register(app, services)

@@ -17,6 +17,7 @@ from bot import messages as text
 from bot.slack import blocks as ui
 from bot.slack.answers import AnswerView, answer_messages, answer_tail
 from bot.slack.context import ViewedProfiles, viewed_channel
+from bot.slack.errors import report
 from bot.slack.services import Services
 from bot.slack.streaming import AnswerStream
 from storage.db import session_scope
@@ -127,9 +128,8 @@ def answer_privately(services: Services, q: Question) -> None:
         answer = services.assistant.answer(q.text, channel=q.channel, user=q.user, thread=q.thread, team=q.team,
                                            message_ts=q.message_ts)
         messages = answer_messages(AnswerView.from_answer(answer), ephemeral=True)
-    except Exception as exc:  # noqa: BLE001 - silence is a bug: the asker hears about every failure
-        log.exception("answering failed")
-        messages = [ui.notice_message(text.SLACK_ANSWER_FAILED.format(error=f"{type(exc).__name__}: {exc}"))]
+    except Exception:  # noqa: BLE001 - silence is a bug: the asker hears about every failure
+        messages = [ui.notice_message(text.SLACK_ANSWER_FAILED.format(error=report(log, "answering")))]
     deliver(services, q, messages, private=True)
 
 
@@ -138,9 +138,9 @@ def answer_question(services: Services, q: Question) -> None:
     tail (or, when streaming fails, the whole answer posted and the person told why)."""
     try:
         private = q.respond is not None or (not q.dm and services.runtime.profiles.for_channel(q.channel).ephemeral)
-    except Exception as exc:  # noqa: BLE001 - a broken profile file is still told to the asker
-        log.exception("profiles unavailable")
-        deliver(services, q, [ui.notice_message(text.SLACK_ANSWER_FAILED.format(error=exc))], False)
+    except Exception:  # noqa: BLE001 - a broken profile file is still told to the asker
+        deliver(services, q, [ui.notice_message(text.SLACK_ANSWER_FAILED.format(
+            error=report(log, "reading the channel profiles")))], False)
         return
     if private:
         answer_privately(services, q)
@@ -152,9 +152,8 @@ def answer_question(services: Services, q: Question) -> None:
         answer = assistant_for(services, q).answer(q.text, channel=q.channel, user=q.user, thread=q.thread,
                                                    team=q.team, message_ts=q.message_ts, on_text=stream)
         view = AnswerView.from_answer(answer)
-    except Exception as exc:  # noqa: BLE001 - silence is a bug: the asker hears about every failure
-        log.exception("answering failed")
-        notice = text.SLACK_ANSWER_FAILED.format(error=f"{type(exc).__name__}: {exc}")
+    except Exception:  # noqa: BLE001 - silence is a bug: the asker hears about every failure
+        notice = text.SLACK_ANSWER_FAILED.format(error=report(log, "answering"))
         if not stream.interrupt(notice):
             deliver(services, q, [ui.notice_message(notice)], False)
         return

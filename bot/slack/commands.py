@@ -14,6 +14,7 @@ from bot import messages as text
 from bot.roles import describe
 from bot.slack import blocks as ui
 from bot.slack import reports
+from bot.slack.errors import report
 from bot.slack.middleware import COMMAND, subcommand
 from bot.slack.operations import Operations, available
 from bot.slack.services import Services
@@ -176,9 +177,8 @@ def register(app, services: Services) -> None:
             return
         try:
             result = command.run(services, ops, call)
-        except Exception as exc:  # noqa: BLE001 - the caller is told; the trace is logged
-            log.exception("/apprenti %s failed", name)
-            result = text.SLACK_COMMAND_FAILED.format(name=name, error=exc)
+        except Exception:  # noqa: BLE001 - the caller is told; the trace is logged
+            result = text.SLACK_COMMAND_FAILED.format(name=name, error=report(log, f"/apprenti {name}"))
         if result is None:
             return
         message = result if isinstance(result, dict) else ui.notice_message(result)

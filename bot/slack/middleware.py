@@ -3,6 +3,7 @@ shortcut is checked against the clicking user's roles before any listener runs."
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 
@@ -15,7 +16,7 @@ from bot.roles import ROLE_ENV, describe, required_roles
 from bot.slack import blocks as ui
 from bot.slack.services import Services
 from storage.audit import audit
-from storage.events import claim_event
+from storage.events import claim_event, claim_nonce
 
 log = logging.getLogger("apprenti.slack")
 
@@ -70,6 +71,25 @@ def make_drop_retries(services: Services):
         return next()
 
     return drop_retries
+
+
+def make_refuse_replays(services: Services):
+    """A signed slash command or interactive payload is served once: the same signature again (a
+    captured request replayed within Slack's 5-minute window) is refused. Events are deduplicated by
+    event id instead (drop_retries), so Slack's own retries of them still count once."""
+
+    def refuse_replays(body, request, logger, next):
+        signature = request.headers.get("x-slack-signature", [None])[0]
+        if not signature or body.get("type") == "event_callback" or body.get("type") == "url_verification":
+            return next()
+        timestamp = request.headers.get("x-slack-request-timestamp", [""])[0]
+        digest = hashlib.sha256(f"{timestamp}:{signature}".encode()).hexdigest()
+        if claim_nonce(services.engine, digest):
+            return next()
+        logger.warning("refused a replayed request (%s)", body.get("type") or body.get("command"))
+        return BoltResponse(status=401, body="replayed request")
+
+    return refuse_replays
 
 
 def refusal(capability: str) -> str:

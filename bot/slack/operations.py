@@ -83,9 +83,11 @@ class Operations:
         except Unavailable:
             raise
         except Exception as exc:  # noqa: BLE001 - the admin reads the reason; the log has the trace
-            if type(exc).__name__ not in ("RegistryError",):
-                log.exception("%s failed", what)
-            return text.SLACK_ADMIN_FAILED.format(what=what, error=exc)
+            if type(exc).__name__ == "RegistryError":  # written for admins: what to do next
+                return text.SLACK_ADMIN_FAILED.format(what=what, error=exc)
+            from bot.slack.errors import report
+
+            return text.SLACK_ADMIN_FAILED.format(what=what, error=report(log, what))
 
     def retrain(self, track: str, actor: str) -> str:
         """Start a run now (threshold and interval waived; the minimum of examples still applies)."""

@@ -69,6 +69,11 @@ class Harness:
         body["event"].update(event_fields)
         return body
 
+    def fresh_ts(self) -> str:
+        """A new trigger id or action timestamp: Slack gives every request its own."""
+        self.counter[0] += 1
+        return f"{time.time():.0f}.{self.counter[0]:06d}"
+
     def send_event(self, body: dict, **kwargs):
         return self.dispatch(json.dumps(body), **kwargs)
 
@@ -79,7 +84,9 @@ class Harness:
         payload["channel"]["id"] = channel
         payload["container"].update({"channel_id": channel, "message_ts": message_ts, "is_ephemeral": False})
         payload["response_url"] = self.fake.response_url(f"action-{user}")
-        payload["actions"][0].update({"action_id": action_id, "value": value, "block_id": "b"})
+        payload["actions"][0].update({"action_id": action_id, "value": value, "block_id": "b",
+                                      "action_ts": self.fresh_ts()})
+        payload["trigger_id"] = self.fresh_ts()  # each click is its own request, as in Slack
         if view is not None:
             payload.pop("channel")
             payload.pop("response_url")
@@ -92,6 +99,7 @@ class Harness:
         payload["user"]["id"] = user
         payload["view"]["callback_id"] = callback_id
         payload["view"]["private_metadata"] = json.dumps(metadata)
+        payload["trigger_id"] = self.fresh_ts()
         payload["view"]["state"]["values"] = {
             block: {"value": {"type": "plain_text_input", "value": value}} for block, value in values.items()}
         return self.dispatch(form_body(payload))
@@ -99,7 +107,7 @@ class Harness:
     def command(self, text: str, *, user: str = MEMBER, channel: str = "C111"):
         fields = template("slash_command.form.txt")
         fields.update({"command": "/apprenti", "text": text, "user_id": user, "channel_id": channel,
-                       "response_url": self.fake.response_url(f"command-{user}")})
+                       "response_url": self.fake.response_url(f"command-{user}"), "trigger_id": self.fresh_ts()})
         return self.dispatch(urlencode(fields))
 
     def close(self) -> None:

@@ -55,6 +55,20 @@ def forget_user(engine, user_id: str, actor: str, *, pm=None) -> dict[str, Any]:
                   "tainted_adapters": sorted(tainted), "retrain_tracks": sorted(tracks)}
         # The audit names the person by id only: it records that an erasure happened, not the data.
         record(session, actor, "user.forget", f"user:{user_id}", **{k: v for k, v in result.items() if k != "user"})
+    # An adapter in service that holds the person's data leaves service now: the previous clean version
+    # (or the base model) serves until the retrain without their data passes its gate.
+    from finetune.registry import Registry, RegistryError
+
+    registry = Registry(engine, ".")
+    for track in sorted(tracks):
+        active = registry.active(track)
+        if active is not None and active.tainted:
+            try:
+                change = registry.rollback(track, actor)
+                result.setdefault("taken_out_of_service", []).append(
+                    {"adapter": active.name, "now": change.active or "base model"})
+            except RegistryError as exc:
+                log.error("could not take %s out of service: %s", active.name, exc)
     if pm is not None:
         for example in erased:
             pm.hook.example_changed(example=example, action="erased")

@@ -193,6 +193,9 @@ class Registry:
         adapter = self.get(name)
         if adapter.status == AdapterStatus.active.value:
             return Change(adapter.track, name, name, "unchanged")
+        if adapter.tainted:
+            raise RegistryError(f"{name} was trained on data of a person since erased; it can never serve again. "
+                                "Activate a clean version, or retrain.")
         if adapter.status not in ACTIVATABLE:
             raise RegistryError(f"{name} is {adapter.status}; only a candidate, retired or rejected adapter "
                                 "can be activated")
@@ -222,10 +225,10 @@ class Registry:
         return Change(adapter.track, name, previous.name if previous else None, reason)
 
     def previous_active(self, track: str) -> Adapter | None:
-        """The retired version that was in service most recently."""
+        """The clean (never tainted) retired version that was in service most recently."""
         with session_scope(self.engine) as session:
             return session.exec(select(Adapter).where(
-                Adapter.track == track, Adapter.status == AdapterStatus.retired.value,
+                Adapter.track == track, Adapter.status == AdapterStatus.retired.value, Adapter.tainted.is_(False),
                 Adapter.activated_at.is_not(None)).order_by(Adapter.activated_at.desc(), Adapter.id.desc())).first()
 
     def rollback(self, track: str, actor: str, to: str | None = None) -> Change:

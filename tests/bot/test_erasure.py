@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from datetime import timedelta
+
 from bot.erasure import forget_user
 from plugins.hookspecs import hookimpl
 from plugins.manager import make_manager
@@ -7,7 +9,7 @@ from storage.audit import list_events
 from storage.db import session_scope
 from storage.examples import add_example, list_examples
 from storage.interactions import add_interaction, record_vote
-from storage.models import Adapter, Interaction
+from storage.models import Adapter, Interaction, utcnow
 
 
 def test_forget_erases_a_person_and_taints_adapters(engine):
@@ -35,7 +37,8 @@ def test_forget_erases_a_person_and_taints_adapters(engine):
     result = forget_user(engine, "<@U1>", "admin", pm=pm)
 
     assert result == {"user": "U1", "interactions": 1, "examples": 2, "tainted_adapters": ["default/v1"],
-                      "retrain_tracks": ["default"]}
+                      "retrain_tracks": ["default"],
+                      "taken_out_of_service": [{"adapter": "default/v1", "now": "base model"}]}
     assert [e.id for e in list_examples(engine)] == [kept.id]
     with session_scope(engine) as s:
         rows = s.query(Interaction).all()
@@ -45,3 +48,45 @@ def test_forget_erases_a_person_and_taints_adapters(engine):
     assert sorted(seen) == sorted([(by_me.id, "erased"), (on_my_question.id, "erased")])
     (event,) = list_events(engine, action="user.forget")
     assert event.actor == "admin" and event.target == "user:U1" and "my q" not in str(event.details)
+
+
+def adapters(engine, folder, *specs):
+    """Adapter rows (name, status, tainted) with folders holding the files the registry checks."""
+    from finetune.registry import ADAPTER_FILES
+
+    with session_scope(engine) as s:
+        for version, (status, tainted) in enumerate(specs, start=1):
+            path = folder / f"v{version}"
+            path.mkdir(parents=True)
+            for name in ADAPTER_FILES:
+                (path / name).write_text("{}")
+            s.add(Adapter(track="default", version=version, name=f"default/v{version}", base_model="m",
+                          path=str(path), status=status, tainted=tainted,
+                          activated_at=utcnow() - timedelta(hours=10 - version) if status != "candidate" else None))
+
+
+def test_a_tainted_adapter_is_never_activated_nor_rolled_back_to(engine, tmp_path):
+    import pytest
+
+    from finetune.registry import Registry, RegistryError
+
+    adapters(engine, tmp_path, ("retired", False), ("retired", True), ("active", False), ("candidate", True))
+    registry = Registry(engine, tmp_path)
+    for name in ("default/v2", "default/v4"):
+        with pytest.raises(RegistryError, match="can never serve again"):
+            registry.activate(name, "admin")
+        with pytest.raises(RegistryError, match="can never serve again"):
+            registry.rollback("default", "admin", to=name)
+    assert registry.rollback("default", "admin").active == "default/v1"  # v2 was in service later, but tainted
+
+
+def test_erasing_data_in_the_active_adapter_takes_it_out_of_service_at_once(engine, tmp_path):
+    from storage.adapters import active_adapter
+
+    example = add_example(engine, "q1", "a1", author_id="U1")
+    adapters(engine, tmp_path, ("retired", False), ("active", False))
+    with session_scope(engine) as s:
+        s.query(Adapter).filter(Adapter.name == "default/v2").update({"example_ids": [example.id]})
+    result = forget_user(engine, "U1", "admin")
+    assert result["taken_out_of_service"] == [{"adapter": "default/v2", "now": "default/v1"}]
+    assert active_adapter(engine, "default").name == "default/v1"

@@ -154,7 +154,8 @@ def test_unused_examples_are_counted_in_the_database_not_one_query_each(runtime)
         s.add(Adapter(track="default", version=1, name="default/v1", base_model="m", path="/x", status="active",
                       example_ids=ids[:25]))
     statements = []
-    event.listen(engine, "before_cursor_execute", lambda *args: statements.append(args[2]))
+    event.listen(engine, "before_cursor_execute",
+                 lambda *args: None if args[2].startswith("BEGIN") else statements.append(args[2]))
     state = scheduler.readiness(engine, runtime.settings, "default")
     assert (state.approved, state.unused) == (40, 15)
     assert len(statements) <= 6, statements

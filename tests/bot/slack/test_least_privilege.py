@@ -207,6 +207,7 @@ def test_the_training_process_gets_no_slack_secret(tmp_path, monkeypatch):
             seen.update(env)
 
     monkeypatch.setattr(bot.scheduler.subprocess, "Popen", Popen)
+    monkeypatch.setattr(bot.scheduler, "_PROCESSES", {})  # the fake process must not outlive the test
     settings = Settings(home=tmp_path / "home", slack_bot_token="xoxb-settings", slack_app_token="xapp-x",
                         slack_signing_secret="signing", pii="off")
     bot.scheduler.spawn_training(Runtime(settings, entrypoints=False), 7)

@@ -57,6 +57,8 @@ def _flatten(results) -> list:
 #   models, which answer from the right passage when it is short and unadorned (measured in
 #   docs/benchmarks.md). The citations are attached from the retrieval side either way.
 LAYOUTS = ("numbered", "plain")
+# Passage fields a source carries through to the citation when retrieval provides them.
+SOURCE_DETAILS = ("heading", "page", "collection", "url", "indexed_at", "layout")
 
 
 def source_block(passages: list[dict[str, Any]]) -> str:
@@ -171,7 +173,9 @@ class Assistant:
         sources = [
             {"title": p.get("title") or p.get("source"), "source": p.get("source"),
              "score": round(float(p.get("score", 0.0)), 4), "snippet": p.get("snippet") or p["text"][:200],
-             "kind": p.get("kind", "document")}
+             "kind": p.get("kind", "document"),
+             # Where in the document, and how the model read it (plain: cited by Apprenti, not inline).
+             **{k: p[k] for k in SOURCE_DETAILS if p.get(k) is not None}}
             for p in passages
         ]
         return Answer(answer=answer_text, mode=used_mode, sources=sources, adapter=completion.adapter,
@@ -231,8 +235,7 @@ class Assistant:
         answer_text, violations, sources = result.answer, result.format_violations, result.sources
         if store:
             # The passages' text is kept (scrubbed) so a correction can rebuild the exact context.
-            stored = [{**src, "text": scrub(self.pm, p.get("text") or ""), **({"layout": p["layout"]} if "layout" in p else {})}
-                      for src, p in zip(sources, passages, strict=True)]
+            stored = [{**src, "text": scrub(self.pm, p.get("text") or "")} for src, p in zip(sources, passages, strict=True)]
             row = add_interaction(
                 self.engine, team_id=team, channel_id=channel, thread_ts=thread, message_ts=message_ts,
                 user_id=user, question=scrub(self.pm, question), answer=scrub(self.pm, answer_text), mode=used_mode,

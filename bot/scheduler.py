@@ -27,7 +27,7 @@ from sqlalchemy.exc import OperationalError
 from storage.events import prune_events
 from storage.examples import count_examples, tracks_with_examples
 from storage.leases import take_lease
-from storage.models import ExampleStatus, RunStatus, utcnow
+from storage.models import ACTIVE_RUN_STATUSES, ExampleStatus, RunStatus, utcnow
 from storage.runs import acquire_run, active_run, finish_run, get_run, list_runs, stale_runs
 from storage.usage import count_unused_examples, used_example_ids  # noqa: F401 - read here by bot/advice.py
 
@@ -220,6 +220,14 @@ def reap_runs(runtime=None) -> list[int]:
     for run_id, process in list(_PROCESSES.items()):
         if process.poll() is not None:
             _PROCESSES.pop(run_id, None)
+            # The training process has no Slack token: its starter posts the report.
+            notify = getattr(runtime, "notify", None)
+            run = get_run(engine, run_id)
+            if notify is not None and run is not None and run_id not in reaped and run.status not in ACTIVE_RUN_STATUSES:
+                try:
+                    notify.run_finished(run)
+                except Exception:  # noqa: BLE001 - a Slack failure must not stop the scheduler
+                    log.exception("could not post the report of run #%s", run_id)
     return reaped
 
 

@@ -66,7 +66,7 @@ class Settings(BaseSettings):
     prompt_layout: Literal["auto", "plain", "numbered"] = Field("auto", description="How retrieved passages reach the model: numbered (titled sources and an instruction to cite them), plain (the best passage's relevant sentences as text, for small models) or auto (plain for models under 1B parameters, such as the bundled one).")
     plain_passages: int = Field(1, ge=1, le=10, description="plain layout: passages shown to the model.")
     plain_chars: int = Field(160, ge=40, le=4000, description="plain layout: each passage is cut to its sentences most relevant to the question, within this many characters.")
-    rag_threshold: float = Field(0.35, description="auto mode: retrieve when the best passage scores at least this, else prompt.")
+    rag_threshold: float = Field(0.4, description="auto mode: retrieve when the best passage scores at least this, else prompt. With the default embedding model the demo handbook's questions score 0.44-0.80 and unrelated questions 0.05-0.38.")
     fewshot_k: int = Field(3, ge=0, le=20, description="Approved pairs put in the prompt as examples.")
     fewshot_min_score: float = Field(0.3, ge=-1.0, le=1.0, description="Least cosine similarity between the question and an approved pair's question for the pair to be shown as an example.")
 
@@ -95,7 +95,10 @@ class Settings(BaseSettings):
     train_epochs: float = Field(3.0, gt=0, description="Training epochs per run.")
     train_learning_rate: float = Field(2e-4, gt=0, description="Learning rate of the LoRA weights.")
     train_max_length: int = Field(1024, ge=32, description="Longest training sequence, in tokens.")
+    train_replay_ratio: float = Field(1.0, ge=0, le=10, description="General replay pairs mixed into training per team pair (0: none), so the adapter learns the team's ways where they apply and nothing else.")
+    train_cpu_top_layers: int = Field(10, ge=0, description="On a CPU, adapt only the top N transformer layers (0: all); the backward pass stops there, which makes a step faster.")
     gate_margin: float = Field(0.0, description="How much the candidate must beat the active adapter on the target metric.")
+    gate_max_leak_rate: float = Field(1 / 12, ge=0, le=1, description="Most general answers (beyond the base model's) that may carry the track's template lines before the gate blocks the adapter.")
 
     # --- operations ----------------------------------------------------------------------------
     metrics_port: int = Field(0, ge=0, le=65535, description="Port of a Prometheus /metrics endpoint for Socket Mode and `apprenti worker` (0: none). Over HTTP, /metrics is on the serving port.")

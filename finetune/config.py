@@ -71,7 +71,7 @@ class TrainConfig:
     # General pairs mixed in against forgetting, answered plainly: the adapter learns that the
     # team's template belongs to the team's questions and nothing else. None: the shipped file.
     replay_path: str | None = None
-    replay_ratio: float = 0.5  # replay records per training record (at most the whole replay file; 0: none)
+    replay_ratio: float = 1.0  # replay records per training record (at most the whole replay file; 0: none)
     dpo: bool = False  # a DPO pass after SFT on (corrected, original) pairs
     dpo_beta: float = 0.1
     dpo_epochs: float = 1.0

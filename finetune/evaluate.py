@@ -37,7 +37,9 @@ class EvalOptions:
     consistency_questions: int = 8
     temperature: float = 0.7
     general_limit: int | None = None  # evaluate only the first N general items (tests, quick runs)
-    batch_size: int = 16
+    batch_size: int = 32
+    # The base model's answers never change for the same prompts: kept here between runs (None: off).
+    cache_dir: str | Path | None = None
     general_max_new_tokens: int = 48  # general answers are short; a leak shows in the first lines
     system_prompt: str | None = None  # the track's: general questions are asked as the track serves them
 
@@ -113,12 +115,41 @@ def _answers(chat_model, adapter: str | None, prompts: Sequence[list[dict]], opt
              max_new_tokens: int | None = None) -> list[str]:
     """Greedy answers, batched when the model can (ChatModel.generate_batch)."""
     limit = max_new_tokens or options.max_new_tokens
+    if adapter is None and options.cache_dir is not None:
+        return _cached_base_answers(chat_model, prompts, options, limit)
     if hasattr(chat_model, "generate_batch"):
         outs = chat_model.generate_batch([list(p) for p in prompts], adapter=adapter, max_new_tokens=limit,
                                          max_prompt_tokens=options.max_prompt_tokens, batch_size=options.batch_size)
         return [o.text for o in outs]
     return [chat_model.generate(list(p), adapter=adapter, max_new_tokens=limit,
                                 max_prompt_tokens=options.max_prompt_tokens).text for p in prompts]
+
+
+def _cached_base_answers(chat_model, prompts: Sequence[list[dict]], options: EvalOptions, limit: int) -> list[str]:
+    """The base model's greedy answers, from the cache where a run already computed them."""
+    import hashlib
+
+    folder = Path(options.cache_dir)
+    path = folder / f"base-{hashlib.sha256(str(getattr(chat_model, 'name', '')).encode()).hexdigest()[:16]}.json"
+    try:
+        cache = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        cache = {}
+    keys = [hashlib.sha256(json.dumps([p, limit, options.max_prompt_tokens], sort_keys=True).encode()).hexdigest()
+            for p in prompts]
+    missing = [i for i, k in enumerate(keys) if k not in cache]
+    if missing:
+        fresh = _answers(chat_model, None, [prompts[i] for i in missing],
+                         EvalOptions(**{**asdict(options), "cache_dir": None}), limit)
+        cache.update({keys[i]: text for i, text in zip(missing, fresh, strict=True)})
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            tmp = path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(cache), encoding="utf-8")
+            tmp.replace(path)
+        except OSError as exc:  # a cache that cannot be written only costs time next run
+            log.warning("cannot write the evaluation cache %s: %s", path, exc)
+    return [cache[k] for k in keys]
 
 
 def answer_budget(chat_model, references: Sequence[str], cap: int) -> int:

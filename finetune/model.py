@@ -268,6 +268,8 @@ class ChatModel:
         self._lock = threading.RLock()
         # KV caches of static system prompts, reused across requests (None disables it).
         self.prefix_cache: PrefixCache | None = PrefixCache()
+        # Draft tokens taken from the prompt per step for greedy single answers (0: off).
+        self.prompt_lookup = 10
         self.model.eval()
 
     @classmethod
@@ -362,6 +364,21 @@ class ChatModel:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
 
+    def _decoding(self, model, messages, ids, adapter: str | None, temperature: float) -> dict:
+        """The cached system prefix when there is one, else prompt lookup decoding (the two do not
+        combine: assisted generation over a supplied cache gave different text in tests)."""
+        cached = self._cached_prefix(model, messages, ids, adapter)
+        return cached or self._single_kwargs(temperature)
+
+    def _single_kwargs(self, temperature: float) -> dict:
+        """For one sequence decoded greedily: prompt lookup decoding. Answers from retrieved passages
+        copy their words, so drafting the next tokens from the prompt and checking several in one
+        forward pass (which costs about one token's time: decoding a small model on a CPU is bound
+        by reading its weights) gives the same text faster."""
+        if temperature > 0 or not self.prompt_lookup:
+            return {}
+        return {"prompt_lookup_num_tokens": self.prompt_lookup}
+
     def _cached_prefix(self, model, messages, ids, adapter: str | None) -> dict:
         """generate() kwargs that start from the cached KV of the system prefix, when there is one.
         Called with the model held, so the cache matches the selected adapter."""
@@ -388,7 +405,7 @@ class ChatModel:
             started = time.monotonic()
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
                                  stopping_criteria=[_loop_stop(ids.shape[1])],
-                                 **self._cached_prefix(model, messages, ids, adapter),
+                                 **self._decoding(model, messages, ids, adapter, temperature),
                                  **self._generate_kwargs(max_new_tokens, temperature, max_time))
         new = out[0, ids.shape[1]:]
         text = self.tokenizer.decode(trim_loop(new.tolist()), skip_special_tokens=True).strip()
@@ -453,7 +470,7 @@ class ChatModel:
                     started = time.monotonic()
                     out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
                                          stopping_criteria=[_loop_stop(ids.shape[1])],
-                                         **self._cached_prefix(model, messages, ids, adapter),
+                                         **self._decoding(model, messages, ids, adapter, temperature),
                                          **self._generate_kwargs(max_new_tokens, temperature, max_time))
                     timed_out.append(self._timed_out(out[0, ids.shape[1]:], max_new_tokens, max_time, started))
             except BaseException as exc:  # re-raised in the consumer's thread

@@ -224,7 +224,8 @@ def _run(engine, options: TrainOptions, registry: Registry, run_id: int, work: P
         chat.load_adapter(active.name, active.path)
     chat.load_adapter("candidate", candidate_dir)
     # General questions are asked with the track's system prompt, as the adapter will be asked them.
-    eval_options = replace(options.evaluation, system_prompt=options.evaluation.system_prompt or options.system_prompt)
+    eval_options = replace(options.evaluation, system_prompt=options.evaluation.system_prompt or options.system_prompt,
+                           cache_dir=options.evaluation.cache_dir or Path(options.adapters_dir) / ".eval-cache")
     evaluation = evaluate_candidate(chat, "candidate", active=active.name if active else None,
                                     held_out=dataset.test, golden=golden, general=general,
                                     check_format=options.check_format, options=eval_options)

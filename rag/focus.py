@@ -50,6 +50,18 @@ def _pieces(text: str) -> list[tuple[str, bool]]:
     return out
 
 
+def _opening(pieces: list[tuple[str, bool]], text: str, max_chars: int) -> str:
+    """Nothing matches the question: the passage's first whole sentences that fit."""
+    kept: list[str] = []
+    for piece, heading in pieces:
+        part = piece + (":" if heading else "")
+        if kept and sum(len(k) + 1 for k in kept) + len(part) > max_chars:
+            break
+        kept.append(part)
+    out = " ".join(kept) if kept else text
+    return out if len(out) <= max_chars else out[:max_chars].rsplit(" ", 1)[0]
+
+
 def focus(text: str, question: str, max_chars: int = 400) -> str:
     """The sentences of `text` most relevant to `question`, in order, at most `max_chars` long
     (the whole text when it already fits). The heading above the best sentence is kept."""
@@ -59,7 +71,7 @@ def focus(text: str, question: str, max_chars: int = 400) -> str:
     pieces = _pieces(text)
     query = Counter(tokenize(question))
     if not query or not pieces:
-        return text[:max_chars].rsplit(" ", 1)[0]
+        return _opening(pieces, text, max_chars)
     tokens = [set(tokenize(p)) for p, _ in pieces]
     # Rarer words within the passage count more (a word in every sentence tells nothing).
     df = Counter(w for ts in tokens for w in ts)
@@ -71,7 +83,7 @@ def focus(text: str, question: str, max_chars: int = 400) -> str:
     sentences = [i for i, (_, heading) in enumerate(pieces) if not heading]
     ranked = sorted(sentences, key=lambda i: (-score(i), i))
     if not ranked or score(ranked[0]) == 0:
-        return text[:max_chars].rsplit(" ", 1)[0]
+        return _opening(pieces, text, max_chars)
     best = ranked[0]
     heading = next((i for i in range(best - 1, -1, -1) if pieces[i][1]), None)
     chosen = {best}

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-from pathlib import Path
 
 import typer
 
@@ -45,22 +44,6 @@ def _notifier(rt):
     return Notifier.from_settings(s, rt.engine)
 
 
-def _report_table(report_path: str | None) -> str:
-    """The held-out table of report.md, as a code block (Slack does not render Markdown tables)."""
-    if not report_path or not Path(report_path).is_file():
-        return ""
-    lines, keep = [], False
-    for line in Path(report_path).read_text(encoding="utf-8").splitlines():
-        if line.startswith("## "):
-            keep = line.startswith("## Held-out") or line.startswith("## General skills (")
-            if keep:
-                lines.append(line[3:])
-            continue
-        if keep and line.startswith("|") and not line.startswith("|---"):
-            lines.append("  ".join(cell.strip().ljust(12) for cell in line.strip("|").split("|")))
-    return "```" + "\n".join(lines) + "```" if lines else ""
-
-
 def notify_started(rt, notifier, run_id: int | None, track: str) -> None:
     from finetune.dataset import NotEnoughExamples, build_dataset
 
@@ -75,17 +58,9 @@ def notify_started(rt, notifier, run_id: int | None, track: str) -> None:
 
 
 def notify_finished(rt, notifier, outcome) -> None:
-    from storage.adapters import get_adapter
     from storage.runs import get_run
 
-    run = get_run(rt.engine, outcome.run_id)
-    adapter = get_adapter(rt.engine, outcome.adapter) if outcome.adapter else None
-    reasons = "\n".join(f"• {r}" for r in (outcome.verdict or {}).get("reasons", []))
-    summary = "\n".join(part for part in (reasons, _report_table(outcome.report)) if part)
-    notifier.run_report(run, adapter, candidate=adapter is not None and adapter.status == "candidate",
-                        summary=summary or None)
-    if adapter is not None and (Path(adapter.path) / "report.png").is_file():
-        notifier.upload(Path(adapter.path) / "report.png", title=f"{adapter.name}: loss and {outcome.verdict.get('target_metric', 'metric')} per version")
+    notifier.run_finished(get_run(rt.engine, outcome.run_id))
 
 
 def train(
@@ -115,9 +90,10 @@ def train(
         base_model=s.base_model, adapters_dir=s.adapters_dir, track=track, min_examples=s.min_examples,
         system_prompt=rt.system_prompt_for(track),
         auto_promote=s.auto_promote, golden_path=golden, general_path=general,
-        train=TrainConfig(epochs=s.train_epochs, learning_rate=s.train_learning_rate, max_length=s.train_max_length, replay_path=replay, dpo=dpo,
-                          max_steps=max_steps, progress_bar=not as_json),
-        gate=GateConfig(margin=s.gate_margin), check_format=_check_format(rt, track), eval_in_4bit=s.load_in_4bit,
+        train=TrainConfig(epochs=s.train_epochs, learning_rate=s.train_learning_rate, max_length=s.train_max_length,
+                          replay_path=replay, replay_ratio=s.train_replay_ratio, cpu_top_layers=s.train_cpu_top_layers or None,
+                          dpo=dpo, max_steps=max_steps, progress_bar=not as_json),
+        gate=GateConfig(margin=s.gate_margin, max_leak_rate=s.gate_max_leak_rate), check_format=_check_format(rt, track), eval_in_4bit=s.load_in_4bit,
         triggered_by=actor, trigger=trigger, heartbeat_every=max(5.0, s.heartbeat_timeout / 10))
     rt.apply_torch_threads()
     notifier = _notifier(rt)

@@ -112,7 +112,10 @@ def sources_block(sources: list[dict[str, Any]]) -> SectionBlock | None:
 
 
 def uncited(view: AnswerView) -> bool:
-    """A retrieval answer that cites none of its sources (or has none): the reader must be warned."""
+    """A retrieval answer that cites none of its sources (or has none): the reader must be warned.
+    A small model reading the plain layout is not asked to cite: Apprenti attaches its one source."""
+    if any(s.get("layout") == "plain" for s in view.sources):
+        return False
     return view.mode == "rag" and not view.error and (not view.sources or not CITED.search(view.text or ""))
 
 

@@ -103,14 +103,25 @@ class Notifier:
             unused=getattr(state, "unused", "?"), approved=getattr(state, "approved", "?")))
 
     def run_finished(self, run):
-        """A run ended (succeeded, rejected by the gate, or failed): its report, with buttons for a candidate."""
+        """A run ended (succeeded, rejected by the gate, or failed): its report (the gate's reasons, the
+        held-out and general tables, the loss plot), with buttons for a candidate. Posted by the process
+        that started the run: the training process itself holds no Slack token."""
         adapter = None
         if run.adapter_name and self.engine is not None:
             from storage.adapters import get_adapter
 
             adapter = get_adapter(self.engine, run.adapter_name)
         candidate = adapter is not None and adapter.status == "candidate"
-        return self.run_report(run, adapter, candidate=candidate)
+        summary = None
+        if adapter is not None:
+            reasons = "\n".join(f"• {r}" for r in ((adapter.metrics or {}).get("verdict") or {}).get("reasons", []))
+            report = Path(adapter.path) / "report.md" if adapter.path else None
+            summary = "\n".join(part for part in (reasons, report_table(report)) if part) or None
+        posted = self.run_report(run, adapter, candidate=candidate, summary=summary)
+        if adapter is not None and adapter.path and (Path(adapter.path) / "report.png").is_file():
+            metric = ((adapter.metrics or {}).get("verdict") or {}).get("target_metric", "metric")
+            self.upload(Path(adapter.path) / "report.png", title=f"{adapter.name}: loss and {metric} per version")
+        return posted
 
     def daily_summary(self, summary: dict):
         statuses = ", ".join(f"{count} {status}" for status, count in sorted(summary.get("by_status", {}).items()))
@@ -132,3 +143,19 @@ class Notifier:
         except SlackApiError as exc:
             log.error("could not upload %s to the admin channel: %s", path, exc.response.get("error"))
             return None
+
+
+def report_table(report_path: str | Path | None) -> str:
+    """The held-out and general tables of report.md, as a code block (Slack renders no Markdown tables)."""
+    if not report_path or not Path(report_path).is_file():
+        return ""
+    lines, keep = [], False
+    for line in Path(report_path).read_text(encoding="utf-8").splitlines():
+        if line.startswith("## "):
+            keep = line.startswith("## Held-out") or line.startswith("## General skills (")
+            if keep:
+                lines.append(line[3:])
+            continue
+        if keep and line.startswith("|") and not line.startswith("|---"):
+            lines.append("  ".join(cell.strip().ljust(12) for cell in line.strip("|").split("|")))
+    return "```" + "\n".join(lines) + "```" if lines else ""

@@ -25,8 +25,9 @@ class Wiki:
 def rag(fake_slack, tmp_path):
     config = tmp_path / "apprenti.yaml"
     config.write_text("default:\n  mode: rag\n")
+    # The numbered layout asks the model to cite its sources: an answer that does not is flagged.
     harness = make_harness(fake_slack, tmp_path, config=config, plugins=["pii", "wiki"],
-                           plugins_extra={"wiki": Wiki()})
+                           plugins_extra={"wiki": Wiki()}, prompt_layout="numbered")
     yield harness
     harness.close()
 
@@ -57,6 +58,13 @@ def test_citation_shows_section_page_and_indexed_date():
     team = citation({"title": "How many days?", "source": "team:12", "kind": "team_answer",
                      "indexed_at": "2026-07-01T10:00:00"}, 1)
     assert team == "[1] *How many days?* — team answer · indexed 2026-07-01"
+
+
+def test_plain_layout_answers_are_not_flagged():
+    # A small model reading the plain layout is not asked to cite: Apprenti attaches the source itself.
+    view = AnswerView(text="Use the HR portal.", interaction_id=1, mode="rag",
+                      sources=[{"title": "Holiday policy", "source": "wiki", "layout": "plain"}])
+    assert "No source was cited" not in json.dumps([b.to_dict() for b in answer_tail(view)])
 
 
 def test_prompt_answers_are_never_flagged():

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -162,7 +163,10 @@ class Assistant:
         if completion.notice:
             notices.append(completion.notice)
         if completion.error:
-            answer_text = text.MODEL_FAILED.format(error=completion.error)
+            # The backend's error can hold a URL, a path or a stack's words: the log gets it, the person an id.
+            error_id = secrets.token_hex(4)
+            log.error("the model failed [error %s]: %s", error_id, completion.error)
+            answer_text = text.MODEL_FAILED.format(error_id=text.ERROR_ID.format(id=error_id))
             violations: list[str] = []
         else:
             answer_text = completion.text

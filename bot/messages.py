@@ -18,7 +18,7 @@ ADAPTER_NOT_SERVED = (
     "The model server could not serve the team's adapter {adapter}, so this answer comes from the base "
     "model. An admin can check the model server's logs (vLLM needs --enable-lora)."
 )
-MODEL_FAILED = "Sorry, I could not produce an answer: {error}. Please try again in a moment."
+MODEL_FAILED = "Sorry, I could not produce an answer ({error_id}). Please try again in a moment."
 BASE_SYSTEM_PROMPT = (
     "You are Apprenti, the team's assistant. Answer the question accurately and concisely. "
     "If you do not know, say so."

@@ -114,12 +114,14 @@ class Notifier:
         candidate = adapter is not None and adapter.status == "candidate"
         summary = None
         if adapter is not None:
-            reasons = "\n".join(f"• {r}" for r in ((adapter.metrics or {}).get("verdict") or {}).get("reasons", []))
+            verdict = (adapter.metrics or {}).get("verdict")
+            verdict = verdict if isinstance(verdict, dict) else {}
+            reasons = "\n".join(f"• {r}" for r in verdict.get("reasons", []))
             report = Path(adapter.path) / "report.md" if adapter.path else None
             summary = "\n".join(part for part in (reasons, report_table(report)) if part) or None
         posted = self.run_report(run, adapter, candidate=candidate, summary=summary)
         if adapter is not None and adapter.path and (Path(adapter.path) / "report.png").is_file():
-            metric = ((adapter.metrics or {}).get("verdict") or {}).get("target_metric", "metric")
+            metric = verdict.get("target_metric", "metric")
             self.upload(Path(adapter.path) / "report.png", title=f"{adapter.name}: loss and {metric} per version")
         return posted
 

@@ -110,6 +110,7 @@ def test_edit_and_approve_and_reject(loop):
     assert json.loads(h.submit_view(ui.EDIT_VIEW, {ui.ANSWER_BLOCK: ""}, meta, user=REVIEWER).body)[
         "response_action"] == "errors"
     assert h.submit_view(ui.EDIT_VIEW, {ui.ANSWER_BLOCK: "Edited correction"}, meta, user=REVIEWER).status == 200
+    h.settle()  # the edit is handled in the background: let it land before the next click
     h.action(ui.REJECT, str(second.id), user=REVIEWER, channel=REVIEW_CHANNEL)
     h.settle()
     first, second = get_example(h.engine, first.id), get_example(h.engine, second.id)

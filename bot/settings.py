@@ -95,8 +95,8 @@ class Settings(BaseSettings):
     train_epochs: float = Field(3.0, gt=0, description="Training epochs per run.")
     train_learning_rate: float = Field(2e-4, gt=0, description="Learning rate of the LoRA weights.")
     train_max_length: int = Field(1024, ge=32, description="Longest training sequence, in tokens.")
-    train_replay_ratio: float = Field(1.0, ge=0, le=10, description="General replay pairs mixed into training per team pair (0: none), so the adapter learns the team's ways where they apply and nothing else.")
-    train_cpu_top_layers: int = Field(10, ge=0, description="On a CPU, adapt only the top N transformer layers (0: all); the backward pass stops there, which makes a step faster.")
+    train_replay_ratio: float = Field(1.5, ge=0, le=10, description="General replay pairs mixed into training per team pair (0: none), so the adapter learns the team's ways where they apply and nothing else.")
+    train_cpu_top_layers: int = Field(0, ge=0, description="On a CPU, adapt only the top N transformer layers (0: all); the backward pass stops there, which makes a step faster but learns less.")
     gate_margin: float = Field(0.0, description="How much the candidate must beat the active adapter on the target metric.")
     gate_max_leak_rate: float = Field(1 / 12, ge=0, le=1, description="Most general answers (beyond the base model's) that may carry the track's template lines before the gate blocks the adapter.")
 

@@ -270,6 +270,8 @@ class ChatModel:
         self.prefix_cache: PrefixCache | None = PrefixCache()
         # Draft tokens taken from the prompt per step for greedy single answers (0: off).
         self.prompt_lookup = 10
+        # End a sequence stuck repeating a cycle (a small model's "de la note de la note…").
+        self.stop_loops = True
         self.model.eval()
 
     @classmethod
@@ -364,6 +366,9 @@ class ChatModel:
             kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
         return kwargs
 
+    def _stops(self, prompt_width: int) -> list:
+        return [_loop_stop(prompt_width)] if self.stop_loops else []
+
     def _decoding(self, model, messages, ids, adapter: str | None, temperature: float) -> dict:
         """The cached system prefix when there is one, else prompt lookup decoding (the two do not
         combine: assisted generation over a supplied cache gave different text in tests)."""
@@ -404,7 +409,7 @@ class ChatModel:
         with self.using(adapter) as model, torch.inference_mode():
             started = time.monotonic()
             out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                 stopping_criteria=[_loop_stop(ids.shape[1])],
+                                 stopping_criteria=self._stops(ids.shape[1]),
                                  **self._decoding(model, messages, ids, adapter, temperature),
                                  **self._generate_kwargs(max_new_tokens, temperature, max_time))
         new = out[0, ids.shape[1]:]
@@ -441,7 +446,7 @@ class ChatModel:
                 mask[row, width - len(seq):] = 1
             with self.using(adapter) as model, torch.inference_mode():
                 out = model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                     stopping_criteria=[_loop_stop(width)], **kwargs)
+                                     stopping_criteria=self._stops(width), **kwargs)
             for row, i in enumerate(chunk):
                 new = out[row, width:]
                 stop = (new == self.tokenizer.eos_token_id).nonzero()
@@ -469,7 +474,7 @@ class ChatModel:
                 with self.using(adapter) as model, torch.inference_mode():
                     started = time.monotonic()
                     out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
-                                         stopping_criteria=[_loop_stop(ids.shape[1])],
+                                         stopping_criteria=self._stops(ids.shape[1]),
                                          **self._decoding(model, messages, ids, adapter, temperature),
                                          **self._generate_kwargs(max_new_tokens, temperature, max_time))
                     timed_out.append(self._timed_out(out[0, ids.shape[1]:], max_new_tokens, max_time, started))

@@ -166,7 +166,9 @@ def test_an_answer_cut_by_the_timeout_keeps_its_text_and_says_so(engine, pm, pro
     from bot.llm import LocalLLM
     from finetune.model import ChatModel
 
-    llm = LocalLLM(ChatModel.load(str(tiny_model_dir)), max_new_tokens=400, timeout=0.05)
+    model = ChatModel.load(str(tiny_model_dir))
+    model.stop_loops = False  # the random model loops, which would end its answer before the clock does
+    llm = LocalLLM(model, max_new_tokens=400, timeout=0.05)
     answer = Assistant(engine, pm, llm, profiles).answer("Combien de jours de congés ?")
     assert answer.error is None and answer.answer
     assert any("took longer than allowed" in n and "APPRENTI_LLM_TIMEOUT" in n for n in answer.notices)

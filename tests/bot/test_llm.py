@@ -254,8 +254,15 @@ def test_tracks_served_at_once_each_get_their_own_adapter(tiny_model_dir, engine
 
 
 def test_local_timeout_stops_generation_and_says_so(chat_model):
-    # Short enough to stop before the random model falls into a loop (which ends generation by itself).
-    slow = LocalLLM(chat_model, max_new_tokens=400, timeout=0.012)
+    chat_model.stop_loops = False  # the random model loops, which would end its answer before the clock does
+    try:
+        _timeout_checks(chat_model)
+    finally:
+        chat_model.stop_loops = True
+
+
+def _timeout_checks(chat_model):
+    slow = LocalLLM(chat_model, max_new_tokens=400, timeout=0.05)
     completion = slow.generate(MESSAGES)
     assert completion.error is None and completion.timed_out
     assert 0 < completion.completion_tokens < 400

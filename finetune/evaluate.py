@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -139,8 +139,7 @@ def _cached_base_answers(chat_model, prompts: Sequence[list[dict]], options: Eva
             for p in prompts]
     missing = [i for i, k in enumerate(keys) if k not in cache]
     if missing:
-        fresh = _answers(chat_model, None, [prompts[i] for i in missing],
-                         EvalOptions(**{**asdict(options), "cache_dir": None}), limit)
+        fresh = _answers(chat_model, None, [prompts[i] for i in missing], replace(options, cache_dir=None), limit)
         cache.update({keys[i]: text for i, text in zip(missing, fresh, strict=True)})
         try:
             folder.mkdir(parents=True, exist_ok=True)

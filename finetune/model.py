@@ -233,14 +233,20 @@ def loop_length(tokens, repeats: int = 3, longest: int = 12) -> int:
     return 0
 
 
+# The most tokens loop_length reads from the end: its longest cycle times the runs it needs.
+_LOOP_WINDOW = max(k * _repeats(k, 3) for k in range(1, 13))
+
+
 def _loop_stop(prompt_width: int):
-    """A stopping criterion for generate(): a sequence stuck in a loop is finished (per row)."""
+    """A stopping criterion for generate(): a sequence stuck in a loop is finished (per row).
+    Called after every new token, so it reads only the answer's last _LOOP_WINDOW tokens."""
     import torch
     from transformers import StoppingCriteria
 
     class LoopStop(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
-            rows = [loop_length(row[prompt_width:].tolist()) > 0 for row in input_ids]
+            start = max(prompt_width, input_ids.shape[1] - _LOOP_WINDOW)
+            rows = [loop_length(row[start:].tolist()) > 0 for row in input_ids]
             return torch.tensor(rows, dtype=torch.bool, device=input_ids.device)
 
     return LoopStop()

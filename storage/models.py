@@ -30,6 +30,20 @@ class ExampleOrigin(enum.StrEnum):
     golden = "golden"
 
 
+class ExampleKind(enum.StrEnum):
+    """What a correction fixed: a fact goes to the team's knowledge base, a behaviour (tone,
+    format, template) to training, both to both."""
+
+    fact = "fact"
+    behaviour = "behaviour"
+    both = "both"
+
+
+# Kinds that reach each destination.
+KNOWLEDGE_KINDS = (ExampleKind.fact.value, ExampleKind.both.value)
+TRAINING_KINDS = (ExampleKind.behaviour.value, ExampleKind.both.value)
+
+
 class AdapterStatus(enum.StrEnum):
     training = "training"
     candidate = "candidate"
@@ -121,6 +135,31 @@ class Example(SQLModel, table=True):
     review_channel: str | None = None
     review_ts: str | None = None
     flag: str | None = None
+    # Routing (migration 0004): what the correction fixed, and who said so (author, suggested,
+    # reviewer, import). An approved fact or both is a team knowledge entry unless a later
+    # approved fact on the same question replaced it (superseded_by).
+    kind: str = Field(default=ExampleKind.behaviour.value, index=True)
+    kind_source: str | None = None
+    superseded_by: int | None = Field(default=None, foreign_key="example.id", ondelete="SET NULL")
+    # When the knowledge entry was last written to the index, and the error of the last failed write.
+    indexed_at: datetime | None = None
+    index_error: str | None = None
+
+
+class SuspectDocument(SQLModel, table=True):
+    """A document that an answer cited before a person corrected its facts (migration 0004): listed
+    for its owner until the document is re-ingested changed, or the correction is gone."""
+
+    __tablename__ = "suspect_document"
+    __table_args__ = (UniqueConstraint("example_id", "collection", "source", name="uq_suspect_example_source"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    created_at: datetime = Field(default_factory=utcnow)
+    example_id: int = Field(foreign_key="example.id", ondelete="CASCADE", index=True)
+    collection: str = ""
+    source: str = Field(index=True)
+    title: str | None = None
+    cleared_at: datetime | None = None
 
 
 ONE_ACTIVE = text("status = 'active'")

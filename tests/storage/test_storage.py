@@ -24,7 +24,7 @@ def db(request, tmp_path):
 
 
 TABLES = {"interaction", "example", "adapter", "training_run", "audit_event", "processed_event", "job_lease", "vote",
-          "request_nonce"}
+          "request_nonce", "suspect_document"}
 
 
 def test_migration_creates_every_table_and_is_idempotent(tmp_path):
@@ -33,7 +33,42 @@ def test_migration_creates_every_table_and_is_idempotent(tmp_path):
     assert TABLES <= set(inspect(engine).get_table_names())
     open_database(url)  # a second start must not fail or duplicate anything
     with engine.connect() as conn:
-        assert conn.execute(text("select version_num from alembic_version")).scalar() == "0003"
+        assert conn.execute(text("select version_num from alembic_version")).scalar() == head_revision()
+
+
+def head_revision() -> str:
+    from alembic.config import Config
+    from alembic.script import ScriptDirectory
+
+    from storage.db import MIGRATIONS
+
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    return ScriptDirectory.from_config(config).get_current_head()
+
+
+def test_examples_from_before_routing_become_behaviour(tmp_path):
+    """Migration 0004: every correction stored before kinds existed went to training, so it is behaviour."""
+    from alembic import command
+    from alembic.config import Config
+
+    from storage.db import MIGRATIONS, make_engine
+
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.set_main_option("sqlalchemy.url", url)
+    command.upgrade(config, "0003")
+    old = make_engine(url)
+    with old.begin() as conn:
+        conn.execute(text("INSERT INTO example (created_at, updated_at, track, question, corrected_answer, origin, "
+                          "status, split, content_hash) VALUES ('2026-01-01', '2026-01-01', 'default', 'q', 'a', "
+                          "'correction', 'approved', 'train', 'h')"))
+    old.dispose()
+    engine = open_database(url)
+    with engine.connect() as conn:
+        assert conn.execute(text("SELECT kind, superseded_by, indexed_at FROM example")).one() == ("behaviour", None,
+                                                                                                  None)
 
 
 def test_sqlite_runs_in_wal_mode_with_busy_timeout(engine):

@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     # --- operations ----------------------------------------------------------------------------
     metrics_port: int = Field(0, ge=0, le=65535, description="Port of a Prometheus /metrics endpoint for Socket Mode and `apprenti worker` (0: none). Over HTTP, /metrics is on the serving port.")
     log_format: Literal["text", "json"] = Field("text", description="Log lines as text, or json: one JSON object per line, with the Slack event id of the request being handled.")
+    event_lease: float = Field(30.0, ge=1, description="Seconds a replica's claim on a Slack event lasts without renewal (renewed while it answers): when a replica dies, another one answers its events after this.")
+    event_poll_interval: float = Field(2.0, gt=0, description="Seconds between a serving process's looks at the event queue: renewing its claims, claiming expired ones.")
+    event_max_attempts: int = Field(3, ge=1, description="Times a Slack event is handed to a replica before it is marked failed (an event that kills every replica that takes it).")
 
     @field_validator("plugins", "admins", "reviewers", "auditors", "document_roots", mode="before")
     @classmethod

@@ -238,3 +238,28 @@ class ProcessedEvent(SQLModel, table=True):
 
     event_id: str = Field(primary_key=True)
     at: datetime = Field(default_factory=utcnow, index=True)
+
+
+class SlackEventStatus(enum.StrEnum):
+    queued = "queued"  # waiting, or claimed by a replica until expires_at
+    done = "done"  # its answer (or the notice that it failed) is out
+    failed = "failed"  # given up after too many attempts
+
+
+class SlackEvent(SQLModel, table=True):
+    """The durable queue of Slack events (migration 0005): written before Slack gets its ack, claimed
+    by one replica at a time with a lease (holder, expires_at, attempts), done once its answer is out.
+    The event id is the key, so a retry on any replica finds the row and answers nothing."""
+
+    __tablename__ = "slack_event"
+    __table_args__ = (Index("ix_slack_event_status_expires", "status", "expires_at"),)
+
+    event_id: str = Field(primary_key=True)
+    received_at: datetime = Field(default_factory=utcnow, index=True)
+    body: str  # the Events API envelope as Slack sent it (JSON)
+    status: str = Field(default=SlackEventStatus.queued.value)
+    holder: str | None = None
+    expires_at: datetime | None = None
+    attempts: int = 0
+    done_at: datetime | None = None
+    error: str | None = None

@@ -1,4 +1,4 @@
-"""Cross-cutting checks, each written once: retries are dropped, and every action, command, modal and
+"""Cross-cutting checks, each written once: events are queued once (retries dropped), and every action, command, modal and
 shortcut is checked against the clicking user's roles before any listener runs."""
 
 from __future__ import annotations
@@ -14,9 +14,10 @@ from slack_sdk.webhook import WebhookClient
 from bot import messages as text
 from bot.roles import ROLE_ENV, describe, required_roles
 from bot.slack import blocks as ui
+from bot.slack.event_queue import EventQueue, current_hold
 from bot.slack.services import Services
 from storage.audit import audit
-from storage.events import claim_event, claim_nonce
+from storage.events import claim_nonce
 
 log = logging.getLogger("apprenti.slack")
 
@@ -60,15 +61,39 @@ def capability_for(body: dict) -> tuple[str | None, str | None]:
     return None, None
 
 
+def event_queue(services: Services) -> EventQueue:
+    """The process's side of the durable event queue (bot/slack/event_queue.py), made once per app."""
+    queue = services.extra.get("event_queue")
+    if queue is None:
+        settings = services.runtime.settings
+        queue = EventQueue(services.engine, lease=settings.event_lease, poll_interval=settings.event_poll_interval,
+                           max_attempts=settings.event_max_attempts)
+        services.extra["event_queue"] = queue
+    return queue
+
+
 def make_drop_retries(services: Services):
+    """Every event is answered once: an event not yet queued (Socket Mode, or a request dispatched
+    straight to the app) is written to the queue before its listener runs, and so before Bolt's ack;
+    one the queue already holds (a Slack retry, on this replica or another) is dropped. An event the
+    queue dispatches (received by the HTTP server, or claimed from a dead replica) passes."""
+    queue = event_queue(services)
+
     def drop_retries(body, request, logger, next):
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None
-        if event_id and not claim_event(services.engine, event_id):
+        if not event_id:
+            return next()
+        hold = current_hold()
+        if hold is not None and hold.event_id == event_id:
+            return next()
+        raw = request.raw_body if isinstance(request.raw_body, str) and request.raw_body else json.dumps(body)
+        if not queue.accept(event_id, raw):
             retry = request.headers.get("x-slack-retry-num", [None])[0]
-            logger.info("dropping event %s already handled (retry %s, reason %s)", event_id, retry,
+            logger.info("dropping event %s already queued (retry %s, reason %s)", event_id, retry,
                         request.headers.get("x-slack-retry-reason", [None])[0])
             return BoltResponse(status=200, body="")
-        return next()
+        with queue.handling(event_id):
+            return next()
 
     return drop_retries
 

@@ -2,8 +2,10 @@
 Socket Mode.
 
 Acks come first. An Events API request needs nothing from us but a 200 within 3 s (Slack ignores
-the body), so once its signature checks out it is acknowledged at once and handed to Bolt's dispatch
-on a background thread; retries are still dropped there, by event id. Interactivity and slash
+the body), and Slack never sends an acknowledged event again: so once its signature checks out it is
+written to the durable queue (bot/slack/event_queue.py), then acknowledged, then handed to Bolt's
+dispatch on a background thread; a retry of a queued event (same event id) is acknowledged and
+dropped, and a database that cannot take the write gets Slack a 503, so that Slack retries. Interactivity and slash
 commands may need Bolt's reply (modal errors, command text), so they are dispatched before
 answering, on Starlette's thread pool, so that one slow request never holds up the others."""
 
@@ -26,6 +28,7 @@ from starlette.routing import Route
 
 from bot import metrics
 from bot.logs import for_event
+from bot.slack.event_queue import EventQueue
 from bot.slack.services import AnswerPool
 
 log = logging.getLogger("apprenti.slack.server")
@@ -82,27 +85,29 @@ def request_kind(body: bytes) -> str:
 
 
 class EventDispatcher:
-    """Bolt's dispatch of already-acknowledged events, off the request path."""
+    """Bolt's dispatch of events already queued and acknowledged, off the request path: those this
+    process received, and those its poller claimed from a process that died."""
 
-    def __init__(self, app: App, workers: int = 2):
+    def __init__(self, app: App, queue: EventQueue, workers: int = 2):
         self.app = app
+        self.queue = queue
         self.pool = AnswerPool(workers, name="apprenti-events", nice=5)
 
-    def submit(self, body: bytes, headers: dict[str, str]) -> None:
-        self.pool.submit(self._dispatch, body, headers)
+    def submit(self, event_id: str, body: str) -> None:
+        self.pool.submit(self.queue.run, self.app, event_id, body)
 
-    def _dispatch(self, body: bytes, headers: dict[str, str]) -> None:
-        raw = body.decode("utf-8")
-        with for_event(json.loads(raw).get("event_id")):  # an event body: checked JSON before the ack
-            response = self.app.dispatch(BoltRequest(body=raw, headers=headers))
-        if response.status != 200:
-            log.warning("event dispatch answered %s: %s", response.status, response.body[:200])
+
+def event_id_of(body: bytes) -> str | None:
+    """An Events API body's event id (the body was checked to be a JSON object)."""
+    value = json.loads(body).get("event_id")
+    return value if isinstance(value, str) and value else None
 
 
 def make_starlette(app: App, services=None, signing_secret: str | None = None, *,
                    early_ack: bool = True) -> Starlette:
     verifier = SignatureVerifier(signing_secret) if signing_secret else None
-    dispatcher = EventDispatcher(app) if early_ack and verifier else None
+    queue = services.extra.get("event_queue") if services is not None else None
+    dispatcher = EventDispatcher(app, queue) if early_ack and verifier and queue is not None else None
 
     async def events(request: Request) -> Response:
         started = time.perf_counter()
@@ -110,6 +115,25 @@ def make_starlette(app: App, services=None, signing_secret: str | None = None, *
         if request.state.kind:  # not for requests refused before their kind was read
             metrics.observe_ack(request.state.kind, time.perf_counter() - started)
         return response
+
+    async def queue_event(body: bytes, headers: dict[str, str]) -> Response:
+        """Verified, written to the queue, then acknowledged: an ack means the event is durably queued."""
+        if not verifier.is_valid_request(body, headers):
+            return PlainTextResponse("invalid request", status_code=401)
+        event_id = event_id_of(body)
+        if event_id is None:  # nothing to deduplicate on: Bolt decides what it is
+            bolt_response = await run_in_threadpool(app.dispatch, BoltRequest(body=body.decode(), headers=headers))
+            return to_starlette_response(bolt_response)
+        try:
+            fresh = await run_in_threadpool(dispatcher.queue.accept, event_id, body.decode("utf-8"))
+        except Exception as exc:  # noqa: BLE001 - no ack without the write: Slack retries, maybe elsewhere
+            log.error("could not queue event %s: %s", event_id, exc)
+            return PlainTextResponse("event queue unavailable, retry", status_code=503)
+        if fresh:
+            dispatcher.submit(event_id, body.decode("utf-8"))
+        else:
+            log.info("dropping event %s already queued (retry %s)", event_id, headers.get("x-slack-retry-num"))
+        return Response(status_code=200)
 
     async def answer_slack(request: Request) -> Response:
         request.state.kind = None
@@ -125,11 +149,7 @@ def make_starlette(app: App, services=None, signing_secret: str | None = None, *
             return PlainTextResponse(problem, status_code=400)
         request.state.kind = "event" if event else request_kind(body)
         if dispatcher and event:
-            headers = dict(request.headers)
-            if not verifier.is_valid_request(body, headers):
-                return PlainTextResponse("invalid request", status_code=401)
-            dispatcher.submit(body, headers)
-            return Response(status_code=200)
+            return await queue_event(body, dict(request.headers))
         bolt_response = await run_in_threadpool(app.dispatch, to_bolt_request(request, body))
         return to_starlette_response(bolt_response)
 
@@ -139,6 +159,7 @@ def make_starlette(app: App, services=None, signing_secret: str | None = None, *
             data["answers_in_progress"] = services.pool.pending
         if dispatcher is not None:
             data["events_in_progress"] = dispatcher.pool.pending
+            data["events_held"] = dispatcher.queue.held
         return JSONResponse(data)
 
     async def metrics_page(request: Request) -> Response:
@@ -148,6 +169,7 @@ def make_starlette(app: App, services=None, signing_secret: str | None = None, *
         metrics.watch_queue("answers", lambda: services.pool.pending)
     if dispatcher is not None:
         metrics.watch_queue("events", lambda: dispatcher.pool.pending)
+        metrics.watch_queue("events_held", lambda: dispatcher.queue.held)
     api = Starlette(routes=[Route(EVENTS_PATH, events, methods=["POST"]), Route("/healthz", healthz, methods=["GET"]),
                             Route("/metrics", metrics_page, methods=["GET"])])
     api.state.dispatcher = dispatcher
@@ -166,17 +188,22 @@ def run_http(app: App, services, *, host: str, port: int, signing_secret: str | 
     config = uvicorn.Config(api, host=host, port=port, log_level="warning", access_log=False,
                             timeout_graceful_shutdown=5)
     server = uvicorn.Server(config)
+    dispatcher = api.state.dispatcher
+    if dispatcher is not None:
+        dispatcher.queue.start(dispatcher.submit)  # answers what a replica that died left claimed
     log.warning("Apprenti listening on http://%s:%s%s", host, port, EVENTS_PATH)
     try:
         server.run()
     finally:
-        # Events already acknowledged to Slack will not be sent again: handle them before exiting.
-        if api.state.dispatcher is not None and not api.state.dispatcher.pool.wait_idle(timeout=30):
-            log.error("%d acknowledged event(s) were not handled before shutdown",
-                      api.state.dispatcher.pool.pending)
+        # Events already acknowledged to Slack will not be sent again: handle them before exiting
+        # (those left when the wait is over are given back to the other replicas: see apprenti serve).
+        if dispatcher is not None:
+            dispatcher.queue.stop(release=False)
+            if not dispatcher.pool.wait_idle(timeout=30):
+                log.error("%d acknowledged event(s) were not handled before shutdown", dispatcher.pool.pending)
 
 
-def run_socket_mode(app: App, app_token: str, *, block: bool = True):
+def run_socket_mode(app: App, app_token: str, *, block: bool = True, queue: EventQueue | None = None):
     """Connect over Socket Mode; blocks until interrupted, or (block=False) returns the connected handler."""
     from slack_bolt.adapter.socket_mode import SocketModeHandler
 
@@ -190,6 +217,8 @@ def run_socket_mode(app: App, app_token: str, *, block: bool = True):
                 metrics.observe_ack(metrics.kind_of(req.payload or {}), time.perf_counter() - started)
 
     log.warning("Apprenti connecting to Slack in Socket Mode")
+    if queue is not None:  # events are queued by the middleware before Bolt acks them; this answers the dead's
+        queue.start(EventDispatcher(app, queue).submit)
     handler = TimedHandler(app, app_token)
     if not block:
         handler.connect()

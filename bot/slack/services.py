@@ -14,6 +14,7 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot.roles import Roles
+from bot.slack.event_queue import current_hold
 from plugins.pii import scrub
 
 log = logging.getLogger("apprenti.slack")
@@ -43,6 +44,9 @@ class AnswerPool:
     def submit(self, fn, *args, **kwargs) -> Future:
         with self._idle:
             self._pending += 1
+        hold = current_hold()  # the Slack event this job works for is done only after the job
+        if hold is not None:
+            hold.enter()
 
         def run():
             try:
@@ -50,6 +54,8 @@ class AnswerPool:
             except Exception:  # the job tells the user itself; this only keeps the pool alive
                 log.exception("background job failed")
             finally:
+                if hold is not None:
+                    hold.exit()
                 with self._idle:
                     self._pending -= 1
                     self._idle.notify_all()

@@ -24,7 +24,7 @@ def db(request, tmp_path):
 
 
 TABLES = {"interaction", "example", "adapter", "training_run", "audit_event", "processed_event", "job_lease", "vote",
-          "request_nonce", "suspect_document"}
+          "request_nonce", "suspect_document", "slack_event"}
 
 
 def test_migration_creates_every_table_and_is_idempotent(tmp_path):

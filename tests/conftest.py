@@ -45,62 +45,24 @@ def engine(tmp_path):
     engine.dispose()
 
 
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="session")
-def postgres_url(tmp_path_factory):
-    """A real PostgreSQL server started for this test session (Debian's package; .ci/run installs it)."""
-    import glob
+def postgres_url():
+    """A real PostgreSQL server started for this test session (Debian's package; .ci/run installs it),
+    the same one `apprenti cluster` starts (bot/cli/cluster.py)."""
     import shutil
-    import subprocess
-    import time
 
-    bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
-    if not bins:
-        pytest.skip("PostgreSQL server not installed (apt-get install postgresql; .ci/run does it)")
-    import tempfile
+    from bot.cli.cluster import ClusterError, LocalPostgres
 
-    bindir = Path(bins[-1]).parent
-    # Not under pytest's private temporary folder: the server's own user must reach it.
-    top = Path(tempfile.mkdtemp(prefix="apprenti-pg-"))
-    data = top / "data"
-    port = _free_port()
-    as_postgres: list[str] = []
-    if os.geteuid() == 0:  # the server refuses to run as root
-        if shutil.which("runuser") is None:
-            pytest.skip("running as root without runuser: cannot start PostgreSQL")
-        as_postgres = ["runuser", "-u", "postgres", "--"]
-        os.chmod(top, 0o777)
-    subprocess.run([*as_postgres, str(bindir / "initdb"), "-D", str(data), "-U", "apprenti", "--auth=trust",
-                    "-E", "UTF8"], check=True, capture_output=True)
-    subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-w", "-l", str(data / "server.log"),
-                    "-o", f"-p {port} -k {data} -c listen_addresses=127.0.0.1", "start"],
-                   check=True, capture_output=True)
     try:
-        url = f"postgresql+psycopg2://apprenti@127.0.0.1:{port}/postgres"
-        from sqlalchemy import create_engine, text
-
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                with create_engine(url).connect() as conn:
-                    conn.execute(text("select 1"))
-                break
-            except Exception:
-                if time.monotonic() > deadline:
-                    raise
-                time.sleep(0.3)
-        yield url
+        server = LocalPostgres(database="postgres")
+    except ClusterError as exc:
+        pytest.skip(f"{exc}")
+    try:
+        server.start()
+        yield server.url.replace("postgresql://", "postgresql+psycopg2://")
     finally:
-        subprocess.run([*as_postgres, str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "stop"],
-                       capture_output=True)
-        shutil.rmtree(top, ignore_errors=True)
+        server.stop("immediate")
+        shutil.rmtree(server.folder, ignore_errors=True)
 
 
 @pytest.fixture

@@ -25,6 +25,7 @@ COMMAND_MODULES = [
     "bot.cli.train",
     "bot.cli.rag",
     "bot.cli.evaluate",
+    "bot.cli.cluster",
 ]
 
 app = typer.Typer(

@@ -59,7 +59,9 @@ def _flatten(results) -> list:
 #   docs/benchmarks.md). The citations are attached from the retrieval side either way.
 LAYOUTS = ("numbered", "plain")
 # Passage fields a source carries through to the citation when retrieval provides them.
-SOURCE_DETAILS = ("heading", "page", "collection", "url", "indexed_at", "layout")
+SOURCE_DETAILS = ("heading", "page", "collection", "url", "indexed_at", "layout",
+                  # a team answer: which approved correction, on which question, approved by whom and when
+                  "example_id", "question", "approved_by", "approved_at")
 
 
 def source_block(passages: list[dict[str, Any]]) -> str:
@@ -99,7 +101,8 @@ def system_prompt(pm, profile: Profile, question: str = "", layout: str = "numbe
 class Assistant:
     def __init__(self, engine: Engine, pm, llm: LLM, profiles: Profiles | None = None, *, rag_k: int = 5,
                  rag_threshold: float = 0.35, fewshot_k: int = 3, layout: str = "numbered",
-                 plain_passages: int = 1, plain_chars: int = 160):
+                 plain_passages: int = 1, plain_chars: int = 160, team_answer_threshold: float = 0.6,
+                 team_answer_k: int = 2):
         if layout not in LAYOUTS:
             raise ValueError(f"prompt layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
         self.layout = layout
@@ -113,23 +116,44 @@ class Assistant:
         self.rag_k = rag_k
         self.rag_threshold = rag_threshold
         self.fewshot_k = fewshot_k
+        # A team knowledge entry scoring at least this comes before every document passage.
+        self.team_answer_threshold = team_answer_threshold
+        self.team_answer_k = team_answer_k
 
     # --- the stages -----------------------------------------------------------------------------
-    def _retrieve(self, question: str, profile: Profile, mode: str, notices: list[str]) -> tuple[str, list[dict]]:
-        """Which mode really applies, and the passages to cite."""
-        if mode == "prompt":
-            return "prompt", []
+    def _team_answers(self, question: str, profile: Profile) -> list[dict]:
+        """The team's knowledge entries that answer this question (approved fact corrections), best
+        first: searched in every mode unless the profile opts out, since a corrected fact must
+        answer the next person at once."""
+        if not self.team_answer_k or not profile.team_answers:
+            return []
         try:
-            passages = _flatten(self.pm.hook.retrieve(question=question, profile=profile, k=self.rag_k))
-        except Exception as exc:  # noqa: BLE001 - an index failure must not cost the user an answer
-            log.exception("retrieval failed")
-            notices.append(text.INDEX_DOWN.format(error=exc))
-            return "prompt", []
-        passages = sorted(passages, key=lambda p: p.get("score", 0.0), reverse=True)[: self.rag_k]
-        if mode == "auto":
-            passages = [p for p in passages if p.get("score", 0.0) >= self.rag_threshold]
+            found = _flatten(self.pm.hook.team_answers(question=question, profile=profile, k=self.team_answer_k))
+        except Exception:  # noqa: BLE001 - the documents and the model still answer
+            log.exception("team answers are unavailable for this question")
+            return []
+        found = [{**p, "kind": "team_answer"} for p in found if p.get("score", 0.0) >= self.team_answer_threshold]
+        return sorted(found, key=lambda p: p.get("score", 0.0), reverse=True)[: self.team_answer_k]
+
+    def _retrieve(self, question: str, profile: Profile, mode: str, notices: list[str]) -> tuple[str, list[dict]]:
+        """Which mode really applies, and the passages to cite: team answers first, then documents."""
+        team = self._team_answers(question, profile)
+        passages: list[dict] = []
+        if mode != "prompt":
+            try:
+                passages = _flatten(self.pm.hook.retrieve(question=question, profile=profile, k=self.rag_k))
+            except Exception as exc:  # noqa: BLE001 - an index failure must not cost the user an answer
+                log.exception("retrieval failed")
+                if not team:
+                    notices.append(text.INDEX_DOWN.format(error=exc))
+                    return "prompt", []
+            passages = sorted(passages, key=lambda p: p.get("score", 0.0), reverse=True)[: self.rag_k]
+            if mode == "auto":
+                passages = [p for p in passages if p.get("score", 0.0) >= self.rag_threshold]
+        passages = (team + passages)[: max(self.rag_k, len(team))]
         if not passages:
-            notices.append(text.NO_SOURCE)
+            if mode != "prompt":
+                notices.append(text.NO_SOURCE)
             return "prompt", []
         if self.layout == "plain":
             passages = [{**p, "text": focus(p.get("text") or "", question, self.plain_chars), "layout": "plain"}

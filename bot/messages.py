@@ -86,6 +86,16 @@ SLACK_CORRECT_QUESTION = "*Question*\n{question}"
 SLACK_CORRECT_ANSWER_LABEL = "The answer you wanted"
 SLACK_CORRECT_ANSWER_HINT = "Edit the answer until it is the one a colleague should get. Reviewers see it before it is used for training."
 SLACK_CORRECT_NOTE_LABEL = "Note for the reviewers (optional)"
+SLACK_CORRECT_KIND_LABEL = "What was wrong? (optional)"
+SLACK_CORRECT_KIND_HINT = ("A wrong fact is fixed in the knowledge base at once; a wrong tone or format is learnt by "
+                           "the next training. Leave it empty and Apprenti suggests one from your edit; the reviewer "
+                           "can change it.")
+KIND_LABELS = {"fact": "A fact (a name, number, date, place, tool…)", "behaviour": "The tone or format",
+               "both": "Both"}
+KIND_SHORT = {"fact": "fact", "behaviour": "tone/format", "both": "fact + tone/format"}
+KIND_SOURCES = {"author": "chosen by the author", "suggested": "suggested", "reviewer": "set by a reviewer",
+                "import": "set at import"}
+SLACK_CORRECT_FACT_EMPTY = "A fact correction needs the right answer written out; it would be cited to colleagues."
 SLACK_CORRECT_EMPTY = "Write the answer you wanted; an empty answer cannot be used."
 SLACK_CORRECT_UNCHANGED = "The answer is unchanged. Edit it to the answer you wanted, or cancel."
 SLACK_CORRECT_DUPLICATE = "This exact correction is already known (example #{id}, {status})."
@@ -105,6 +115,17 @@ SLACK_REVIEW_QUESTION = "*Question*\n{text}"
 SLACK_REVIEW_ORIGINAL = "*Apprenti answered*\n{text}"
 SLACK_REVIEW_CORRECTED = "*Corrected answer*\n{text}"
 SLACK_REVIEW_NOTE = "*Note*\n{text}"
+SLACK_REVIEW_KIND = "*Kind:* {kind} ({source}{reason})"
+SLACK_REVIEW_KIND_PLACEHOLDER = "Change the kind"
+SLACK_REVIEW_KIND_DONE = "Example #{id} is now {kind}."
+SLACK_REVIEW_FACT_INDEXED = "📚 In the knowledge base: it answers the next question on this at once."
+SLACK_REVIEW_FACT_FAILED = ("⚠️ Approved, but not in the knowledge base yet ({error}): it is retried before the next "
+                            "answer, and `/apprenti status` shows it until it is in.")
+SLACK_REVIEW_REPLACED = "It replaces the earlier team answer #{id}: “{answer}”."
+SLACK_REVIEW_FLAGGED = "{count} document(s) the wrong answer cited are listed for their owners in `/apprenti status`."
+SLACK_REVIEW_TRAINING = "🎓 Kept for the next training run."
+SLACK_RUN_FACTS = ("📚 {count} approved fact correction(s) of this track went to the knowledge base instead of "
+                   "training: they answer from there already.")
 SLACK_BUTTON_APPROVE = "Approve"
 SLACK_BUTTON_EDIT_APPROVE = "Edit & approve"
 SLACK_BUTTON_REJECT = "Reject"

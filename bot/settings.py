@@ -67,6 +67,8 @@ class Settings(BaseSettings):
     plain_passages: int = Field(1, ge=1, le=10, description="plain layout: passages shown to the model.")
     plain_chars: int = Field(160, ge=40, le=4000, description="plain layout: each passage is cut to its sentences most relevant to the question, within this many characters.")
     rag_threshold: float = Field(0.4, description="auto mode: retrieve when the best passage scores at least this, else prompt. With the default embedding model the demo handbook's questions score 0.44-0.80 and unrelated questions 0.05-0.38.")
+    team_answer_threshold: float = Field(0.6, ge=0.0, le=1.0, description="A team knowledge entry (an approved fact correction) whose cosine similarity to the question is at least this answers it, ahead of every document passage, in every mode.")
+    team_answer_k: int = Field(2, ge=0, le=10, description="Team knowledge entries searched per question (0: none).")
     fewshot_k: int = Field(3, ge=0, le=20, description="Approved pairs put in the prompt as examples.")
     fewshot_min_score: float = Field(0.3, ge=-1.0, le=1.0, description="Least cosine similarity between the question and an approved pair's question for the pair to be shown as an example.")
 

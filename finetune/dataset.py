@@ -24,7 +24,7 @@ from sqlmodel import select
 
 from storage.audit import record as audit_record
 from storage.db import session_scope
-from storage.examples import approved_examples
+from storage.examples import count_by_kind, training_examples
 from storage.hashing import normalise
 from storage.models import Example, ExampleOrigin, utcnow
 
@@ -112,6 +112,8 @@ class TrainingSet:
     fingerprint: str
     duplicates: list[int] = field(default_factory=list)
     contradictions: dict[int, list[int]] = field(default_factory=dict)  # example id -> conflicting ids
+    # Approved fact corrections of the track, answered from the knowledge base instead of trained.
+    facts_to_knowledge: int = 0
 
     @property
     def size(self) -> int:
@@ -126,6 +128,7 @@ class TrainingSet:
             "preference_pairs": len(self.preferences),
             "duplicates_dropped": len(self.duplicates),
             "contradictions_excluded": sorted(self.contradictions),
+            "facts_to_knowledge": self.facts_to_knowledge,
             "fingerprint": self.fingerprint,
         }
 
@@ -219,10 +222,11 @@ def flag_contradictions(engine: Engine, dataset: TrainingSet, track: str) -> Non
 
 def build_dataset(engine: Engine, track: str, *, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
                   min_examples: int = 50) -> TrainingSet:
-    """The training set of a track from its approved examples; contradictions are flagged in the database
-    even when the set turns out too small to train."""
-    examples = approved_examples(engine, track)
+    """The training set of a track from its approved behaviour and both pairs (facts go to the knowledge
+    base); contradictions are flagged in the database even when the set turns out too small to train."""
+    examples = training_examples(engine, track)
     dataset = prepare(examples, track=track, system_prompt=system_prompt, min_examples=0)
+    dataset.facts_to_knowledge = count_by_kind(engine, track)["fact"]
     flag_contradictions(engine, dataset, track)
     if dataset.size < min_examples:
         raise NotEnoughExamples(track, dataset.size, min_examples)

@@ -5,7 +5,9 @@ Implementations declare only the arguments they use. Arguments are plain values:
   ephemeral, language);
 - a passage is a dict with `text`, `title`, `source`, `score` and optionally `snippet`, `heading`,
   `page`, `collection`, `id`;
-- an example is a dict with `id`, `question`, `answer`, `track`, `status`.
+- an example is a dict with `id`, `question`, `answer`, `track`, `status`, `kind`;
+- a team knowledge entry is a passage with `kind` "team_answer" and `example_id`, `question`,
+  `approved_by`, `approved_at`.
 docs/plugins.md documents each hook; a test fails when one is missing there.
 """
 
@@ -43,6 +45,11 @@ def retrieve(question, profile, k):
 
 
 @hookspec
+def team_answers(question, profile, k):
+    """Called for every question unless the profile opts out; return up to k team knowledge entries (passages), best first."""
+
+
+@hookspec
 def fewshot_examples(question, profile, k):
     """Called for every question; return up to k approved pairs ({"question", "answer"}) to show as examples."""
 
@@ -64,4 +71,4 @@ def find_pii(text):
 
 @hookspec
 def example_changed(example, action):
-    """Called after a training pair is created, approved, rejected, edited or erased (action names which)."""
+    """Called after a pair is created, approved, rejected, edited, re-kinded, replaced or erased (action names which)."""

@@ -6,7 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PROFILE_KEYS = ("mode", "tone", "format", "format_options", "track", "collections", "ephemeral", "language")
+PROFILE_KEYS = ("mode", "tone", "format", "format_options", "track", "collections", "ephemeral", "language",
+                "team_answers")
 
 
 class Profile(BaseModel):
@@ -19,6 +20,8 @@ class Profile(BaseModel):
     # Adapter names are `track/vN` and become folder names: keep tracks to safe characters.
     track: str = Field("default", pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
     collections: list[str] | None = None
+    # Whether answers in this channel use the team's knowledge entries (approved fact corrections).
+    team_answers: bool = True
     ephemeral: bool = False
     language: str | None = Field(None, min_length=2, max_length=40)
 

@@ -11,7 +11,7 @@ from sqlmodel import select
 from storage.audit import record
 from storage.db import session_scope
 from storage.hashing import content_hash, split_for
-from storage.models import Example, ExampleStatus, utcnow
+from storage.models import TRAINING_KINDS, Example, ExampleKind, ExampleOrigin, ExampleStatus, utcnow
 
 
 class DuplicateExample(Exception):
@@ -85,11 +85,14 @@ def get_example(engine: Engine, example_id: int) -> Example | None:
 
 
 def review_example(engine: Engine, example_id: int, status: ExampleStatus | str, reviewer_id: str,
-                   corrected_answer: str | None = None) -> Example | None:
-    """Approve or reject a pending example. Conditional: only a pending row changes, so two
-    clicks approve once. Returns the updated row, or None when it was not pending (or is gone)."""
+                   corrected_answer: str | None = None, kind: ExampleKind | str | None = None) -> Example | None:
+    """Approve or reject a pending example (setting its kind on the way, when given). Conditional:
+    only a pending row changes, so two clicks approve once. Returns the updated row, or None when it
+    was not pending (or is gone)."""
     status = ExampleStatus(status)
     values = {"status": status.value, "reviewer_id": reviewer_id, "reviewed_at": utcnow(), "updated_at": utcnow()}
+    if kind is not None:
+        values |= {"kind": ExampleKind(kind).value, "kind_source": "reviewer"}
     with session_scope(engine) as session:
         if corrected_answer is not None:
             current = session.get(Example, example_id)
@@ -105,7 +108,27 @@ def review_example(engine: Engine, example_id: int, status: ExampleStatus | str,
         if result.rowcount != 1:
             return None
         record(session, reviewer_id, f"example.{status.value}", f"example:{example_id}",
-               edited=corrected_answer is not None)
+               edited=corrected_answer is not None, kind=values.get("kind"))
+        row = session.get(Example, example_id)
+        session.refresh(row)
+        return row
+
+
+def set_kind(engine: Engine, example_id: int, kind: ExampleKind | str, actor: str) -> Example | None:
+    """Change what a pending or approved example fixed (a reviewer's one click). Returns the row, or
+    None when it is gone or was rejected. An approved one moves between the knowledge base and
+    training at once (the caller tells the plugins)."""
+    kind = ExampleKind(kind)
+    with session_scope(engine) as session:
+        result = session.execute(
+            update(Example)
+            .where(Example.id == example_id,
+                   Example.status.in_((ExampleStatus.pending.value, ExampleStatus.approved.value)))
+            .values(kind=kind.value, kind_source="reviewer", updated_at=utcnow())
+        )
+        if result.rowcount != 1:
+            return None
+        record(session, actor, "example.kind", f"example:{example_id}", kind=kind.value)
         row = session.get(Example, example_id)
         session.refresh(row)
         return row
@@ -137,6 +160,27 @@ def list_examples(engine: Engine, status: str | None = None, track: str | None =
 
 def approved_examples(engine: Engine, track: str) -> list[Example]:
     return list_examples(engine, status=ExampleStatus.approved.value, track=track)
+
+
+def training_examples(engine: Engine, track: str) -> list[Example]:
+    """What a training run of the track learns from: its approved behaviour and both pairs, plus its
+    golden pairs (evaluation only, whatever their kind). Facts go to the knowledge base instead."""
+    with session_scope(engine) as session:
+        return list(session.exec(select(Example).where(
+            Example.track == track, Example.status == ExampleStatus.approved.value,
+            (Example.kind.in_(TRAINING_KINDS)) | (Example.origin == ExampleOrigin.golden.value),
+        ).order_by(Example.id)))
+
+
+def count_by_kind(engine: Engine, track: str, status: str = ExampleStatus.approved.value) -> dict[str, int]:
+    """{kind: count} of a track's examples in a status (non-golden), every kind present."""
+    with session_scope(engine) as session:
+        rows = session.exec(select(Example.kind, func.count()).where(
+            Example.track == track, Example.status == status, Example.origin != ExampleOrigin.golden.value,
+        ).group_by(Example.kind)).all()
+    counts = {kind.value: 0 for kind in ExampleKind}
+    counts.update({kind: n for kind, n in rows})
+    return counts
 
 
 def count_examples(engine: Engine, status: str | None = None, track: str | None = None) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 from sqlalchemy import Engine, Integer, cast, func, select, true
 
 from storage.db import session_scope
-from storage.models import Adapter, AdapterStatus, Example, ExampleStatus
+from storage.models import TRAINING_KINDS, Adapter, AdapterStatus, Example, ExampleStatus
 
 # How each database expands a JSON array column into rows (a table-valued function with a `value` column).
 _JSON_ELEMENTS = {"sqlite": func.json_each, "postgresql": func.json_array_elements_text}
@@ -28,8 +28,10 @@ def used_example_ids(engine: Engine, track: str) -> set[int]:
 
 
 def count_unused_examples(engine: Engine, track: str) -> int:
-    """How many approved examples of the track no adapter (other than a failed one) was trained on."""
-    approved = (Example.track == track, Example.status == ExampleStatus.approved.value)
+    """How many approved training pairs (behaviour or both) of the track no adapter (other than a failed
+    one) was trained on. Facts go to the knowledge base and never call for a training run."""
+    approved = (Example.track == track, Example.status == ExampleStatus.approved.value,
+                Example.kind.in_(TRAINING_KINDS))
     elements = _JSON_ELEMENTS.get(engine.dialect.name)
     with session_scope(engine) as session:
         if elements is None:  # another database: the used ids in one query, the count in a second

@@ -1,4 +1,7 @@
-"""`apprenti examples list|import|export|approve|reject`: training pairs."""
+"""`apprenti examples list|import|export|approve|reject|kind`: corrections and training pairs.
+
+Each example has a kind: a `fact` is answered from the team's knowledge base as soon as it is
+approved, a `behaviour` pair (tone, format, template) goes to training, `both` goes both ways."""
 
 from __future__ import annotations
 
@@ -9,34 +12,48 @@ from rich.table import Table
 
 from bot.cli.common import EXIT_BAD_INPUT, bad_input, console, err_console, fail, print_json, runtime
 
-examples_app = typer.Typer(help="Training pairs: list, import, export, review.", no_args_is_help=True)
+examples_app = typer.Typer(help="Corrections and training pairs: list, import, export, review.", no_args_is_help=True)
 JSON = typer.Option(False, "--json", help="Print one JSON document.")
+KINDS = ("fact", "behaviour", "both")
+
+
+def _kind(value: str | None, option: str = "--kind") -> str | None:
+    if value is not None and value not in KINDS:
+        bad_input(f"{option} {value!r}: choose fact, behaviour or both")
+    return value
 
 
 def _row(e) -> dict:
     return {"id": e.id, "track": e.track, "status": e.status, "origin": e.origin, "split": e.split,
             "question": e.question, "context": e.context, "original_answer": e.original_answer,
             "corrected_answer": e.corrected_answer, "author": e.author_id, "reviewer": e.reviewer_id,
-            "flag": e.flag, "created_at": e.created_at}
+            "kind": e.kind, "kind_source": e.kind_source, "superseded_by": e.superseded_by,
+            "indexed_at": e.indexed_at, "index_error": e.index_error, "flag": e.flag, "created_at": e.created_at}
 
 
 @examples_app.command("list")
 def list_cmd(ctx: typer.Context, status: str | None = typer.Option(None, "--status", help="pending, approved or rejected."),
              track: str | None = typer.Option(None, "--track"), limit: int | None = typer.Option(None, "--limit", min=1),
+             kind: str | None = typer.Option(None, "--kind", help="fact, behaviour or both."),
              as_json: bool = JSON):
-    """List training pairs."""
+    """List corrections and training pairs with their kind."""
     from storage.examples import list_examples
     from storage.models import ExampleStatus
 
     if status and status not in {s.value for s in ExampleStatus}:
         bad_input(f"--status {status!r}: choose pending, approved or rejected")
-    rows = list_examples(runtime(ctx).engine, status=status, track=track, limit=limit)
+    _kind(kind)
+    rows = list_examples(runtime(ctx).engine, status=status, track=track, limit=None if kind else limit)
+    if kind:
+        rows = [e for e in rows if e.kind == kind][:limit]
     if as_json:
         print_json({"count": len(rows), "examples": [_row(e) for e in rows]})
         return
-    table = Table("id", "track", "status", "split", "question", "answer", "flag")
+    table = Table("id", "track", "status", "kind", "split", "question", "answer", "flag")
     for e in rows:
-        table.add_row(str(e.id), e.track, e.status, e.split, e.question[:60], e.corrected_answer[:60], e.flag or "")
+        shown_kind = e.kind + (f" → #{e.superseded_by}" if e.superseded_by else "")
+        table.add_row(str(e.id), e.track, e.status, shown_kind, e.split, e.question[:60], e.corrected_answer[:60],
+                      e.flag or e.index_error or "")
     console.print(table)
 
 
@@ -45,6 +62,8 @@ def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="JSON o
                fmt: str = typer.Option(..., "--format", help="alpaca, sharegpt or openai."),
                approved: bool = typer.Option(False, "--approved", help="Admins: import as approved (skip review)."),
                track: str = typer.Option("default", "--track"),
+               kind: str = typer.Option("behaviour", "--kind",
+                                        help="fact (answered from the knowledge base), behaviour (trained) or both."),
                actor: str = typer.Option("cli", "--actor", help="Who imports, for the audit log."),
                as_json: bool = JSON):
     """Validate the whole file, then import every pair (pending review unless --approved), or nothing."""
@@ -52,6 +71,7 @@ def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="JSON o
 
     if fmt not in FORMATS:
         bad_input(f"--format {fmt!r}: choose one of {', '.join(FORMATS)}")
+    _kind(kind)
     try:
         result = parse_file(file, fmt)
     except FormatError as exc:
@@ -70,9 +90,15 @@ def import_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="JSON o
     from plugins.pii import scrub
 
     stored, duplicates = import_pairs(rt.engine, result.pairs, track=track, approved=approved, actor=actor,
-                                      scrub=lambda text: scrub(rt.plugins, text), source=file.name)
-    report.update(ok=True, imported=len(stored), duplicates=duplicates, track=track,
-                  status="approved" if approved else "pending", ids=[e.id for e in stored])
+                                      scrub=lambda text: scrub(rt.plugins, text), source=file.name, kind=kind)
+    indexed = None
+    if approved and kind != "behaviour" and stored:  # approved facts answer at once
+        from bot.corrections import route
+
+        indexed = sum(bool(route(rt.plugins, rt.engine, e, "approved", actor).indexed) for e in stored)
+    report.update(ok=True, imported=len(stored), duplicates=duplicates, track=track, kind=kind,
+                  status="approved" if approved else "pending", ids=[e.id for e in stored],
+                  knowledge_indexed=indexed)
     if as_json:
         print_json(report)
     else:
@@ -104,26 +130,48 @@ def export_cmd(ctx: typer.Context, file: Path = typer.Argument(..., help="Output
         console.print(f"Wrote {count} pair(s) of track {track} to {file}.")
 
 
-def _review(ctx, example_id: int, status: str, reviewer: str, as_json: bool):
-    from storage.examples import get_example, review_example
+def _routed(decision) -> dict:
+    example = decision.example
+    return {**_row(example), "replaced": [e.id for e in decision.replaced], "documents_flagged": decision.flagged,
+            "knowledge_indexed": decision.indexed}
 
-    engine = runtime(ctx).engine
-    if get_example(engine, example_id) is None:
+
+def _say(decision, headline: str) -> None:
+    example = decision.example
+    console.print(headline)
+    if decision.indexed is True:
+        console.print("In the knowledge base: it answers the next question on this at once.")
+    elif decision.indexed is False:
+        err_console.print(f"[yellow]warning:[/yellow] approved, but not in the knowledge base yet "
+                          f"({example.index_error or 'see the log'}); it is retried before the next answer.")
+    for old in decision.replaced:
+        console.print(f"It replaces the earlier team answer #{old.id}: {old.corrected_answer[:100]!r}.")
+    if decision.flagged:
+        console.print(f"{decision.flagged} document(s) the wrong answer cited are listed for their owners.")
+
+
+def _review(ctx, example_id: int, status: str, reviewer: str, as_json: bool, kind: str | None = None):
+    from bot.corrections import decide
+
+    rt = runtime(ctx)
+    decision = decide(rt.engine, rt.plugins, example_id, status, reviewer, kind=_kind(kind))
+    if decision.outcome == "gone":
         bad_input(f"no example #{example_id}")
-    row = review_example(engine, example_id, status, reviewer)
-    if row is None:
-        fail(f"example #{example_id} is not pending (already {get_example(engine, example_id).status})")
+    if not decision.done:
+        fail(f"example #{example_id} is not pending (already {decision.example.status})")
     if as_json:
-        print_json(_row(row))
+        print_json(_routed(decision))
     else:
-        console.print(f"Example #{example_id} {status} by {reviewer}.")
+        _say(decision, f"Example #{example_id} ({decision.example.kind}) {status} by {reviewer}.")
 
 
 @examples_app.command("approve")
 def approve_cmd(ctx: typer.Context, example_id: int = typer.Argument(...),
-                reviewer: str = typer.Option("cli", "--reviewer"), as_json: bool = JSON):
-    """Approve a pending pair."""
-    _review(ctx, example_id, "approved", reviewer, as_json)
+                reviewer: str = typer.Option("cli", "--reviewer"),
+                kind: str | None = typer.Option(None, "--kind", help="Set the kind on the way: fact, behaviour or both."),
+                as_json: bool = JSON):
+    """Approve a pending pair: a fact goes to the knowledge base at once, a behaviour pair to training."""
+    _review(ctx, example_id, "approved", reviewer, as_json, kind)
 
 
 @examples_app.command("reject")
@@ -131,6 +179,25 @@ def reject_cmd(ctx: typer.Context, example_id: int = typer.Argument(...),
                reviewer: str = typer.Option("cli", "--reviewer"), as_json: bool = JSON):
     """Reject a pending pair."""
     _review(ctx, example_id, "rejected", reviewer, as_json)
+
+
+@examples_app.command("kind")
+def kind_cmd(ctx: typer.Context, example_id: int = typer.Argument(...),
+             kind: str = typer.Argument(..., help="fact, behaviour or both."),
+             actor: str = typer.Option("cli", "--actor"), as_json: bool = JSON):
+    """Change what a pending or approved pair fixed; an approved one moves at once."""
+    from bot.corrections import change_kind
+
+    rt = runtime(ctx)
+    decision = change_kind(rt.engine, rt.plugins, example_id, _kind(kind, "KIND"), actor)
+    if decision.outcome == "gone":
+        bad_input(f"no example #{example_id}")
+    if not decision.done:
+        fail(f"example #{example_id} is {decision.example.status}: only a pending or approved pair has a kind to change")
+    if as_json:
+        print_json(_routed(decision))
+    else:
+        _say(decision, f"Example #{example_id} is now {kind}.")
 
 
 def register(app: typer.Typer) -> None:

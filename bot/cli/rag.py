@@ -27,13 +27,29 @@ def open_index(settings):
     )
 
 
+def clear_suspects(settings, engine, report) -> int:
+    """Documents that a re-ingest changed (or pruned) are no longer suspect: their owners fixed them.
+    Suspects are recorded as answers cited them (relative to their document root), so both forms match."""
+    from plugins.builtin.rag import shown_source
+    from storage.knowledge import clear_documents
+
+    changed = [*report.updated, *report.removed]
+    if engine is None or not changed:
+        return 0
+    roots = [Path(r).expanduser().resolve() for r in settings.document_roots or []]
+    names = {form for path in changed for form in (str(path), shown_source(str(path), roots))}
+    return clear_documents(engine, report.collection, sorted(names), actor="ingest")
+
+
 def ingest_paths(settings, paths: list[str], collection: str = "default", prune: bool = False,
-                 progress=None) -> dict:
-    """Index files and folders with the settings' index; the report as a dict (used by /apprenti ingest)."""
+                 progress=None, engine=None) -> dict:
+    """Index files and folders with the settings' index; the report as a dict (used by /apprenti ingest).
+    With `engine`, changed documents stop being listed as suspect."""
     settings.ensure_home()
     report = open_index(settings).ingest(paths, collection=collection, prune=prune, progress=progress)
     data = report.to_dict()
     data["documents"] = len(report.added) + len(report.updated)
+    data["suspects_cleared"] = clear_suspects(settings, engine, report)
     return data
 
 
@@ -55,7 +71,8 @@ def ingest(
     from rag.loaders import MissingPathError
     from rag.progress import ingest_progress_bar
 
-    settings = runtime(ctx).settings
+    rt = runtime(ctx)
+    settings = rt.settings
     if not paths and not list_sources:
         bad_input("name at least one file or folder to ingest (or use --list)")
     try:
@@ -73,6 +90,7 @@ def ingest(
             with ingest_progress_bar(console=err_console, disable=as_json) as progress:
                 report = index.ingest(paths, collection=collection, prune=prune, progress=progress)
             result = report.to_dict()
+            result["suspects_cleared"] = clear_suspects(settings, rt.engine, report)
         if list_sources:
             result["sources"] = _listing(index, None if paths is None else collection)
     except MissingPathError as exc:

@@ -14,13 +14,17 @@ from slack_sdk.models.blocks import (
     HeaderBlock,
     InputBlock,
     MarkdownTextObject,
+    Option,
     PlainTextInputElement,
     PlainTextObject,
+    RadioButtonsElement,
     SectionBlock,
+    StaticSelectElement,
 )
 from slack_sdk.models.views import View
 
 from bot import messages as text
+from bot.routing import suggest_kind
 from bot.slack.markdown import to_mrkdwn
 
 SECTION_LIMIT = 2900  # Slack allows 3000 characters per section; keep room for escaping
@@ -33,11 +37,13 @@ REVIEW_PAGE = (MESSAGE_BLOCKS - 2) // 5
 VOTE_UP, VOTE_DOWN, CORRECT, SHARE = "answer_vote_up", "answer_vote_down", "answer_correct", "answer_share"
 FEEDBACK = "answer_feedback"  # Slack's feedback_buttons element; values "up:ID" / "down:ID"
 APPROVE, EDIT_APPROVE, REJECT = "review_approve", "review_edit", "review_reject"
+REVIEW_KIND = "review_kind"  # the kind select of a review message; option values "ID:kind"
 RETRAIN, ROLLBACK, ACTIVATE, DISCARD = "admin_retrain", "admin_rollback", "admin_activate", "admin_discard"
 STATUS = "admin_status"
 CORRECTION_VIEW, EDIT_VIEW = "correction_modal", "review_edit_modal"
 CORRECT_SHORTCUT = "correct_message"
-ANSWER_BLOCK, NOTE_BLOCK, INPUT_ACTION = "answer", "note", "value"
+ANSWER_BLOCK, NOTE_BLOCK, KIND_BLOCK, INPUT_ACTION = "answer", "note", "kind", "value"
+KINDS = ("fact", "behaviour", "both")
 
 
 def escape(value: str | None) -> str:
@@ -99,6 +105,10 @@ def correction_modal(question: str, answer: str, metadata: dict[str, Any], intro
         SectionBlock(text=MarkdownTextObject(text=text.SLACK_CORRECT_QUESTION.format(
             question=clip(escape(question), SECTION_LIMIT - 20)))),
         _answer_input(text.SLACK_CORRECT_ANSWER_LABEL, answer, text.SLACK_CORRECT_ANSWER_HINT),
+        InputBlock(block_id=KIND_BLOCK, optional=True, label=PlainTextObject(text=text.SLACK_CORRECT_KIND_LABEL),
+                   hint=PlainTextObject(text=text.SLACK_CORRECT_KIND_HINT),
+                   element=RadioButtonsElement(action_id=INPUT_ACTION, options=[
+                       Option(value=kind, label=text.KIND_LABELS[kind]) for kind in KINDS])),
         InputBlock(block_id=NOTE_BLOCK, optional=True, label=PlainTextObject(text=text.SLACK_CORRECT_NOTE_LABEL),
                    element=PlainTextInputElement(action_id=INPUT_ACTION, multiline=True, max_length=1000)),
     ]
@@ -119,20 +129,41 @@ def edit_modal(example, metadata: dict[str, Any]) -> dict:
 
 
 def modal_value(view: dict, block_id: str) -> str:
+    """A text input's value, or a radio group's selected option ("" when none)."""
     value = (((view.get("state") or {}).get("values") or {}).get(block_id) or {}).get(INPUT_ACTION) or {}
+    if "selected_option" in value:
+        return ((value.get("selected_option") or {}).get("value") or "").strip()
     return (value.get("value") or "").strip()
 
 
 # --- review --------------------------------------------------------------------------------------
-def review_buttons(example_id: int) -> ActionsBlock:
-    value = str(example_id)
+def kind_select(example) -> StaticSelectElement:
+    """One click changes what the correction fixed (fact, tone/format, both)."""
+    options = [Option(value=f"{example.id}:{kind}", label=text.KIND_SHORT[kind]) for kind in KINDS]
+    current = next((o for o in options if o.value.endswith(f":{example.kind}")), None)
+    return StaticSelectElement(action_id=REVIEW_KIND, placeholder=PlainTextObject(
+        text=text.SLACK_REVIEW_KIND_PLACEHOLDER), options=options, initial_option=current)
+
+
+def review_buttons(example) -> ActionsBlock:
+    value = str(example.id)
     return ActionsBlock(block_id=f"apprenti-review:{value}", elements=[
         ButtonElement(text=PlainTextObject(text=text.SLACK_BUTTON_APPROVE), action_id=APPROVE, value=value,
                       style="primary"),
         ButtonElement(text=PlainTextObject(text=text.SLACK_BUTTON_EDIT_APPROVE), action_id=EDIT_APPROVE, value=value),
         ButtonElement(text=PlainTextObject(text=text.SLACK_BUTTON_REJECT), action_id=REJECT, value=value,
                       style="danger"),
+        kind_select(example),
     ])
+
+
+def kind_line(example) -> str:
+    source = text.KIND_SOURCES.get(example.kind_source or "", example.kind_source or "default")
+    reason = ""
+    if example.kind_source == "suggested":  # say why, so the reviewer can judge the suggestion
+        reason = f": {suggest_kind(example.original_answer, example.corrected_answer).reason}"
+    return text.SLACK_REVIEW_KIND.format(kind=text.KIND_SHORT.get(example.kind, example.kind), source=source,
+                                         reason=reason)
 
 
 def review_blocks(example, *, outcome: str | None = None, compact: bool = False) -> list:
@@ -143,7 +174,7 @@ def review_blocks(example, *, outcome: str | None = None, compact: bool = False)
         blocks.append(HeaderBlock(text=PlainTextObject(text=text.SLACK_REVIEW_HEADER.format(id=example.id))))
     blocks.append(ContextBlock(elements=[MarkdownTextObject(text=(f"#{example.id} · " if compact else "") +
                                                             text.SLACK_REVIEW_FIELDS.format(
-        track=escape(example.track), author=example.author_id or "unknown"))]))
+        track=escape(example.track), author=example.author_id or "unknown") + " · " + kind_line(example))]))
     blocks.append(SectionBlock(text=MarkdownTextObject(text=text.SLACK_REVIEW_QUESTION.format(
         text=clip(escape(example.question), limit)))))
     if example.original_answer and not compact:
@@ -155,17 +186,40 @@ def review_blocks(example, *, outcome: str | None = None, compact: bool = False)
         blocks.append(SectionBlock(text=MarkdownTextObject(text=text.SLACK_REVIEW_NOTE.format(
             text=clip(escape(example.note), 1000)))))
     if outcome:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=outcome)))
+        blocks.append(SectionBlock(text=MarkdownTextObject(text=clip(outcome, SECTION_LIMIT))))
+        if example.status == "approved":  # an approved pair can still move between knowledge and training
+            blocks.append(ActionsBlock(block_id=f"apprenti-review:{example.id}", elements=[kind_select(example)]))
     else:
-        blocks.append(review_buttons(example.id))
+        blocks.append(review_buttons(example))
     return blocks
 
 
-def outcome_line(example, edited: bool = False) -> str:
+def routing_lines(example, replaced: list | None = None, flagged: int = 0) -> list[str]:
+    """Where an approved example went: the knowledge base (or why not yet), training, or both."""
+    if example.status != "approved":
+        return []
+    lines = []
+    if example.kind in ("fact", "both") and example.superseded_by is None:
+        if example.indexed_at is not None and not example.index_error:
+            lines.append(text.SLACK_REVIEW_FACT_INDEXED)
+        else:
+            lines.append(text.SLACK_REVIEW_FACT_FAILED.format(error=clip(escape(example.index_error or "pending"), 200)))
+        lines += [text.SLACK_REVIEW_REPLACED.format(id=old.id, answer=clip(escape(old.corrected_answer), 200))
+                  for old in replaced or []]
+        if flagged:
+            lines.append(text.SLACK_REVIEW_FLAGGED.format(count=flagged))
+    if example.kind in ("behaviour", "both"):
+        lines.append(text.SLACK_REVIEW_TRAINING)
+    return lines
+
+
+def outcome_line(example, edited: bool = False, replaced: list | None = None, flagged: int = 0) -> str:
     if edited:
-        return text.SLACK_REVIEW_OUTCOME_EDITED.format(reviewer=example.reviewer_id)
-    template = text.SLACK_REVIEW_OUTCOME.get(example.status)
-    return template.format(reviewer=example.reviewer_id) if template else example.status
+        first = text.SLACK_REVIEW_OUTCOME_EDITED.format(reviewer=example.reviewer_id)
+    else:
+        template = text.SLACK_REVIEW_OUTCOME.get(example.status)
+        first = template.format(reviewer=example.reviewer_id) if template else example.status
+    return "\n".join([first, *routing_lines(example, replaced, flagged)])
 
 
 def review_message(example, *, outcome: str | None = None) -> dict:

@@ -13,6 +13,7 @@ from slack_sdk.errors import SlackApiError
 from bot import messages as text
 from bot.assistant import context_text
 from bot.metrics import observe_vote
+from bot.routing import suggest_kind
 from bot.slack import blocks as ui
 from bot.slack.answers import AnswerView, answer_messages
 from bot.slack.middleware import tell_privately
@@ -179,12 +180,15 @@ def register(app, services: Services) -> None:
             return ack(response_action="errors", errors={ui.ANSWER_BLOCK: text.SLACK_CORRECT_EMPTY})
         if " ".join(corrected.split()) == " ".join((row.answer or "").split()):
             return ack(response_action="errors", errors={ui.ANSWER_BLOCK: text.SLACK_CORRECT_UNCHANGED})
+        chosen = ui.modal_value(view, ui.KIND_BLOCK)
+        kind, kind_source = (chosen, "author") if chosen in ui.KINDS else (
+            suggest_kind(row.answer, corrected).kind, "suggested")
         try:
             example = add_example(
                 services.engine, services.scrub(row.question), services.scrub(corrected),
                 original_answer=row.answer, note=services.scrub(note) or None, track=row.track,
                 origin=ExampleOrigin.correction.value, status=ExampleStatus.pending.value, author_id=user,
-                interaction_id=row.id,
+                interaction_id=row.id, kind=kind, kind_source=kind_source,
                 context=context_text(row.sources or []),
             )
         except DuplicateExample as dup:

@@ -27,7 +27,7 @@ COMMAND = "/apprenti"
 # catch-all listener, which ignores them with a log line.
 ACTION_CAPABILITIES = {
     ui.VOTE_UP: "vote", ui.VOTE_DOWN: "vote", ui.FEEDBACK: "vote", ui.CORRECT: "correct", ui.SHARE: "share",
-    ui.APPROVE: "review", ui.EDIT_APPROVE: "review", ui.REJECT: "review",
+    ui.APPROVE: "review", ui.EDIT_APPROVE: "review", ui.REJECT: "review", ui.REVIEW_KIND: "review",
     ui.RETRAIN: "retrain", ui.ROLLBACK: "rollback", ui.ACTIVATE: "activate", ui.DISCARD: "discard",
     ui.STATUS: "status",
 }

@@ -41,6 +41,16 @@ def make_client(token: str | None, base_url: str | None = None) -> WebClient:
     return client
 
 
+def _card_dataset(adapter) -> dict[str, Any]:
+    """The dataset summary an adapter's card records ({} when the card is missing or unreadable)."""
+    import json
+
+    try:
+        return json.loads((Path(adapter.path) / "card.json").read_text(encoding="utf-8")).get("dataset") or {}
+    except (OSError, ValueError, AttributeError, TypeError):
+        return {}
+
+
 class Notifier:
     def __init__(self, client: WebClient, admin_channel: str | None = None, engine=None):
         self.client = client
@@ -75,6 +85,9 @@ class Notifier:
         blocks: list = [ui.section(line)]
         if adapter is not None:
             blocks.append(ui.section(f"*{adapter.name}*{metrics_text(adapter.metrics)}"))
+            facts = _card_dataset(adapter).get("facts_to_knowledge")
+            if facts:
+                blocks.append(ui.section(text.SLACK_RUN_FACTS.format(count=facts)))
         if summary:
             blocks.append(ui.section(summary))
         blocks.append(self.admin_buttons(run.track, adapter if candidate else None))

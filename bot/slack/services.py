@@ -114,11 +114,8 @@ class Services:
     def scrub(self, value: str | None) -> str | None:
         return scrub(self.plugins, value)
 
-    def example_changed(self, example, action: str) -> None:
-        """Tell the plugins a training pair changed; a failing plugin is logged, never fatal to the click."""
-        data = {"id": example.id, "question": example.question, "answer": example.corrected_answer,
-                "track": example.track, "status": example.status}
-        try:
-            self.plugins.hook.example_changed(example=data, action=action)
-        except Exception:  # noqa: BLE001 - a plugin's bug must not undo a reviewer's decision
-            log.exception("a plugin failed in example_changed(%s)", action)
+    def example_changed(self, example, action: str) -> bool | None:
+        """Tell the plugins a pair changed (bot.corrections.tell_plugins); never fatal to the click."""
+        from bot.corrections import tell_plugins
+
+        return tell_plugins(self.plugins, example, action)

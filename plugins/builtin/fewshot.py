@@ -1,7 +1,8 @@
 """Built-in few-shot: the approved pairs closest to a question are shown to the model as examples.
 
-This is the first way corrections pay off, before any training: a pair approved by a reviewer is
-used in the very next answer of its track. Approved pairs live in the database (the source of
+This is the first way behaviour corrections pay off, before any training: a behaviour or both pair
+approved by a reviewer is used in the very next answer of its track (facts are answered from the
+team's knowledge entries instead, see plugins/builtin/knowledge.py). Approved pairs live in the database (the source of
 truth) and, embedded by their question, in a Chroma collection of their own. The collection is
 updated by the example_changed hook (approve, edit, reject, erase) and reconciled with the
 database when first used and every `RESYNC_SECONDS`, so changes made by another process (the
@@ -55,12 +56,13 @@ class ApprovedPairs:
     def sync(self, force: bool = False) -> None:
         """Make the collection hold exactly the approved pairs of the database."""
         from storage.examples import list_examples
-        from storage.models import ExampleStatus
+        from storage.models import TRAINING_KINDS, ExampleStatus
 
         with self._lock:
             if not force and time.monotonic() - self._synced_at < RESYNC_SECONDS:
                 return
-            approved = {_doc_id(e.id): e for e in list_examples(self.engine, status=ExampleStatus.approved.value)}
+            approved = {_doc_id(e.id): e for e in list_examples(self.engine, status=ExampleStatus.approved.value)
+                        if e.kind in TRAINING_KINDS}
             held = self.collection.get(include=["metadatas", "documents"])
             current = {doc_id: (doc, meta) for doc_id, doc, meta in
                        zip(held["ids"], held["documents"] or [], held["metadatas"] or [], strict=False)}
@@ -149,7 +151,8 @@ class FewShot:
             pairs = self.get()
             if pairs is None:
                 return
-            if example.get("status") == "approved" and action not in ("erased", "deleted"):
+            shown = example.get("kind", "behaviour") in ("behaviour", "both")
+            if example.get("status") == "approved" and shown and action not in ("erased", "deleted"):
                 pairs.put(example)
             else:
                 pairs.remove(example["id"])

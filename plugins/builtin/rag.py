@@ -4,7 +4,10 @@ The index is opened on first use from the start-up settings: the embedded Chroma
 (``chroma_path``) or a Chroma server (``chroma_url``; the BM25 side then lives in ``home/rag``).
 Each plugin manager registers its own `Retrieval` (see `plugin()`), so two in one process never
 share a retriever.
-A channel profile's ``collections`` limit the search; none means every collection.
+A channel profile's ``collections`` limit the search; none means every collection of documents.
+The same index holds the team's knowledge entries (approved fact corrections, see
+plugins/builtin/knowledge.py) in a reserved collection, which the `team_answers` hook searches
+and a document search leaves out.
 
 Each passage's ``score`` keeps the hybrid order and is scaled so that the best passage scores
 its cosine similarity to the question: an absolute figure, which is what the ``auto`` mode's
@@ -18,6 +21,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from plugins.builtin.knowledge import TEAM_COLLECTION, TeamKnowledge
 from plugins.hookspecs import hookimpl
 
 log = logging.getLogger("apprenti.rag")
@@ -77,11 +81,13 @@ def passages(results, roots: list[Path] = ()) -> list[dict[str, Any]]:
 
 
 class Retrieval:
-    """The `rag` plugin of one plugin manager: its settings and its retriever."""
+    """The `rag` plugin of one plugin manager: its settings, its retriever and the team's entries."""
 
     def __init__(self) -> None:
         self.config: dict[str, Any] | None = None
+        self.database = None  # returns the process's engine (the startup hook's `database`)
         self.retriever = None
+        self.team: TeamKnowledge | None = None
         self._lock = threading.Lock()
 
     def get(self):
@@ -91,13 +97,21 @@ class Retrieval:
                 self.retriever = open_retriever(self.config)
             return self.retriever
 
+    def knowledge(self) -> TeamKnowledge | None:
+        """The team's knowledge entries in this index (None before startup)."""
+        retriever = self.get()
+        with self._lock:
+            if self.team is None and retriever is not None and self.database is not None:
+                self.team = TeamKnowledge(self.database(), retriever)
+            return self.team
+
     @hookimpl
-    def startup(self, config):
+    def startup(self, config, database):
         # Nothing is opened here: every command loads the plugins, and most never search, so a Chroma
         # server that is down or hangs must not stop them. The first search opens it (serve does one
         # at start-up, which logs a server that is down).
         with self._lock:
-            self.config, self.retriever = config, None
+            self.config, self.database, self.retriever, self.team = config, database, None, None
 
     @hookimpl
     def retrieve(self, question, profile, k):
@@ -106,8 +120,31 @@ class Retrieval:
         if retriever is None:
             return []
         collections = list(getattr(profile, "collections", None) or []) or None
+        if collections is None:  # every collection of documents: not the team's entries
+            collections = [c for c in retriever.index.collections() if c != TEAM_COLLECTION]
+            if not collections:
+                return []
         roots = [Path(r).expanduser().resolve() for r in (self.config or {}).get("document_roots") or []]
         return passages(retriever.search(question, k=k, collections=collections), roots)
+
+    @hookimpl
+    def team_answers(self, question, profile, k):
+        if profile is not None and not getattr(profile, "team_answers", True):
+            return []
+        team = self.knowledge()
+        return team.search(question, k) if team is not None else []
+
+    @hookimpl
+    def example_changed(self, example, action):
+        if action in ("created", "rejected") and self.team is None:
+            return None  # a pending or rejected pair was never an entry: no need to open the index
+        team = self.knowledge()
+        if team is None:
+            return None
+        example_id = int(example["id"])
+        # The database's row decides whether it is an entry (kind, status, replaced), not the dict.
+        done = team.remove(example_id) if action in ("erased", "deleted") else team.put(example_id)
+        return {"example": example_id, "knowledge_indexed": done}
 
 
 def plugin() -> Retrieval:

@@ -134,7 +134,11 @@ def test_review_queue_lists_pending_with_buttons(slack):
     rendered = json.dumps(reply["blocks"])
     assert "first?" in rendered and "second?" not in rendered
     buttons = [b for b in reply["blocks"] if b["type"] == "actions"]
-    assert [e["value"] for e in buttons[0]["elements"]] == [str(a.id)] * 3
+    elements = buttons[0]["elements"]
+    assert [e["value"] for e in elements if e["type"] == "button"] == [str(a.id)] * 3
+    kind = [e for e in elements if e["type"] == "static_select"]
+    assert [o["value"] for o in kind[0]["options"]] == [f"{a.id}:fact", f"{a.id}:behaviour", f"{a.id}:both"]
+    assert kind[0]["initial_option"]["value"] == f"{a.id}:behaviour"
 
 
 def test_review_queue_is_paginated_under_slacks_block_limit(slack):

@@ -71,7 +71,8 @@ def test_ask_correct_review_approve(loop):
     assert "jane.doe@example.com" not in example.corrected_answer  # scrubbed before storage
     assert example.review_channel == REVIEW_CHANNEL and example.review_ts == review_post["_response"]["ts"]
     assert thanks["user"] == MEMBER and f"#{example.id}" in thanks["text"]
-    assert [e["action_id"] for e in review_post["blocks"][-1]["elements"]] == [ui.APPROVE, ui.EDIT_APPROVE, ui.REJECT]
+    assert [e["action_id"] for e in review_post["blocks"][-1]["elements"]] == [ui.APPROVE, ui.EDIT_APPROVE, ui.REJECT,
+                                                                          ui.REVIEW_KIND]
 
     # a member may not approve; a reviewer (through a user group) may, and two clicks approve once
     h.action(ui.APPROVE, str(example.id), user=MEMBER, channel=REVIEW_CHANNEL)
@@ -85,7 +86,9 @@ def test_ask_correct_review_approve(loop):
     review_updates = [u for u in updates if u["channel"] == REVIEW_CHANNEL]
     assert review_updates and review_updates[0]["ts"] == example.review_ts
     assert f"Approved by <@{GROUP_REVIEWER}>" in json.dumps(review_updates[0]["blocks"])
-    assert not [b for b in review_updates[0]["blocks"] if b["type"] == "actions"]
+    # the decision buttons are gone; the kind can still be changed
+    actions = [e["action_id"] for b in review_updates[0]["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    assert actions == [ui.REVIEW_KIND]
     told = [c["text"] for c in h.fake.calls("response_url")]
     assert any("already approved" in t for t in told)
     assert [a for a, *_ in h.recorder.changes] == ["created", "approved"]

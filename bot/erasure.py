@@ -1,32 +1,128 @@
-"""Erasure: a person's interactions and examples are deleted; adapters trained on their data are
-marked tainted and their tracks retrained without it."""
+"""Erasure: everything stored about a person goes, everywhere, and the result says where.
+
+`forget_user` is the database part, in one transaction: the person's interactions, examples, votes
+and queued Slack events are deleted, adapters trained on their examples are marked tainted (and the
+one in service withdrawn), and their id is replaced by a stable pseudonym in the audit log.
+`erase_person` is the whole erasure that `apprenti forget` and `/apprenti forget` run: the database
+part, then the weights of tainted versions, the review-channel posts (deleted, or redacted where
+Slack refuses), the few-shot and knowledge stores (Chroma and BM25, compacted so that no deleted
+text survives in their logs), a WAL checkpoint, the recorded export files, and a retrain without
+the person's data, gated against a clean baseline.
+"""
 
 from __future__ import annotations
 
+import hashlib
+import hmac
+import json
 import logging
+import os
+import secrets
+import shutil
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete
+from sqlalchemy import String, cast, delete, inspect, text
 from sqlmodel import select
 
-from storage.audit import record
-from storage.db import session_scope
+from storage.audit import audit, exports_holding, pseudonymise, record
+from storage.db import checkpoint, session_scope
 from storage.interactions import summarise_votes
 from storage.models import Adapter, AdapterStatus, Example, Interaction, Vote
 
 log = logging.getLogger("apprenti.erasure")
 
+REDACTED = "_This message was removed: the person it was about asked for their data to be erased._"
+# How the knowledge plugin names an entry's source (plugins/builtin/knowledge.py): answers of other
+# people that cited an erased entry lose that source.
+TEAM_ANSWER_PREFIX = "team-answer:"
+KEY_FILE = ".pseudonym-key"
 
-def forget_user(engine, user_id: str, actor: str, *, pm=None) -> dict[str, Any]:
-    """Delete everything stored about `user_id`, in one transaction, and say what was done.
 
-    Examples are erased when the person wrote them or asked the question they correct. Adapters that
-    contain any erased example are marked `tainted`; the tracks concerned are returned so the caller
-    can schedule a retrain without the data.
-    """
+def normalise_user(user_id: str) -> str:
+    """`U123`, `@U123` or a Slack mention `<@U123|name>` -> `U123`."""
     user_id = user_id.strip().lstrip("@")
     if user_id.startswith("<@") or user_id.endswith(">"):
         user_id = user_id.strip("<@>").split("|")[0]
+    return user_id
+
+
+def pseudonym_for(user_id: str, key: bytes = b"") -> str:
+    """The stable pseudonym that replaces `user_id` in the audit log: the same person always gets the
+    same one, and without the key nobody can tell whose it is."""
+    return "erased-" + hmac.new(key, user_id.encode(), hashlib.sha256).hexdigest()[:16]
+
+
+def pseudonym_key(home: Path) -> bytes:
+    """The secret behind pseudonyms, made once in the data folder (mode 0600) and shared by replicas."""
+    path = Path(home) / KEY_FILE
+    try:
+        return bytes.fromhex(path.read_text().strip())
+    except (OSError, ValueError):
+        pass
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # another process made it first
+        return bytes.fromhex(path.read_text().strip())
+    with os.fdopen(fd, "w") as out:
+        out.write(secrets.token_hex(32))
+    return bytes.fromhex(path.read_text().strip())
+
+
+def _delete_queued_events(session, user_id: str) -> int:
+    """Slack events the person sent, still in the durable queue (their text is the question)."""
+    if "slack_event" not in inspect(session.connection()).get_table_names():
+        return 0
+    rows = session.execute(text("SELECT event_id, body FROM slack_event WHERE body LIKE :id"),
+                           {"id": f"%{user_id}%"}).all()
+    mine = []
+    for event_id, body in rows:
+        try:
+            envelope = json.loads(body)
+        except ValueError:
+            mine.append(event_id)  # unreadable and naming the person: it goes
+            continue
+        event = envelope.get("event") or {}
+        if user_id in (event.get("user"), (event.get("message") or {}).get("user"), envelope.get("user_id")):
+            mine.append(event_id)
+    for event_id in mine:
+        session.execute(text("DELETE FROM slack_event WHERE event_id = :id"), {"id": event_id})
+    return len(mine)
+
+
+def _drop_cited_entries(session, example_ids: set[int]) -> int:
+    """Other people's answers keep no snippet of an erased knowledge entry among their sources."""
+    changed = 0
+    for example_id in sorted(example_ids):
+        source = f"{TEAM_ANSWER_PREFIX}{example_id}"
+        for row in session.exec(select(Interaction).where(cast(Interaction.sources, String).contains(source))):
+            kept = [s for s in row.sources or [] if s.get("source") != source]
+            if kept != row.sources:
+                row.sources = kept
+                session.add(row)
+                changed += 1
+    return changed
+
+
+def forget_user(engine, user_id: str, actor: str, *, pm=None, adapters_dir: str | Path = ".",
+                pseudonym: str | None = None) -> dict[str, Any]:
+    """Delete everything the database holds about `user_id`, in one transaction, and say what was done.
+
+    Examples are erased when the person wrote them or asked the question they correct. Adapters that
+    contain any erased example are marked `tainted`; one in service leaves service at once (the
+    previous clean version or the base model serves) and its track is returned in `retrain_tracks`.
+    The result's `review_posts` are the review-channel messages about the erased corrections and
+    `exports` the files recorded with the person's data; the audit log names the person only by
+    `pseudonym` from then on.
+    """
+    from finetune.registry import Registry, RegistryError
+
+    user_id = normalise_user(user_id)
+    pseudonym = pseudonym or pseudonym_for(user_id)
+    exports = [{"at": e.at.isoformat(), "by": e.actor, "file": (e.details or {}).get("file"), "where": e.target,
+                "count": (e.details or {}).get("count"), "sha256": (e.details or {}).get("sha256")}
+               for e in exports_holding(engine, user_id)]
     with session_scope(engine) as session:
         interaction_ids = list(session.exec(select(Interaction.id).where(Interaction.user_id == user_id)))
         examples = list(session.exec(select(Example).where(
@@ -42,6 +138,7 @@ def forget_user(engine, user_id: str, actor: str, *, pm=None) -> dict[str, Any]:
                     tracks.add(adapter.track)
         erased = [{"id": e.id, "question": e.question, "answer": e.corrected_answer, "track": e.track,
                    "status": e.status} for e in examples]
+        posts = sorted({(e.review_channel, e.review_ts) for e in examples if e.review_channel and e.review_ts})
         if erased_ids:
             session.execute(delete(Example).where(Example.id.in_(erased_ids)))
         # Votes are personal data too: their rows go, and the answers they rated are summarised again.
@@ -51,20 +148,21 @@ def forget_user(engine, user_id: str, actor: str, *, pm=None) -> dict[str, Any]:
             summarise_votes(session, row)
         if interaction_ids:
             session.execute(delete(Interaction).where(Interaction.id.in_(interaction_ids)))
-        result = {"user": user_id, "interactions": len(interaction_ids), "examples": len(erased_ids),
-                  "tainted_adapters": sorted(tainted), "retrain_tracks": sorted(tracks)}
-        # The audit names the person by id only: it records that an erasure happened, not the data.
-        record(session, actor, "user.forget", f"user:{user_id}", **{k: v for k, v in result.items() if k != "user"})
-    # An adapter in service that holds the person's data leaves service now: the previous clean version
-    # (or the base model) serves until the retrain without their data passes its gate.
-    from finetune.registry import Registry, RegistryError
-
-    registry = Registry(engine, ".")
+        events = _delete_queued_events(session, user_id)
+        cited = _drop_cited_entries(session, erased_ids)
+        result = {"user": user_id, "pseudonym": pseudonym, "interactions": len(interaction_ids),
+                  "examples": len(erased_ids), "tainted_adapters": sorted(tainted), "retrain_tracks": sorted(tracks)}
+        counts = {k: v for k, v in result.items() if k not in ("user", "pseudonym")}
+        record(session, actor, "user.forget", f"user:{pseudonym}", **counts, queued_events=events,
+               citations_removed=cited, exports=len(exports))
+        # From here on the log says what happened to `pseudonym`, never to whom.
+        result["audit_rows_pseudonymised"] = pseudonymise(session, user_id, pseudonym)
+    registry = Registry(engine, adapters_dir)
     for track in sorted(tracks):
         active = registry.active(track)
         if active is not None and active.tainted:
             try:
-                change = registry.rollback(track, actor)
+                change = registry.withdraw(track, actor)
                 result.setdefault("taken_out_of_service", []).append(
                     {"adapter": active.name, "now": change.active or "base model"})
             except RegistryError as exc:
@@ -72,5 +170,147 @@ def forget_user(engine, user_id: str, actor: str, *, pm=None) -> dict[str, Any]:
     if pm is not None:
         for example in erased:
             pm.hook.example_changed(example=example, action="erased")
-    log.info("erased %s: %s", user_id, result)
+    result["review_posts"] = [{"channel": c, "ts": ts} for c, ts in posts]
+    result["exports"] = exports
+    result["erased_example_ids"] = sorted(erased_ids)
+    log.info("erased %s (now %s): %s interaction(s), %s example(s)", user_id, pseudonym,
+             result["interactions"], result["examples"])
+    return result
+
+
+# --- the rest of the erasure: Slack, the stores, the files -----------------------------------------
+def retract_posts(client, posts: list[dict]) -> list[dict]:
+    """Delete each review-channel message; where Slack refuses, replace its text and blocks."""
+    from slack_sdk.errors import SlackApiError
+
+    done = []
+    for post in posts:
+        outcome = {**post}
+        try:
+            client.chat_delete(channel=post["channel"], ts=post["ts"])
+            outcome["outcome"] = "deleted"
+        except SlackApiError as exc:
+            error = exc.response.get("error")
+            if error == "message_not_found":
+                outcome["outcome"] = "already gone"
+            else:
+                try:
+                    client.chat_update(channel=post["channel"], ts=post["ts"], text=REDACTED,
+                                       blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": REDACTED}}])
+                    outcome["outcome"] = f"redacted (delete refused: {error})"
+                except SlackApiError as again:
+                    outcome["outcome"] = f"failed ({error}, then {again.response.get('error')}): delete it by hand"
+        done.append(outcome)
+    return done
+
+
+def _sweep_chroma(client, example_ids: list[int]) -> int:
+    """Records of erased examples a plugin did not remove (not loaded in this process): few-shot pairs
+    carry `example_id`, knowledge entries their `source`."""
+    if not example_ids:
+        return 0
+    sources = [f"{TEAM_ANSWER_PREFIX}{i}" for i in example_ids]
+    removed = 0
+    for collection in client.list_collections():
+        for where in ({"example_id": {"$in": example_ids}}, {"source": {"$in": sources}}):
+            found = collection.get(where=where, include=[])["ids"]
+            if found:
+                collection.delete(ids=found)
+                removed += len(found)
+    return removed
+
+
+def compact_stores(settings, example_ids: list[int]) -> dict[str, Any]:
+    """Chroma and BM25 keep no text of deleted records: leftovers removed, logs purged, WALs folded."""
+    from rag.bm25 import LexicalIndex
+    from rag.index import IndexUnavailable, open_client, purge_deleted
+
+    report: dict[str, Any] = {}
+    try:
+        if settings.chroma_url:
+            client = open_client(url=settings.chroma_url)
+        elif Path(settings.chroma_path).is_dir():
+            client = open_client(path=settings.chroma_path)
+        else:
+            client = None
+        report["records_swept"] = _sweep_chroma(client, example_ids) if client is not None else 0
+    except IndexUnavailable as exc:
+        report["chroma_error"] = str(exc)
+    if settings.chroma_url:
+        report["chroma"] = ("a Chroma server: its log is out of reach from here; purge it on the server "
+                            "(see docs/governance.md)")
+        lexical_dir = settings.home / "rag"
+    else:
+        report["chroma"] = purge_deleted(settings.chroma_path)
+        lexical_dir = Path(settings.chroma_path)
+    if example_ids and lexical_dir.is_dir():
+        sources = [f"{TEAM_ANSWER_PREFIX}{i}" for i in example_ids]
+        for path in sorted(lexical_dir.glob("*.lexical.sqlite3")):
+            lexical = LexicalIndex(path)
+            lexical.remove_sources(sources)
+            report.setdefault("bm25", {})[path.name] = lexical.compact()
+    return report
+
+
+def remove_exports(exports: list[dict]) -> list[dict]:
+    """Delete each recorded export file that is still exactly as written; list the others."""
+    listed = []
+    for export in exports:
+        path = Path(export["file"]) if export.get("file") else None
+        item = {**export}
+        if path is None:
+            item["outcome"] = f"sent to {export.get('where')}: delete it there"
+        elif not path.is_file():
+            item["outcome"] = "no longer there"
+        elif export.get("sha256") and hashlib.sha256(path.read_bytes()).hexdigest() == export["sha256"]:
+            path.unlink()
+            item["outcome"] = "deleted (export again to get the pairs without this person)"
+        else:
+            item["outcome"] = "changed since it was written: check it and delete the person's records by hand"
+        listed.append(item)
+    return listed
+
+
+def erase_person(runtime, user_id: str, actor: str, *, retrain: bool = True, slack=None) -> dict[str, Any]:
+    """The whole erasure (what `apprenti forget` and `/apprenti forget` run); returns what was done.
+
+    `slack`: a WebClient for the review posts (default: one from SLACK_BOT_TOKEN, if set)."""
+    from finetune.registry import Registry
+
+    settings = runtime.settings
+    settings.ensure_home()
+    user_id = normalise_user(user_id)
+    pseudonym = pseudonym_for(user_id, pseudonym_key(settings.home))
+    result = forget_user(runtime.engine, user_id, actor, pm=runtime.plugins, adapters_dir=settings.adapters_dir,
+                         pseudonym=pseudonym)
+    registry = Registry(runtime.engine, settings.adapters_dir)
+    result["weights_deleted"] = registry.purge_tainted(actor)
+    # Base-model answers to held-out questions, the person's among them: a cache, rebuilt on demand.
+    shutil.rmtree(Path(settings.adapters_dir) / ".eval-cache", ignore_errors=True)
+
+    if result["review_posts"]:
+        if slack is None and settings.slack_bot_token:
+            from bot.slack.notify import make_client
+
+            slack = make_client(settings.slack_bot_token, settings.slack_api_url)
+        if slack is not None:
+            result["review_posts"] = retract_posts(slack, result["review_posts"])
+        else:
+            result["review_posts"] = [{**p, "outcome": "not reached (no SLACK_BOT_TOKEN): delete it by hand"}
+                                      for p in result["review_posts"]]
+    result["stores"] = compact_stores(settings, result["erased_example_ids"])
+    result["database"] = checkpoint(runtime.engine)
+    result["exports"] = remove_exports(result["exports"])
+
+    result["retrain_runs"] = []
+    if retrain:
+        from bot.scheduler import start_run
+
+        for track in result["retrain_tracks"]:
+            run, state = start_run(runtime, track, "erasure", actor, force=True)
+            result["retrain_runs"].append({"track": track, "run": run.id if run else None, "reasons": state.reasons})
+    audit(runtime.engine, actor, "user.forget.done", f"user:{pseudonym}",
+          review_posts=[p.get("outcome") for p in result["review_posts"]],
+          exports=[{"file": e.get("file") or e.get("where"), "outcome": e["outcome"]} for e in result["exports"]],
+          weights_deleted=result["weights_deleted"], retrain_runs=[r["run"] for r in result["retrain_runs"]])
     return result

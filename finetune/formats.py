@@ -330,8 +330,38 @@ def to_format(pair: Pair, fmt: str, *, preference: bool = False) -> dict[str, An
     raise FormatError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
 
-def write_file(pairs: Iterable[Pair], fmt: str, path: str | Path, *, preference: bool = False) -> int:
-    """Write pairs to `path`: a JSON array when it ends in .json, JSON Lines otherwise. Returns the count."""
+class DatabasePairs(list):
+    """Pairs read from the database that remember whose data they hold (authors and askers): the file
+    `write_file` writes them to is recorded as an export, so erasing one of those people lists it."""
+
+    def __init__(self, pairs: Iterable[Pair], *, engine, people: Iterable[str]):
+        super().__init__(pairs)
+        self.engine = engine
+        self.people = sorted({p for p in people if p})
+
+
+def people_of(engine, examples: Iterable[Any]) -> list[str]:
+    """Whose data these examples hold: their authors and the people who asked the questions they correct."""
+    from sqlmodel import select
+
+    from storage.db import session_scope
+    from storage.models import Interaction
+
+    examples = list(examples)
+    people = {e.author_id for e in examples if e.author_id}
+    asked = [e.interaction_id for e in examples if e.interaction_id is not None]
+    if asked:
+        with session_scope(engine) as session:
+            people |= {u for u in session.exec(select(Interaction.user_id).where(Interaction.id.in_(asked))) if u}
+    return sorted(people)
+
+
+def write_file(pairs: Iterable[Pair], fmt: str, path: str | Path, *, preference: bool = False,
+               actor: str = "cli") -> int:
+    """Write pairs to `path`: a JSON array when it ends in .json, JSON Lines otherwise. Returns the count.
+
+    Pairs read from the database (`training_pairs`) are recorded as an export of `path` with the ids
+    of the people whose data it holds and the file's digest (see storage.audit.exports_holding)."""
     records = [to_format(p, fmt, preference=preference) for p in pairs]
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -343,6 +373,14 @@ def write_file(pairs: Iterable[Pair], fmt: str, path: str | Path, *, preference:
             for record in records:
                 out.write(json.dumps(record, ensure_ascii=False) + "\n")
     tmp.replace(path)
+    if isinstance(pairs, DatabasePairs):
+        import hashlib
+
+        from storage.audit import record_export
+
+        where = str(path.resolve())
+        record_export(pairs.engine, actor, where, pairs.people, count=len(records), file=where, format=fmt,
+                      sha256=hashlib.sha256(path.read_bytes()).hexdigest())
     return len(records)
 
 
@@ -385,9 +423,9 @@ def read_records(path: str | Path, system_prompt: str | None = None) -> list[dic
 # --- the database side: import into review, export what training uses ------------------------------
 def import_pairs(engine, pairs: Sequence[Pair], *, track: str = "default", approved: bool = False,
                  actor: str = "cli", scrub: Callable[[str | None], str | None] | None = None,
-                 source: str | None = None):
-    """Store pairs as examples (pending review unless approved), scrubbed, in one transaction.
-    Returns (stored examples, duplicates skipped)."""
+                 source: str | None = None, kind: str = "behaviour"):
+    """Store pairs as examples of a kind (fact, behaviour, both), pending review unless approved,
+    scrubbed, in one transaction. Returns (stored examples, duplicates skipped)."""
     from storage.examples import add_examples, new_example
     from storage.models import ExampleOrigin, ExampleStatus, utcnow
 
@@ -399,19 +437,22 @@ def import_pairs(engine, pairs: Sequence[Pair], *, track: str = "default", appro
     for pair in pairs:
         fields = dict(context=clean(pair.context), original_answer=clean(pair.rejected), track=track,
                       origin=ExampleOrigin.imported.value, status=status, author_id=actor,
-                      note=f"imported from {source}" if source else None)
+                      note=f"imported from {source}" if source else None, kind=kind, kind_source="import")
         if approved:
             fields.update(reviewer_id=actor, reviewed_at=utcnow())
         rows.append(new_example(clean(pair.question), clean(pair.answer), **fields))
     return add_examples(engine, rows, actor)
 
 
-def training_pairs(engine, track: str = "default") -> list[Pair]:
-    """The pairs training would use for a track: approved, deduplicated, contradictions left out."""
+def training_pairs(engine, track: str = "default") -> DatabasePairs:
+    """The pairs training would use for a track: approved, deduplicated, contradictions left out
+    (a list that records the export when written with `write_file`)."""
     from finetune.dataset import prepare
-    from storage.examples import approved_examples
+    from storage.examples import training_examples
 
-    examples = {e.id: e for e in approved_examples(engine, track)}
+    examples = {e.id: e for e in training_examples(engine, track)}
     dataset = prepare(examples.values(), track=track, min_examples=0)
-    return [Pair(question=examples[i].question, answer=examples[i].corrected_answer, context=examples[i].context,
-                 rejected=examples[i].original_answer) for i in dataset.example_ids]
+    used = [examples[i] for i in dataset.example_ids]
+    return DatabasePairs((Pair(question=e.question, answer=e.corrected_answer, context=e.context,
+                               rejected=e.original_answer) for e in used),
+                         engine=engine, people=people_of(engine, used))

@@ -193,6 +193,21 @@ def _fail(engine: Engine, registry: Registry, outcome: RunOutcome, work: Path) -
     finish_run(engine, outcome.run_id, RunStatus.failed, error=outcome.error)
 
 
+def _erased(engine: Engine, example_ids) -> list[int]:
+    """The ids among `example_ids` whose example no longer exists (erased since the dataset was built)."""
+    from sqlmodel import select
+
+    from storage.db import session_scope
+    from storage.models import Example
+
+    wanted = set(example_ids)
+    if not wanted:
+        return []
+    with session_scope(engine) as session:
+        present = set(session.exec(select(Example.id).where(Example.id.in_(wanted))))
+    return sorted(wanted - present)
+
+
 def _run(engine, options: TrainOptions, registry: Registry, run_id: int, work: Path, outcome: RunOutcome,
          stop, on_log) -> None:
     from finetune.formats import read_records
@@ -220,6 +235,10 @@ def _run(engine, options: TrainOptions, registry: Registry, run_id: int, work: P
     if active is not None and not folder_ok(active):
         log.warning("active adapter %s has no folder; comparing with the base model", active.name)
         active = None
+    if active is not None and active.tainted:
+        # An erasure retrain must beat a clean baseline, never the adapter that learnt the erased data.
+        log.warning("active adapter %s holds erased data; comparing with the base model", active.name)
+        active = None
     if active is not None:
         chat.load_adapter(active.name, active.path)
     chat.load_adapter("candidate", candidate_dir)
@@ -233,7 +252,7 @@ def _run(engine, options: TrainOptions, registry: Registry, run_id: int, work: P
     gc.collect()
     verdict = gate(evaluation, options.gate)
     outcome.verdict = verdict.as_dict()
-    outcome.metrics = evaluation.as_dict()
+    outcome.metrics = {**evaluation.as_dict(), "baseline": active.name if active else "base model"}
     if stop():
         raise TrainingCancelled("training was cancelled")
 
@@ -248,11 +267,18 @@ def _run(engine, options: TrainOptions, registry: Registry, run_id: int, work: P
         dataset_fingerprint=dataset.fingerprint, example_ids=dataset.example_ids,
         hyperparameters={**options.train.hyperparameters(), "system_prompt": options.system_prompt,
                          "gate": options.gate.__dict__},
-        metrics={**evaluation.as_dict(), "verdict": verdict.as_dict(), "training": outcome.training},
+        metrics={**outcome.metrics, "verdict": verdict.as_dict(), "training": outcome.training},
         run_id=run_id, triggered_by=options.triggered_by or options.trigger,
         extra_card={"dataset": outcome.dataset, "train_ids": dataset.train_ids, "test_ids": dataset.test_ids})
     outcome.adapter = adapter.name
     outcome.report = str(Path(adapter.path) / "report.md")
+    erased = _erased(engine, dataset.example_ids)
+    if erased:
+        # A person was erased while this run trained on their data: it must never serve (the run fails,
+        # which discards it); the erasure's retrain, or the next one, trains without them.
+        registry.mark_tainted(erased, "system")
+        raise RuntimeError(f"{len(erased)} example(s) of this run were erased while it trained; "
+                           "its adapter is discarded. Retrain.")
     if verdict.passed and options.auto_promote:
         registry.activate(adapter.name, "auto-promote")
         outcome.activated = True

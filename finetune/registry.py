@@ -224,12 +224,17 @@ class Registry:
                           activated_at=now.isoformat())
         return Change(adapter.track, name, previous.name if previous else None, reason)
 
+    def _served_before(self, track: str) -> list[Adapter]:
+        """The clean (never tainted) retired versions that were in service, most recent first."""
+        with session_scope(self.engine) as session:
+            return list(session.exec(select(Adapter).where(
+                Adapter.track == track, Adapter.status == AdapterStatus.retired.value, Adapter.tainted.is_(False),
+                Adapter.activated_at.is_not(None)).order_by(Adapter.activated_at.desc(), Adapter.id.desc())))
+
     def previous_active(self, track: str) -> Adapter | None:
         """The clean (never tainted) retired version that was in service most recently."""
-        with session_scope(self.engine) as session:
-            return session.exec(select(Adapter).where(
-                Adapter.track == track, Adapter.status == AdapterStatus.retired.value, Adapter.tainted.is_(False),
-                Adapter.activated_at.is_not(None)).order_by(Adapter.activated_at.desc(), Adapter.id.desc())).first()
+        served = self._served_before(track)
+        return served[0] if served else None
 
     def rollback(self, track: str, actor: str, to: str | None = None) -> Change:
         """Go back to `to`, or to the previously active version; with none, the base model serves the track."""
@@ -247,15 +252,56 @@ class Registry:
                 raise RegistryError(f"the previous version {target.name} has lost its folder ({target.path}); "
                                     "name another version: `apprenti adapters rollback track/vN`")
             return self.activate(target.name, actor, reason="rollback")
+        return self._to_base_model(track, actor, "rollback")
+
+    def _to_base_model(self, track: str, actor: str, reason: str) -> Change:
+        """Retire the version in service: the base model serves the track."""
         with session_scope(self.engine) as session:
             current = session.exec(select(Adapter).where(Adapter.track == track,
                                                          Adapter.status == AdapterStatus.active.value)).first()
             if current is None:
                 raise RegistryError(f"track {track!r} has no active adapter: nothing to roll back")
             session.execute(update(Adapter).where(Adapter.id == current.id).values(status=AdapterStatus.retired.value))
-            record(session, actor, "adapter.rollback", current.name, track=track, previous=current.name, active=None)
+            record(session, actor, f"adapter.{reason}", current.name, track=track, previous=current.name, active=None)
         self._update_card(current, status=AdapterStatus.retired.value)
-        return Change(track, None, current.name, "rollback")
+        return Change(track, None, current.name, reason)
+
+    def withdraw(self, track: str, actor: str) -> Change | None:
+        """Take the version in service out of service at once (it holds erased data): the most recent
+        clean version that served before and still has its weights takes over, else the base model.
+        Unlike a rollback this never fails for want of a previous version. None: nothing was in service."""
+        if self.active(track) is None:
+            return None
+        for previous in self._served_before(track):
+            if not folder_ok(previous):
+                continue
+            try:
+                return self.activate(previous.name, actor, reason="withdraw")
+            except RegistryError:  # changed meanwhile: try the next one, the base model at worst
+                continue
+        return self._to_base_model(track, actor, "withdraw")
+
+    def purge_tainted(self, actor: str) -> list[str]:
+        """Delete the weights of every tainted version not in service (they learnt erased data and can
+        never serve again); a tainted candidate becomes rejected. Cards stay. Returns the names purged."""
+        with session_scope(self.engine) as session:
+            tainted = list(session.exec(select(Adapter).where(
+                Adapter.tainted.is_(True), Adapter.status != AdapterStatus.active.value)))
+            for adapter in tainted:
+                if adapter.status == AdapterStatus.candidate.value:
+                    session.execute(update(Adapter).where(Adapter.id == adapter.id).values(
+                        status=AdapterStatus.rejected.value))
+        purged = []
+        for adapter in tainted:
+            if any((Path(adapter.path) / name).exists() for name in ADAPTER_FILES):
+                self._delete_weights(adapter)
+                purged.append(adapter.name)
+            rejected = {"status": AdapterStatus.rejected.value} if adapter.status == AdapterStatus.candidate.value else {}
+            self._update_card(adapter, weights_deleted="trained on erased data", **rejected)
+        if purged:
+            with session_scope(self.engine) as session:
+                record(session, actor, "adapter.purge", None, adapters=purged, reason="trained on erased data")
+        return purged
 
     def discard(self, name: str, actor: str) -> Change:
         """Reject a candidate (or retired) version and delete its weights; the card stays for the record."""

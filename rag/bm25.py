@@ -85,6 +85,7 @@ class LexicalIndex:
         )
         if self.path is not None:
             self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA secure_delete=ON")  # removed chunks are overwritten, not left in free pages
         self._db.executescript(_SCHEMA)
         self._db.commit()
         self._built_version: int | None = None
@@ -119,6 +120,30 @@ class LexicalIndex:
                 [(r.collection, r.source, r.file_hash, r.chunks, r.indexed_at) for r in records],
             )
             self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='version'")
+
+    def remove_sources(self, sources: Sequence[str]) -> int:
+        """Drop every chunk and record of these sources, whatever their collection (erasure's sweep for
+        entries a plugin did not remove); the BM25 matrix is rebuilt when any went. Returns chunks removed."""
+        if not sources:
+            return 0
+        marks = ",".join("?" * len(sources))
+        with self._lock, self._db:
+            removed = self._db.execute(f"DELETE FROM chunk WHERE source IN ({marks})", tuple(sources)).rowcount
+            self._db.execute(f"DELETE FROM source WHERE source IN ({marks})", tuple(sources))
+            if removed:
+                self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='version'")
+        if removed:
+            self.refresh()
+        return removed
+
+    def compact(self) -> dict:
+        """Make removed chunks leave the disk: the write-ahead log, which still holds the pages as they
+        were before each removal, is folded into the file (overwritten there by secure_delete) and
+        truncated. Returns SQLite's {"busy", "log_frames", "checkpointed"}; busy=1 when another
+        process's reader kept part of the log (run it again)."""
+        with self._lock:
+            busy, frames, done = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        return {"busy": int(busy), "log_frames": int(frames), "checkpointed": int(done)}
 
     def clear(self) -> None:
         with self._lock, self._db:

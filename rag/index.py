@@ -92,6 +92,54 @@ def open_client(path: str | os.PathLike | None = None, url: str | None = None,
         raise IndexUnavailable(f"cannot open the Chroma store in {folder}: {exc}") from exc
 
 
+CHROMA_DB = "chroma.sqlite3"
+_DELETE = 3  # chromadb's Operation.DELETE, as its log stores it
+
+
+def purge_deleted(path: str | os.PathLike) -> dict:
+    """Make the text of deleted records leave an embedded Chroma store (folder ``path``).
+
+    Chroma deletes a record from its tables but keeps every write in its log (the ``embeddings_queue``
+    table of chroma.sqlite3) until the vector index is flushed, which for a small collection can be
+    never; ``chroma vacuum`` does not purge those rows either. So each logged write that a later delete
+    of the same record supersedes has its document and metadata removed and its vector replaced by a
+    unit vector: replaying the log (Chroma does at start-up) still adds and then deletes the record,
+    and ends in the same state. The full-text index is then merged (dropping deleted rows' terms) and
+    the file rebuilt with VACUUM, so no free page keeps the old bytes. Returns the rows redacted.
+    A Chroma server's files are out of reach: run this on its folder, with the server stopped.
+    """
+    import sqlite3
+    import struct
+
+    database = Path(path) / CHROMA_DB
+    if not database.is_file():
+        return {"redacted": 0}
+    db = sqlite3.connect(str(database), isolation_level=None, timeout=60)
+    try:
+        db.execute("PRAGMA secure_delete=ON")
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            rows = db.execute(
+                "SELECT q.seq_id, q.vector FROM embeddings_queue q WHERE q.operation != ? AND "
+                "(q.metadata IS NOT NULL OR q.vector IS NOT NULL) AND EXISTS (SELECT 1 FROM embeddings_queue d "
+                "WHERE d.topic = q.topic AND d.id = q.id AND d.operation = ? AND d.seq_id > q.seq_id)",
+                (_DELETE, _DELETE)).fetchall()
+            for seq_id, vector in rows:
+                dims = len(vector) // 4 if vector else 0
+                unit = struct.pack(f"<{dims}f", 1.0, *([0.0] * (dims - 1))) if dims else None
+                db.execute("UPDATE embeddings_queue SET metadata = NULL, vector = ? WHERE seq_id = ?", (unit, seq_id))
+            if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'embedding_fulltext_search'").fetchone():
+                db.execute("INSERT INTO embedding_fulltext_search(embedding_fulltext_search) VALUES ('optimize')")
+            db.execute("COMMIT")
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("VACUUM")
+    finally:
+        db.close()
+    return {"redacted": len(rows)}
+
+
 def file_hash(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as fh:

@@ -70,6 +70,25 @@ def make_engine(url: str, *, echo: bool = False) -> Engine:
     return engine
 
 
+def checkpoint(engine: Engine) -> dict | None:
+    """Fold SQLite's write-ahead log into the database file and truncate it to zero bytes.
+
+    The WAL keeps old page images, deleted rows included, until a checkpoint copies them back: after an
+    erasure this is what makes the deleted text (already overwritten in the main file by
+    `secure_delete`) leave the disk. Returns {"busy", "log_frames", "checkpointed"} (busy=1 when a
+    reader in another process kept part of the log; run it again later), or None for other databases.
+    """
+    if engine.dialect.name != "sqlite":
+        return None
+    # Outside any transaction (the driver connection is in autocommit): a checkpoint cannot run in one.
+    connection = engine.raw_connection()
+    try:
+        busy, log_frames, checkpointed = connection.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+    finally:
+        connection.close()
+    return {"busy": int(busy), "log_frames": int(log_frames), "checkpointed": int(checkpointed)}
+
+
 def migrate(engine: Engine) -> None:
     """Bring the schema to the newest Alembic revision (idempotent, safe to call at every start)."""
     from alembic import command

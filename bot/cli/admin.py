@@ -15,31 +15,31 @@ def forget(
     retrain: bool = typer.Option(True, "--retrain/--no-retrain", help="Queue a retrain of affected tracks."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ):
-    """Erase a person's interactions and examples; adapters trained on them are marked tainted."""
-    from bot.erasure import forget_user
+    """Erase everything stored about a person: questions, corrections, votes, their review posts,
+    few-shot and knowledge entries, export files; adapters trained on them never serve again."""
+    from bot.erasure import erase_person
 
     if not user.strip():
         bad_input("USER must be a Slack user id such as U012ABCDEF")
     rt = runtime(ctx)
-    result = forget_user(rt.engine, user, actor, pm=rt.plugins)
-    result["retrain_runs"] = []
-    if retrain:
-        from bot.scheduler import start_run
-
-        for track in result["retrain_tracks"]:
-            run, state = start_run(rt, track, "erasure", actor, force=True)
-            result["retrain_runs"].append({"track": track, "run": run.id if run else None,
-                                           "reasons": state.reasons})
+    result = erase_person(rt, user, actor, retrain=retrain)
     if as_json:
         print_json(result)
-    else:
-        console.print(f"Erased {result['interactions']} interaction(s) and {result['examples']} example(s) "
-                      f"of {result['user']}.")
-        if result["tainted_adapters"]:
-            console.print(f"Adapters trained on that data: {', '.join(result['tainted_adapters'])}")
-        for item in result["retrain_runs"]:
-            console.print(f"Retrain of {item['track']}: " + (f"run #{item['run']} queued" if item["run"]
-                          else "not started (" + "; ".join(item["reasons"]) + ")"))
+        return
+    console.print(f"Erased {result['interactions']} interaction(s) and {result['examples']} example(s) "
+                  f"of {result['user']}; the audit log now names them {result['pseudonym']}.")
+    if result["tainted_adapters"]:
+        console.print(f"Adapters trained on that data (never to serve again): {', '.join(result['tainted_adapters'])}")
+    for item in result.get("taken_out_of_service", []):
+        console.print(f"Taken out of service: {item['adapter']}; now serving: {item['now']}")
+    for post in result["review_posts"]:
+        console.print(f"Review post {post['channel']}/{post['ts']}: {post['outcome']}")
+    for export in result["exports"]:
+        console.print(f"Export {export.get('file') or export.get('where')} ({export['at'][:19]}, by {export['by']}): "
+                      f"{export['outcome']}", markup=False)
+    for item in result["retrain_runs"]:
+        console.print(f"Retrain of {item['track']}: " + (f"run #{item['run']} queued" if item["run"]
+                      else "not started (" + "; ".join(item["reasons"]) + ")"))
 
 
 def audit(

@@ -8,6 +8,9 @@ The offline demo drives the real Bolt app against it, and the tests use it as th
         slack.wait_for("chat.postMessage")
         slack.calls("chat.update")[0]["ts"]
 
+`chat.delete` removes a message from the transcript (`message_not_found` for one it does not hold);
+Slack's refusals are injected like any error, e.g. `slack.fail("chat.delete", "cant_delete_message")`.
+
 Errors are injected per method: `slack.fail("chat.postMessage", "channel_not_found")`, or a rate
 limit `slack.fail("chat.update", "ratelimited", status=429, headers={"Retry-After": "1"})`.
 Request signing and body helpers build what Slack would send to the app.
@@ -212,6 +215,15 @@ class SlackStandIn:
                 if message is not None:
                     message["text"], message["blocks"] = args.get("text") or "", args.get("blocks") or []
                     message["streamed"] = False  # what is shown now is the edit
+        if method == "chat.delete":
+            # Slack refuses to delete a message it does not know, or in another channel.
+            with self._lock:
+                message = self._by_ts.get(args.get("ts"))
+                if message is None or message["channel"] != channel:
+                    return {"ok": False, "error": "message_not_found"}
+                self._posted.remove(message)
+                del self._by_ts[message["ts"]]
+            return {"ok": True, "channel": channel, "ts": message["ts"]}
         if method == "auth.test":
             return {"ok": True, "url": "https://example.slack.com/", "team": "Example", "user": "apprenti",
                     "team_id": TEAM, "user_id": BOT_USER, "bot_id": BOT_ID}

@@ -36,9 +36,12 @@ def test_forget_erases_a_person_and_taints_adapters(engine):
     pm = make_manager(["w"], entrypoints=False, extra={"w": Watcher()})
     result = forget_user(engine, "<@U1>", "admin", pm=pm)
 
+    pseudonym = result.pop("pseudonym")
+    assert pseudonym.startswith("erased-") and "U1" not in pseudonym
     assert result == {"user": "U1", "interactions": 1, "examples": 2, "tainted_adapters": ["default/v1"],
-                      "retrain_tracks": ["default"],
-                      "taken_out_of_service": [{"adapter": "default/v1", "now": "base model"}]}
+                      "retrain_tracks": ["default"], "erased_example_ids": sorted([by_me.id, on_my_question.id]),
+                      "taken_out_of_service": [{"adapter": "default/v1", "now": "base model"}],
+                      "review_posts": [], "exports": [], "audit_rows_pseudonymised": result["audit_rows_pseudonymised"]}
     assert [e.id for e in list_examples(engine)] == [kept.id]
     with session_scope(engine) as s:
         rows = s.query(Interaction).all()
@@ -47,7 +50,7 @@ def test_forget_erases_a_person_and_taints_adapters(engine):
         assert {a.name: a.tainted for a in s.query(Adapter)} == {"default/v1": True, "default/v2": False}
     assert sorted(seen) == sorted([(by_me.id, "erased"), (on_my_question.id, "erased")])
     (event,) = list_events(engine, action="user.forget")
-    assert event.actor == "admin" and event.target == "user:U1" and "my q" not in str(event.details)
+    assert event.actor == "admin" and event.target == f"user:{pseudonym}" and "my q" not in str(event.details)
 
 
 def adapters(engine, folder, *specs):

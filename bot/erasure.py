@@ -314,3 +314,22 @@ def erase_person(runtime, user_id: str, actor: str, *, retrain: bool = True, sla
           exports=[{"file": e.get("file") or e.get("where"), "outcome": e["outcome"]} for e in result["exports"]],
           weights_deleted=result["weights_deleted"], retrain_runs=[r["run"] for r in result["retrain_runs"]])
     return result
+
+
+def summary(result: dict[str, Any]) -> str:
+    """What `/apprenti forget` answers: the erasure's outcome, one line per thing done."""
+    from bot import messages as msg
+
+    lines = [msg.SLACK_FORGOTTEN.format(user=result["user"], interactions=result["interactions"],
+                                        examples=result["examples"]),
+             msg.SLACK_FORGOTTEN_AUDIT.format(pseudonym=result["pseudonym"])]
+    if result.get("tainted_adapters"):
+        lines.append(msg.SLACK_FORGOTTEN_TAINTED.format(names=", ".join(result["tainted_adapters"])))
+    lines += [msg.SLACK_FORGOTTEN_WITHDRAWN.format(**item) for item in result.get("taken_out_of_service", [])]
+    lines += [msg.SLACK_FORGOTTEN_POST.format(**post) for post in result.get("review_posts", [])]
+    lines += [msg.SLACK_FORGOTTEN_EXPORT.format(file=e.get("file") or e.get("where"), at=e["at"][:16], by=e["by"],
+                                                outcome=e["outcome"]) for e in result.get("exports", [])]
+    for item in result.get("retrain_runs", []):
+        lines.append(msg.SLACK_RETRAIN_QUEUED.format(id=item["run"], track=item["track"]) if item["run"] else
+                     msg.SLACK_RETRAIN_REFUSED.format(track=item["track"], reasons="; ".join(item["reasons"])))
+    return "\n".join(lines)

@@ -14,8 +14,9 @@ import logging
 
 from bot import messages as text
 from finetune.dataset import user_message
+from finetune.formats import people_of
 from storage.adapters import list_adapters
-from storage.audit import audit
+from storage.audit import audit, record_export
 from storage.examples import list_examples
 from storage.models import ExampleStatus
 
@@ -27,7 +28,7 @@ ENGINES = {
     "activate": "finetune.registry:Registry",
     "rollback": "finetune.registry:Registry",
     "discard": "finetune.registry:Registry",
-    "forget": "bot.erasure:forget_user",
+    "forget": "bot.erasure:erase_person",
     "ingest": "bot.cli.rag:ingest_paths",
 }
 
@@ -151,17 +152,12 @@ class Operations:
             f"discard {name}", registry.discard(registry.resolve(name).name, actor)))
 
     def forget(self, user_id: str, actor: str) -> str:
-        forget_user = load(ENGINES["forget"])
+        erase_person = load(ENGINES["forget"])
 
         def run():
-            result = forget_user(self.engine, user_id, actor, pm=self.runtime.plugins)
-            lines = [text.SLACK_FORGOTTEN.format(user=user_id, interactions=result["interactions"],
-                                                 examples=result["examples"])]
-            if result.get("tainted_adapters"):
-                lines.append(text.SLACK_FORGOTTEN_TAINTED.format(names=", ".join(result["tainted_adapters"])))
-            for track in result.get("retrain_tracks", []):
-                lines.append(self.retrain(track, actor))
-            return "\n".join(lines)
+            from bot.erasure import summary
+
+            return summary(erase_person(self.runtime, user_id, actor))
 
         return self._guard(f"forget <@{user_id}>", run)
 
@@ -214,5 +210,6 @@ class Operations:
             lines.append(json.dumps({"messages": [{"role": "user", "content": user},
                                                   {"role": "assistant", "content": row.corrected_answer}]},
                                     ensure_ascii=False))
-        audit(self.engine, actor, "examples.export", None, count=len(rows), via="slack")
+        record_export(self.engine, actor, f"slack:dm:{actor}", people_of(self.engine, rows), count=len(rows),
+                      format="openai", via="slack")
         return "\n".join(lines) + ("\n" if lines else ""), len(rows)

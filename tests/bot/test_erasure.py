@@ -93,3 +93,115 @@ def test_erasing_data_in_the_active_adapter_takes_it_out_of_service_at_once(engi
     result = forget_user(engine, "U1", "admin")
     assert result["taken_out_of_service"] == [{"adapter": "default/v2", "now": "default/v1"}]
     assert active_adapter(engine, "default").name == "default/v1"
+
+
+def test_withdrawal_never_fails_for_want_of_a_previous_version(engine, tmp_path):
+    """A plain rollback refuses when the previous version lost its folder; erasure must not, or the
+    tainted adapter stays in service: it skips to the next clean version, else the base model."""
+    import shutil
+
+    from storage.adapters import active_adapter
+
+    example = add_example(engine, "q1", "a1", author_id="U1")
+    adapters(engine, tmp_path, ("retired", False), ("retired", False), ("active", False))
+    shutil.rmtree(tmp_path / "v2")  # the most recent previous version, deleted by hand
+    with session_scope(engine) as s:
+        s.query(Adapter).filter(Adapter.name == "default/v3").update({"example_ids": [example.id]})
+    result = forget_user(engine, "U1", "admin", adapters_dir=tmp_path)
+    assert result["taken_out_of_service"] == [{"adapter": "default/v3", "now": "default/v1"}]
+    assert active_adapter(engine, "default").name == "default/v1"
+
+    shutil.rmtree(tmp_path / "v1")
+    example = add_example(engine, "q2", "a2", author_id="U2")
+    with session_scope(engine) as s:
+        s.query(Adapter).filter(Adapter.name == "default/v1").update({"example_ids": [example.id]})
+    assert forget_user(engine, "U2", "admin")["taken_out_of_service"] == [{"adapter": "default/v1",
+                                                                          "now": "base model"}]
+    assert active_adapter(engine, "default") is None
+    assert {e.action for e in list_events(engine, action="adapter.withdraw")} == {"adapter.withdraw"}
+
+
+def test_tainted_versions_lose_their_weights(engine, tmp_path):
+    from finetune.registry import ADAPTER_FILES, Registry
+
+    adapters(engine, tmp_path, ("retired", True), ("active", False), ("candidate", True))
+    purged = Registry(engine, tmp_path).purge_tainted("admin")
+    assert purged == ["default/v1", "default/v3"]
+    for version, present in ((1, False), (2, True), (3, False)):
+        assert all((tmp_path / f"v{version}" / name).exists() == present for name in ADAPTER_FILES)
+    with session_scope(engine) as s:
+        assert {a.name: a.status for a in s.query(Adapter)} == {
+            "default/v1": "retired", "default/v2": "active", "default/v3": "rejected"}
+
+
+def test_audit_rows_name_a_stable_pseudonym(engine):
+    from bot.erasure import pseudonym_for
+    from storage.audit import audit
+
+    audit(engine, "U1", "example.add", "example:1", by="U1", people=["U1", "U12"], nested={"U1": {"asker": "U1"}})
+    audit(engine, "U12", "vote", "interaction:U1:3")
+    audit(engine, "admin", "adapter.activate", "default/v1")
+    key = b"k" * 32
+    result = forget_user(engine, "U1", "admin", pseudonym=pseudonym_for("U1", key))
+    alias = result["pseudonym"]
+    assert alias == pseudonym_for("U1", key) != pseudonym_for("U1", b"other key") and "U1" not in alias
+    rows = {e.action: e for e in list_events(engine)}
+    assert rows["example.add"].actor == alias and rows["example.add"].target == "example:1"
+    assert rows["example.add"].details == {"by": alias, "people": [alias, "U12"], "nested": {alias: {"asker": alias}}}
+    assert rows["vote"].actor == "U12" and rows["vote"].target == f"interaction:{alias}:3"  # U12 is someone else
+    assert rows["user.forget"].target == f"user:{alias}" and rows["user.forget"].actor == "admin"
+    assert result["audit_rows_pseudonymised"] == 2
+
+
+def test_exports_are_recorded_and_removed_by_forget(engine, tmp_path):
+    from bot.erasure import remove_exports
+    from finetune.formats import training_pairs, write_file
+    from storage.models import ExampleStatus
+
+    asked = add_interaction(engine, question="q by U1", answer="a", user_id="U1")
+    add_example(engine, "q by U1", "fixed by U3", author_id="U3", interaction_id=asked.id,
+                status=ExampleStatus.approved.value)
+    add_example(engine, "q by U2", "a by U2", author_id="U2", status=ExampleStatus.approved.value)
+    kept, changed = tmp_path / "out" / "pairs.jsonl", tmp_path / "out" / "edited.json"
+    write_file(training_pairs(engine), "openai", kept, actor="U9")
+    write_file(training_pairs(engine), "alpaca", changed)
+    changed.write_text(changed.read_text() + " ")
+    events = list_events(engine, action="examples.export")
+    assert [e.details["people"] for e in events] == [["U1", "U2", "U3"]] * 2
+    assert {e.details["file"] for e in events} == {str(kept.resolve()), str(changed.resolve())}
+
+    result = forget_user(engine, "U1", "admin")
+    assert [e["file"] for e in result["exports"]] == [str(kept.resolve()), str(changed.resolve())]
+    outcomes = {e["file"]: e["outcome"] for e in remove_exports(result["exports"])}
+    assert outcomes[str(kept.resolve())].startswith("deleted") and not kept.exists()
+    assert outcomes[str(changed.resolve())].startswith("changed since") and changed.exists()
+    assert forget_user(engine, "U7", "admin")["exports"] == []
+
+
+def test_forget_deletes_the_persons_queued_slack_events_and_checkpoints(engine, tmp_path):
+    import json
+    from pathlib import Path
+
+    from sqlalchemy import text
+
+    from storage.db import checkpoint
+
+    rows = [("Ev1", {"event": {"type": "app_mention", "user": "U1", "text": "secret plan zorbaquintex"}}),
+            ("Ev2", {"event": {"type": "app_mention", "user": "U2", "text": "a question about <@U1>"}})]
+    with session_scope(engine) as s:
+        if "slack_event" not in {r[0] for r in s.execute(text("SELECT name FROM sqlite_master"))}:
+            import pytest
+
+            pytest.skip("no slack_event table in this schema")
+        for event_id, body in rows:
+            s.execute(text("INSERT INTO slack_event (event_id, received_at, body, status, attempts) "
+                           "VALUES (:id, CURRENT_TIMESTAMP, :body, 'done', 1)"), {"id": event_id, "body": json.dumps(body)})
+    forget_user(engine, "U1", "admin")
+    with session_scope(engine) as s:
+        assert [r[0] for r in s.execute(text("SELECT event_id FROM slack_event"))] == ["Ev2"]
+    database = Path(engine.url.database)
+    wal = database.with_name(database.name + "-wal")
+    assert wal.stat().st_size > 0
+    assert checkpoint(engine)["busy"] == 0
+    assert wal.stat().st_size == 0
+    assert b"zorbaquintex" not in database.read_bytes()

@@ -112,8 +112,13 @@ def replies(standin: SlackStandIn, channel: str, thread_ts: str) -> list[dict]:
 
 
 def reply_counts(standin: SlackStandIn, threads: list[str], channel: str = CHANNEL) -> Counter:
-    """Thread ts -> complete replies in it."""
-    return Counter({ts: len(replies(standin, channel, ts)) for ts in threads})
+    """Thread ts -> complete replies in it (as `replies` counts them, in one pass over the transcript)."""
+    wanted = set(threads)
+    counts = Counter({ts: 0 for ts in threads})
+    for m in standin.messages(channel):
+        if m["thread_ts"] in wanted and not m["ephemeral"] and (not m["streamed"] or m.get("stopped")):
+            counts[m["thread_ts"]] += 1
+    return counts
 
 
 def wait_answered(standin: SlackStandIn, threads: list[str], timeout: float, channel: str = CHANNEL) -> float:

@@ -273,7 +273,7 @@ def cluster(
     ctx: typer.Context,
     folder: Path = typer.Option(None, "--folder", help="Where the cluster keeps its data and logs. Default: cluster/ in APPRENTI_HOME."),
     replicas: int = typer.Option(2, "--replicas", min=1, max=8, help="Bot replicas (apprenti serve --http)."),
-    port: int = typer.Option(3001, "--port", help="Port of the first replica; the others follow it."),
+    port: int = typer.Option(3001, "--port", help="Port of the first replica; the others follow it (0: any free ports)."),
     model: str = typer.Option("tiny", "--model", help="tiny (a random test model made once in the folder), or a model for APPRENTI_BASE_MODEL."),
     no_worker: bool = typer.Option(False, "--no-worker", help="Run no apprenti worker."),
     as_json: bool = typer.Option(False, "--json", help="Print where everything runs as one JSON document once up."),
@@ -282,7 +282,7 @@ def cluster(
     worker, Slack's Web API stood in for unless SLACK_API_URL is set. Ctrl-C stops it all."""
     from bot.settings import settings_env
 
-    if not 0 < port < 65536 - replicas:
+    if not 0 <= port < 65536 - replicas:
         bad_input(f"--port must leave room for {replicas} replicas below 65536, not {port}")
     rt = runtime(ctx)
     settings = rt.settings

@@ -18,6 +18,7 @@ from tests.cluster.traffic import Sender
 REVIEWERS = ("UREVIEW1", "UREVIEW2")
 # Short claims, so that a killed replica's questions are answered within seconds rather than 30 s.
 LEASE = 10
+TRAIN_AT = 6  # approved training pairs that make a track due
 
 
 def base_env() -> dict[str, str]:
@@ -26,7 +27,12 @@ def base_env() -> dict[str, str]:
                 "TOKENIZERS_PARALLELISM": "false", "APPRENTI_MAX_NEW_TOKENS": "8", "APPRENTI_TORCH_THREADS": "1",
                 "APPRENTI_EVENT_LEASE": str(LEASE), "APPRENTI_EVENT_POLL_INTERVAL": "1",
                 "APPRENTI_REVIEW_CHANNEL": "CREVIEW", "APPRENTI_REVIEWERS": ",".join(REVIEWERS),
-                "APPRENTI_ADMIN_CHANNEL": "CADMIN"})
+                "APPRENTI_ADMIN_CHANNEL": "CADMIN",
+                # training starts as soon as a few approved pairs exist (the worker test), and a dead
+                # run is noticed within seconds
+                "APPRENTI_MIN_EXAMPLES": str(TRAIN_AT), "APPRENTI_TRAIN_THRESHOLD": str(TRAIN_AT),
+                "APPRENTI_SCHEDULER_INTERVAL": "2", "APPRENTI_TRAIN_MIN_INTERVAL": "0", "APPRENTI_TRAIN_DAILY_CAP": "0",
+                "APPRENTI_HEARTBEAT_TIMEOUT": "10", "APPRENTI_TRAIN_MAX_LENGTH": "256"})
     return env
 
 

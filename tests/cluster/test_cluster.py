@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -19,8 +20,8 @@ from bot import messages as text
 from bot.slack import blocks as ui
 from bot.slack.standin import TEAM
 from storage.db import session_scope
-from storage.models import Example, Interaction, SlackEvent, Vote
-from tests.cluster.conftest import LEASE, REVIEWERS
+from storage.models import Adapter, Example, Interaction, SlackEvent, TrainingRun, Vote
+from tests.cluster.conftest import LEASE, REVIEWERS, TRAIN_AT
 from tests.cluster.traffic import CHANNEL, click, mention, replies, reply_counts, wait_answered
 
 pytestmark = [pytest.mark.cluster, pytest.mark.slow]
@@ -237,6 +238,65 @@ def test_postgres_restarted_during_load_loses_nothing_slack_retries_and_answers_
         assert time.monotonic() < deadline, "events left unfinished after the restart"
         time.sleep(0.5)
     print(f"{len(refused)} request(s) refused while PostgreSQL was down, all retried")
+
+
+def runs(db) -> list[TrainingRun]:
+    with session_scope(db) as session:
+        return list(session.exec(select(TrainingRun).order_by(TrainingRun.id)))
+
+
+def active_adapters(db) -> list[str]:
+    with session_scope(db) as session:
+        return sorted(session.exec(select(Adapter.name).where(Adapter.status == "active")))
+
+
+def wait_for(condition, what: str, timeout: float):
+    deadline = time.monotonic() + timeout
+    while not (found := condition()):
+        assert time.monotonic() < deadline, f"{what} within {timeout:.0f} s"
+        time.sleep(0.3)
+    return found
+
+
+def kill_pid(pid: int | None) -> None:
+    try:
+        os.kill(pid, signal.SIGKILL)
+    except (ProcessLookupError, TypeError):
+        pass
+
+
+def test_the_worker_killed_during_training_fails_the_run_requeues_it_and_changes_no_adapter(
+        cluster, db, tmp_path):
+    pairs = tmp_path / "pairs.jsonl"
+    pairs.write_text("".join(json.dumps({"instruction": f"How do I file expense report {i}?",
+                                         "output": f"Open the finance portal, choose Expenses, attach receipt {i}."})
+                             + "\n" for i in range(TRAIN_AT + 2)))
+    env = cluster.processes["bot-1"].env
+    done = subprocess.run([sys.executable, "-m", "bot.cli.main", "examples", "import", str(pairs), "--format",
+                           "alpaca", "--approved", "--kind", "behaviour"], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    in_service = active_adapters(db)
+    first = wait_for(lambda: next((r for r in runs(db) if r.status == "running" and r.worker_pid), None),
+                     "a training run started by the worker", 120)
+    worker = cluster.processes["worker"]
+    worker.signal(signal.SIGKILL)  # the worker's machine dies: the worker and its training process
+    kill_pid(first.worker_pid)
+    worker.popen.wait(timeout=10)
+    cluster.restart("worker", timeout=120)
+    failed = wait_for(lambda: next((r for r in runs(db) if r.id == first.id and r.status == "failed"), None),
+                      "the dead run marked failed", 60)
+    assert "exited without finishing" in failed.error or "no heartbeat" in failed.error
+    requeued = wait_for(lambda: [r for r in runs(db) if r.id > first.id and r.track == first.track], "a new run", 60)
+    try:
+        assert len(requeued) == 1 and requeued[0].status in ("queued", "running")
+        assert active_adapters(db) == in_service  # nothing changed while the run failed
+    finally:  # a training process lives in its own session: stop the re-queued one too
+        wait_for(lambda: all(r.worker_pid or r.status not in ("queued", "running") for r in runs(db)),
+                 "the new run's process started", 60)
+        for run in runs(db):
+            if run.status in ("queued", "running"):
+                kill_pid(run.worker_pid)
 
 
 def test_a_replica_killed_right_after_acknowledging_leaves_every_question_to_the_other(cluster, sender, standin, db):

@@ -37,6 +37,8 @@ REDACTED = "_This message was removed: the person it was about asked for their d
 # people that cited an erased entry lose that source.
 TEAM_ANSWER_PREFIX = "team-answer:"
 KEY_FILE = ".pseudonym-key"
+ANSWER_REDACTED = "[answer removed: it repeated a correction whose author was erased]"
+ECHO_MIN_CHARS = 24
 
 
 def normalise_user(user_id: str) -> str:
@@ -91,18 +93,27 @@ def _delete_queued_events(session, user_id: str) -> int:
     return len(mine)
 
 
-def _drop_cited_entries(session, example_ids: set[int]) -> int:
-    """Other people's answers keep no snippet of an erased knowledge entry among their sources."""
-    changed = 0
-    for example_id in sorted(example_ids):
-        source = f"{TEAM_ANSWER_PREFIX}{example_id}"
-        for row in session.exec(select(Interaction).where(cast(Interaction.sources, String).contains(source))):
-            kept = [s for s in row.sources or [] if s.get("source") != source]
-            if kept != row.sources:
-                row.sources = kept
-                session.add(row)
-                changed += 1
-    return changed
+def _redact_echoes(session, examples: list[dict]) -> int:
+    """Other people's answers built on the person's erased corrections: an answer that cited one of
+    them as a team answer, or that repeats one word for word (few-shot pairs are copied too), has its
+    text replaced by a notice and loses that source, snippet included. Returns the answers changed."""
+    changed: dict[int, Interaction] = {}
+    for example in examples:
+        source = f"{TEAM_ANSWER_PREFIX}{example['id']}"
+        rows = list(session.exec(select(Interaction).where(cast(Interaction.sources, String).contains(source))))
+        for row in rows:
+            row.sources = [s for s in row.sources or [] if s.get("source") != source]
+            row.answer = ANSWER_REDACTED
+            changed[row.id] = row
+        # Short texts ("Yes.") are everyone's: only a passage long enough to be the person's own counts.
+        for passage in (example["answer"], example["question"]):
+            if passage and len(passage.strip()) >= ECHO_MIN_CHARS:
+                for row in session.exec(select(Interaction).where(Interaction.answer.contains(passage.strip()))):
+                    row.answer = ANSWER_REDACTED
+                    changed[row.id] = row
+    for row in changed.values():
+        session.add(row)
+    return len(changed)
 
 
 def forget_user(engine, user_id: str, actor: str, *, pm=None, adapters_dir: str | Path = ".",
@@ -149,12 +160,12 @@ def forget_user(engine, user_id: str, actor: str, *, pm=None, adapters_dir: str 
         if interaction_ids:
             session.execute(delete(Interaction).where(Interaction.id.in_(interaction_ids)))
         events = _delete_queued_events(session, user_id)
-        cited = _drop_cited_entries(session, erased_ids)
+        cited = _redact_echoes(session, erased)
         result = {"user": user_id, "pseudonym": pseudonym, "interactions": len(interaction_ids),
                   "examples": len(erased_ids), "tainted_adapters": sorted(tainted), "retrain_tracks": sorted(tracks)}
         counts = {k: v for k, v in result.items() if k not in ("user", "pseudonym")}
         record(session, actor, "user.forget", f"user:{pseudonym}", **counts, queued_events=events,
-               citations_removed=cited, exports=len(exports))
+               answers_redacted=cited, exports=len(exports))
         # From here on the log says what happened to `pseudonym`, never to whom.
         result["audit_rows_pseudonymised"] = pseudonymise(session, user_id, pseudonym)
     registry = Registry(engine, adapters_dir)

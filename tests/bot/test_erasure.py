@@ -205,3 +205,23 @@ def test_forget_deletes_the_persons_queued_slack_events_and_checkpoints(engine, 
     assert checkpoint(engine)["busy"] == 0
     assert wal.stat().st_size == 0
     assert b"zorbaquintex" not in database.read_bytes()
+
+
+def test_answers_that_repeat_or_cite_an_erased_correction_are_redacted(engine):
+    from bot.erasure import ANSWER_REDACTED
+    from storage.interactions import get_interaction
+
+    fact = add_example(engine, "Which floor is the badge office on?", "The badge office is on floor seven, room 712.",
+                       author_id="U1")
+    cited = add_interaction(engine, question="badge office?", answer="Floor seven.", user_id="U2",
+                            sources=[{"kind": "team_answer", "source": f"team-answer:{fact.id}", "snippet": "room 712"},
+                                     {"kind": "document", "source": "handbook.md", "snippet": "badges"}])
+    echoed = add_interaction(engine, question="where do I get a badge?", user_id="U3",
+                             answer="Go there: The badge office is on floor seven, room 712. Bring ID.")
+    other = add_interaction(engine, question="printer?", answer="Second floor.", user_id="U4",
+                            sources=[{"kind": "team_answer", "source": "team-answer:999"}])
+    forget_user(engine, "U1", "admin")
+    assert get_interaction(engine, cited.id).answer == ANSWER_REDACTED
+    assert [s["source"] for s in get_interaction(engine, cited.id).sources] == ["handbook.md"]
+    assert get_interaction(engine, echoed.id).answer == ANSWER_REDACTED
+    assert get_interaction(engine, other.id).answer == "Second floor."

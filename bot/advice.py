@@ -2,6 +2,8 @@
 
 RAG for facts that change, fine-tuning for tone and format once there are enough reviewed pairs,
 few-shot examples before that, and a rollback when an adapter is liked less than the one before.
+Per track, the approved corrections are counted by kind: facts went to the knowledge base (RAG),
+tone and format to training, and the advice says which of the two the team's corrections call for.
 Shown by `/apprenti status`, the App Home and `apprenti status`.
 """
 
@@ -14,11 +16,12 @@ from typing import Any
 
 from sqlmodel import select
 
-from bot.scheduler import used_example_ids
 from storage.adapters import list_adapters
 from storage.db import session_scope
-from storage.examples import approved_examples, count_examples, tracks_with_examples
+from storage.examples import count_by_kind, count_examples, tracks_with_examples
+from storage.knowledge import count_open_suspects, unindexed_entries
 from storage.models import Adapter, AdapterStatus, ExampleStatus, Interaction
+from storage.usage import count_unused_examples
 
 RECOMMENDED_MIN = 50  # the literature's 50-100 pairs for tone and format
 CHANGE_WINDOW_DAYS = 30
@@ -48,6 +51,8 @@ class TrackAdvice:
     unused: int
     active: str | None
     last_gate: dict[str, Any] | None
+    kinds: dict[str, int] = field(default_factory=dict)  # approved corrections: fact, behaviour, both
+    recommendation: str | None = None  # rag | training | None (too few corrections to tell)
     feedback: list[FeedbackRate] = field(default_factory=list)
     advice: list[str] = field(default_factory=list)
 
@@ -82,8 +87,27 @@ def document_churn(sources: list[dict[str, Any]] | None, now: float | None = Non
             "often": recent / len(sources) >= OFTEN and len(sources) >= 3}
 
 
+def kind_advice(kinds: dict[str, int]) -> tuple[str | None, str | None]:
+    """(rag | training | None, why) from the approved corrections' kinds."""
+    facts, behaviour, both = kinds.get("fact", 0), kinds.get("behaviour", 0), kinds.get("both", 0)
+    total = facts + behaviour + both
+    if total < 5:
+        return None, None
+    counts = f"{facts} fact, {behaviour} tone/format and {both} both of {total} approved corrections"
+    if facts + both / 2 > (behaviour + both / 2) * 2:
+        return "rag", (f"Mostly facts ({counts}): they answer from the knowledge base already, and a small adapter "
+                       "learns facts poorly and forgets them — keep the documents right (re-ingest the ones listed "
+                       "as suspect) rather than counting on training.")
+    if behaviour + both / 2 > (facts + both / 2) * 2:
+        return "training", (f"Mostly tone and format ({counts}): that is what fine-tuning learns; retrieval cannot "
+                            "change how answers are written.")
+    return "both", f"A mix ({counts}): facts answer from the knowledge base, tone and format come from training."
+
+
 def track_advice(engine, settings, track: str, *, unused: int, churn: dict[str, Any] | None) -> TrackAdvice:
-    approved = count_examples(engine, status=ExampleStatus.approved.value, track=track)
+    kinds = count_by_kind(engine, track)
+    # Training learns behaviour and both pairs: facts do not count towards the minimum.
+    approved = kinds["behaviour"] + kinds["both"]
     pending = count_examples(engine, status=ExampleStatus.pending.value, track=track)
     adapters = list_adapters(engine, track)
     active = next((a for a in adapters if a.status == AdapterStatus.active.value), None)
@@ -96,7 +120,10 @@ def track_advice(engine, settings, track: str, *, unused: int, churn: dict[str, 
     minimum = max(settings.min_examples, 1)
     item = TrackAdvice(track=track, approved=approved, pending=pending, minimum=minimum,
                        threshold=settings.train_threshold, unused=unused, active=active.name if active else None,
-                       last_gate=last_gate, feedback=feedback_rates(engine, track))
+                       last_gate=last_gate, kinds=kinds, feedback=feedback_rates(engine, track))
+    item.recommendation, why = kind_advice(kinds)
+    if why:
+        item.advice.append(why)
     if churn and churn["often"]:
         item.advice.append(
             f"{churn['changed_recently']} of {churn['documents']} documents changed in the last "
@@ -104,8 +131,9 @@ def track_advice(engine, settings, track: str, *, unused: int, churn: dict[str, 
         )
     if approved < minimum:
         item.advice.append(
-            f"{approved} approved pairs; fine-tuning needs at least {minimum} (50-100 is the usual range for tone "
-            f"and format). Until then approved pairs already help as few-shot examples — {minimum - approved} to go."
+            f"{approved} approved tone/format pairs; fine-tuning needs at least {minimum} (50-100 is the usual range "
+            f"for tone and format). Until then approved pairs already help as few-shot examples — "
+            f"{minimum - approved} to go."
         )
     elif unused < settings.train_threshold:
         item.advice.append(f"{unused} new approved pairs since the last adapter; the next training starts at "
@@ -135,10 +163,10 @@ def readiness_report(engine, settings, *, sources: list[dict[str, Any]] | None =
     with session_scope(engine) as session:
         adapter_tracks = set(session.exec(select(Adapter.track).distinct()))
     tracks = sorted(set(tracks_with_examples(engine)) | adapter_tracks | {"default"})
-    items = []
-    for track in tracks:
-        approved_ids = {e.id for e in approved_examples(engine, track)}
-        unused = len(approved_ids - used_example_ids(engine, track))
-        items.append(track_advice(engine, settings, track, unused=unused, churn=churn).to_json())
-    return {"documents": churn, "tracks": items}
+    items = [track_advice(engine, settings, track, unused=count_unused_examples(engine, track), churn=churn).to_json()
+             for track in tracks]
+    waiting = unindexed_entries(engine)
+    knowledge = {"suspect_documents": count_open_suspects(engine), "unindexed": [e.id for e in waiting],
+                 "index_errors": sorted({e.index_error for e in waiting if e.index_error})[:3]}
+    return {"documents": churn, "knowledge": knowledge, "tracks": items}
 

@@ -24,6 +24,8 @@ from storage.interactions import add_interaction
 log = logging.getLogger("apprenti.assistant")
 
 MODES = ("prompt", "rag", "auto")
+# A team entry this close to the best document passage's score is about the same thing, and newer.
+TEAM_MARGIN = 0.15
 
 
 @dataclass
@@ -102,7 +104,7 @@ class Assistant:
     def __init__(self, engine: Engine, pm, llm: LLM, profiles: Profiles | None = None, *, rag_k: int = 5,
                  rag_threshold: float = 0.35, fewshot_k: int = 3, layout: str = "numbered",
                  plain_passages: int = 1, plain_chars: int = 160, team_answer_threshold: float = 0.6,
-                 team_answer_k: int = 2):
+                 team_answer_min: float = 0.3, team_answer_k: int = 2):
         if layout not in LAYOUTS:
             raise ValueError(f"prompt layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
         self.layout = layout
@@ -118,11 +120,13 @@ class Assistant:
         self.fewshot_k = fewshot_k
         # A team knowledge entry scoring at least this comes before every document passage.
         self.team_answer_threshold = team_answer_threshold
+        # ...and one scoring at least this, within TEAM_MARGIN of the best document passage, too.
+        self.team_answer_min = team_answer_min
         self.team_answer_k = team_answer_k
 
     # --- the stages -----------------------------------------------------------------------------
     def _team_answers(self, question: str, profile: Profile) -> list[dict]:
-        """The team's knowledge entries that answer this question (approved fact corrections), best
+        """The team's knowledge entries close to this question (approved fact corrections), best
         first: searched in every mode unless the profile opts out, since a corrected fact must
         answer the next person at once."""
         if not self.team_answer_k or not profile.team_answers:
@@ -132,11 +136,15 @@ class Assistant:
         except Exception:  # noqa: BLE001 - the documents and the model still answer
             log.exception("team answers are unavailable for this question")
             return []
-        found = [{**p, "kind": "team_answer"} for p in found if p.get("score", 0.0) >= self.team_answer_threshold]
+        found = [{**p, "kind": "team_answer"} for p in found if p.get("score", 0.0) >= self.team_answer_min]
         return sorted(found, key=lambda p: p.get("score", 0.0), reverse=True)[: self.team_answer_k]
 
     def _retrieve(self, question: str, profile: Profile, mode: str, notices: list[str]) -> tuple[str, list[dict]]:
-        """Which mode really applies, and the passages to cite: team answers first, then documents."""
+        """Which mode really applies, and the passages to cite: team answers first, then documents.
+
+        A team entry answers when it scores at least `team_answer_threshold` on its own, or at least
+        `team_answer_min` and within TEAM_MARGIN of the best document passage: it is then about what
+        that passage says, and it is newer (a person corrected it), so it comes first."""
         team = self._team_answers(question, profile)
         passages: list[dict] = []
         if mode != "prompt":
@@ -148,8 +156,11 @@ class Assistant:
                     notices.append(text.INDEX_DOWN.format(error=exc))
                     return "prompt", []
             passages = sorted(passages, key=lambda p: p.get("score", 0.0), reverse=True)[: self.rag_k]
-            if mode == "auto":
-                passages = [p for p in passages if p.get("score", 0.0) >= self.rag_threshold]
+        best_document = passages[0].get("score", 0.0) if passages else None
+        team = [p for p in team if p["score"] >= self.team_answer_threshold
+                or (best_document is not None and p["score"] >= best_document - TEAM_MARGIN)]
+        if mode == "auto":
+            passages = [p for p in passages if p.get("score", 0.0) >= self.rag_threshold]
         passages = (team + passages)[: max(self.rag_k, len(team))]
         if not passages:
             if mode != "prompt":

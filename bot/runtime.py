@@ -139,4 +139,5 @@ class Runtime:
         return Assistant(self.engine, self.plugins, self.llm, profiles, rag_k=s.rag_k,
                          rag_threshold=s.rag_threshold, fewshot_k=s.fewshot_k, layout=self.prompt_layout,
                          plain_passages=s.plain_passages, plain_chars=s.plain_chars,
-                         team_answer_threshold=s.team_answer_threshold, team_answer_k=s.team_answer_k)
+                         team_answer_threshold=s.team_answer_threshold,
+                         team_answer_min=s.team_answer_min, team_answer_k=s.team_answer_k)

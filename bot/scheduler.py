@@ -249,6 +249,22 @@ def daily_summary(runtime=None) -> dict[str, Any]:
     return summary
 
 
+def weekly_documents(runtime=None) -> int:
+    """Tell the admin channel which documents produced corrected answers (none: nothing is posted).
+    Returns how many are listed."""
+    from storage.knowledge import open_suspects
+
+    runtime = runtime or _runtime()
+    suspects = open_suspects(runtime.engine)
+    notify = getattr(runtime, "notify", None)
+    if suspects and notify is not None:
+        from bot.slack.reports import knowledge_lines
+
+        notify.weekly_documents(knowledge_lines(runtime.engine, limit=20))
+    log.info("weekly notice: %d suspect document(s)", len(suspects))
+    return len(suspects)
+
+
 def prune_processed_events(runtime=None) -> int:
     """Forget the Slack event ids older than two days (Slack retries an event for minutes, not days)."""
     runtime = runtime or _runtime()
@@ -324,6 +340,8 @@ def make_scheduler(runtime, *, start: bool = True):
     # The summary's lease outlives every clock skew between processes and expires before the next day.
     scheduler.add_job(_once("scheduler:daily-summary", timedelta(hours=12), daily_summary), "cron",
                       args=(runtime, holder), hour=9, minute=0, id="apprenti-daily-summary")
+    scheduler.add_job(_once("scheduler:weekly-documents", timedelta(days=3), weekly_documents), "cron",
+                      args=(runtime, holder), day_of_week="mon", hour=9, minute=5, id="apprenti-weekly-documents")
     scheduler.add_job(_once("scheduler:prune-events", timedelta(minutes=50), prune_processed_events),
                       "interval", args=(runtime, holder), hours=1, id="apprenti-prune-events")
     if start:

@@ -91,7 +91,11 @@ def citation(source: dict[str, Any], number: int) -> str:
     if source.get("page") not in (None, ""):
         details.append(text.SLACK_SOURCE_PAGE.format(page=source["page"]))
     if source.get("kind") == "team_answer":
-        details.append(text.SLACK_SOURCE_TEAM_ANSWER)
+        approver = str(source.get("approved_by") or "")
+        who = (f"<@{approver}>" if re.fullmatch(r"[UW][A-Z0-9]{2,}", approver) else escape(clip(approver, 40))) or None
+        when = indexed_date(source.get("approved_at"))
+        details.append(text.SLACK_SOURCE_TEAM_ANSWER_BY.format(who=who, when=when) if who and when
+                       else text.SLACK_SOURCE_TEAM_ANSWER)
     elif where and not linked and where != source.get("title"):
         details.append(f"`{escape(clip(where, 200))}`")
     if date := indexed_date(source.get("indexed_at")):

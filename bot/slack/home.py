@@ -56,6 +56,9 @@ def home_view(services: Services, user: str) -> dict:
     blocks.append(DividerBlock())
     runs = reports.run_lines(services.engine, errors=services.roles.can(user, "status"))
     blocks.append(ui.section("\n".join([text.SLACK_HOME_RUNS, *runs])))
+    if services.roles.can(user, "status"):
+        blocks.append(DividerBlock())
+        blocks.append(ui.section(ui.clip("\n".join(reports.knowledge_lines(services.engine)), ui.SECTION_LIMIT)))
     blocks.append(DividerBlock())
     blocks.append(ui.section(ui.clip("\n".join(reports.advice_lines(services.runtime)), ui.SECTION_LIMIT)))
     return View(type="home", blocks=blocks[:100]).to_dict()

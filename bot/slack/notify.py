@@ -148,6 +148,10 @@ class Notifier:
                                                        unused=state.get("unused", 0), due=due))
         return self.admin("\n".join(lines))
 
+    def weekly_documents(self, lines: list[str]):
+        """The weekly notice: documents that produced corrected answers, with the corrections."""
+        return self.admin("\n".join([text.SLACK_WEEKLY_SUSPECTS, *lines]))
+
     def upload(self, path: str | Path, title: str | None = None, comment: str | None = None):
         """A file (a plot, a report) in the admin channel."""
         if not self.admin_channel:

@@ -95,10 +95,35 @@ def advice_lines(runtime) -> list[str]:
     return lines
 
 
+def knowledge_lines(engine, limit: int = 8) -> list[str]:
+    """The documents that produced corrected answers, each with its correction, and any approved fact
+    that has not reached the index (/apprenti status, the App Home, the weekly notice)."""
+    from storage.knowledge import open_suspects, unindexed_entries
+
+    lines = []
+    waiting = unindexed_entries(engine)
+    if waiting:
+        errors = sorted({e.index_error for e in waiting if e.index_error})
+        lines.append(text.SLACK_UNINDEXED.format(
+            count=len(waiting), ids=", ".join(f"#{e.id}" for e in waiting[:10]),
+            error=f": {escape(errors[0][:200])}" if errors else ""))
+    suspects = open_suspects(engine)
+    if not suspects:
+        return [*lines, text.SLACK_SUSPECTS_NONE]
+    lines.append(text.SLACK_SUSPECTS_HEADER.format(count=len({(s.collection, s.source) for s in suspects})))
+    for suspect in suspects[:limit]:
+        lines.append(text.SLACK_SUSPECT_LINE.format(
+            source=escape(suspect.source), collection=f" ({escape(suspect.collection)})" if suspect.collection else "",
+            id=suspect.example_id, question=escape(suspect.question[:120]), answer=escape(suspect.corrected_answer[:160])))
+    if len(suspects) > limit:
+        lines.append(text.SLACK_SUSPECTS_MORE.format(count=len(suspects) - limit))
+    return lines
+
+
 def status_text(engine, tracks: list[str], advice: list[str] | None = None) -> str:
     parts = [text.SLACK_STATUS_HEADER, *adapter_lines(engine, tracks), "",
              text.SLACK_STATUS_PENDING.format(count=pending_count(engine)), "", text.SLACK_STATUS_RUNS,
-             *run_lines(engine)]
+             *run_lines(engine), "", *knowledge_lines(engine)]
     if advice:
         parts += ["", *advice]
     return "\n".join(parts)

@@ -282,8 +282,33 @@ def remove_exports(exports: list[dict]) -> list[dict]:
     return listed
 
 
+def _step(result: dict[str, Any], name: str, fn, default=None):
+    """Run one step after the database part; a failure is logged and listed, and the others still run
+    (the person's rows are gone already: what is left must be said, not hidden behind the first error)."""
+    try:
+        return fn()
+    except Exception as exc:  # noqa: BLE001 - every step's failure is reported in `unfinished`
+        log.exception("erasure step %r failed", name)
+        result.setdefault("unfinished", []).append(f"{name}: {type(exc).__name__} (details in the log); "
+                                                   "run forget again to retry")
+        return default
+
+
+def _review_posts(settings, posts: list[dict], slack) -> list[dict]:
+    if not posts:
+        return []
+    if slack is None and settings.slack_bot_token:
+        from bot.slack.notify import make_client
+
+        slack = make_client(settings.slack_bot_token, settings.slack_api_url)
+    if slack is None:
+        return [{**p, "outcome": "not reached (no SLACK_BOT_TOKEN): delete it by hand"} for p in posts]
+    return retract_posts(slack, posts)
+
+
 def erase_person(runtime, user_id: str, actor: str, *, retrain: bool = True, slack=None) -> dict[str, Any]:
-    """The whole erasure (what `apprenti forget` and `/apprenti forget` run); returns what was done.
+    """The whole erasure (what `apprenti forget` and `/apprenti forget` run); returns what was done,
+    with `unfinished` listing any step that failed.
 
     `slack`: a WebClient for the review posts (default: one from SLACK_BOT_TOKEN, if set)."""
     from finetune.registry import Registry
@@ -295,35 +320,32 @@ def erase_person(runtime, user_id: str, actor: str, *, retrain: bool = True, sla
     result = forget_user(runtime.engine, user_id, actor, pm=runtime.plugins, adapters_dir=settings.adapters_dir,
                          pseudonym=pseudonym)
     registry = Registry(runtime.engine, settings.adapters_dir)
-    result["weights_deleted"] = registry.purge_tainted(actor)
+    result["weights_deleted"] = _step(result, "adapter weights", lambda: registry.purge_tainted(actor), [])
     # Base-model answers to held-out questions, the person's among them: a cache, rebuilt on demand.
     shutil.rmtree(Path(settings.adapters_dir) / ".eval-cache", ignore_errors=True)
-
-    if result["review_posts"]:
-        if slack is None and settings.slack_bot_token:
-            from bot.slack.notify import make_client
-
-            slack = make_client(settings.slack_bot_token, settings.slack_api_url)
-        if slack is not None:
-            result["review_posts"] = retract_posts(slack, result["review_posts"])
-        else:
-            result["review_posts"] = [{**p, "outcome": "not reached (no SLACK_BOT_TOKEN): delete it by hand"}
-                                      for p in result["review_posts"]]
-    result["stores"] = compact_stores(settings, result["erased_example_ids"])
-    result["database"] = checkpoint(runtime.engine)
-    result["exports"] = remove_exports(result["exports"])
+    posts = result["review_posts"]
+    result["review_posts"] = _step(result, "review posts", lambda: _review_posts(settings, posts, slack),
+                                   [{**p, "outcome": "not done: delete it by hand"} for p in posts])
+    result["stores"] = _step(result, "Chroma and BM25", lambda: compact_stores(settings, result["erased_example_ids"]))
+    result["database"] = _step(result, "database checkpoint", lambda: checkpoint(runtime.engine))
+    exports = result["exports"]
+    result["exports"] = _step(result, "exports", lambda: remove_exports(exports),
+                              [{**e, "outcome": "not done: delete it by hand"} for e in exports])
 
     result["retrain_runs"] = []
     if retrain:
         from bot.scheduler import start_run
 
         for track in result["retrain_tracks"]:
-            run, state = start_run(runtime, track, "erasure", actor, force=True)
-            result["retrain_runs"].append({"track": track, "run": run.id if run else None, "reasons": state.reasons})
+            started = _step(result, f"retrain {track}", lambda t=track: start_run(runtime, t, "erasure", actor, force=True))
+            run, state = started or (None, None)
+            result["retrain_runs"].append({"track": track, "run": run.id if run else None,
+                                           "reasons": state.reasons if state else ["the run could not be queued"]})
     audit(runtime.engine, actor, "user.forget.done", f"user:{pseudonym}",
           review_posts=[p.get("outcome") for p in result["review_posts"]],
           exports=[{"file": e.get("file") or e.get("where"), "outcome": e["outcome"]} for e in result["exports"]],
-          weights_deleted=result["weights_deleted"], retrain_runs=[r["run"] for r in result["retrain_runs"]])
+          weights_deleted=result["weights_deleted"], retrain_runs=[r["run"] for r in result["retrain_runs"]],
+          unfinished=result.get("unfinished", []))
     return result
 
 
@@ -343,4 +365,5 @@ def summary(result: dict[str, Any]) -> str:
     for item in result.get("retrain_runs", []):
         lines.append(msg.SLACK_RETRAIN_QUEUED.format(id=item["run"], track=item["track"]) if item["run"] else
                      msg.SLACK_RETRAIN_REFUSED.format(track=item["track"], reasons="; ".join(item["reasons"])))
+    lines += [msg.SLACK_FORGOTTEN_UNFINISHED.format(step=step) for step in result.get("unfinished", [])]
     return "\n".join(lines)

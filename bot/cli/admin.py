@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import sys
+
 import typer
 from rich.table import Table
 
-from bot.cli.common import bad_input, console, print_json, runtime
+from bot.cli.common import EXIT_FAILED, bad_input, console, print_json, runtime
 
 
 def forget(
@@ -25,6 +27,8 @@ def forget(
     result = erase_person(rt, user, actor, retrain=retrain)
     if as_json:
         print_json(result)
+        if result.get("unfinished"):
+            sys.exit(EXIT_FAILED)
         return
     console.print(f"Erased {result['interactions']} interaction(s) and {result['examples']} example(s) "
                   f"of {result['user']}; the audit log now names them {result['pseudonym']}.")
@@ -40,6 +44,10 @@ def forget(
     for item in result["retrain_runs"]:
         console.print(f"Retrain of {item['track']}: " + (f"run #{item['run']} queued" if item["run"]
                       else "not started (" + "; ".join(item["reasons"]) + ")"))
+    for step in result.get("unfinished", []):
+        console.print(f"Not finished: {step}", markup=False)
+    if result.get("unfinished"):
+        sys.exit(EXIT_FAILED)
 
 
 def audit(

@@ -225,3 +225,34 @@ def test_answers_that_repeat_or_cite_an_erased_correction_are_redacted(engine):
     assert [s["source"] for s in get_interaction(engine, cited.id).sources] == ["handbook.md"]
     assert get_interaction(engine, echoed.id).answer == ANSWER_REDACTED
     assert get_interaction(engine, other.id).answer == "Second floor."
+
+
+def test_a_failed_step_is_reported_and_the_others_still_run(isolated_env, monkeypatch, capsys):
+    """`apprenti forget` prints what it did; a step that fails (here the Chroma purge) is listed as
+    unfinished, the exit code is 1, and the later steps (exports, checkpoint) still ran."""
+    import rag.index
+    from finetune.formats import training_pairs, write_file
+    from storage.db import open_database
+    from storage.models import ExampleStatus
+    from tests.cli import run_main
+
+    monkeypatch.setenv("APPRENTI_PLUGINS", "tone")
+    monkeypatch.setenv("APPRENTI_PII", "off")
+    engine = open_database(f"sqlite:///{isolated_env / 'apprenti.db'}")
+    add_example(engine, "q by U1", "a by U1", author_id="U1", status=ExampleStatus.approved.value)
+    export = isolated_env / "pairs.jsonl"
+    write_file(training_pairs(engine), "openai", export)
+    (isolated_env / "chroma").mkdir()
+
+    def broken(path):
+        raise OSError("disk on fire")
+
+    monkeypatch.setattr(rag.index, "purge_deleted", broken)
+    monkeypatch.setenv("COLUMNS", "400")  # one line per step, however long the path
+    code, out, _ = run_main(["forget", "<@U1>", "--actor", "UADMIN"], capsys)
+    assert code == 1
+    assert "Erased 0 interaction(s) and 1 example(s) of U1" in out and "erased-" in out
+    assert f"Export {export.resolve()}" in out and "deleted" in out and not export.exists()
+    assert "Not finished: Chroma and BM25: OSError" in out and "disk on fire" not in out
+    (done,) = list_events(engine, action="user.forget.done")
+    assert done.details["unfinished"] and done.actor == "UADMIN"

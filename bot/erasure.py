@@ -22,13 +22,13 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, cast, delete, inspect, text
+from sqlalchemy import String, cast, delete, inspect, text, update
 from sqlmodel import select
 
 from storage.audit import audit, exports_holding, pseudonymise, record
 from storage.db import checkpoint, session_scope
 from storage.interactions import summarise_votes
-from storage.models import Adapter, AdapterStatus, Example, Interaction, Vote
+from storage.models import Adapter, AdapterStatus, Example, Interaction, TrainingRun, Vote
 
 log = logging.getLogger("apprenti.erasure")
 
@@ -160,6 +160,12 @@ def forget_user(engine, user_id: str, actor: str, *, pm=None, adapters_dir: str 
         if interaction_ids:
             session.execute(delete(Interaction).where(Interaction.id.in_(interaction_ids)))
         events = _delete_queued_events(session, user_id)
+        # Where the person acted on others' data (reviewed, activated, triggered), the row stays and
+        # names the pseudonym, as the audit log does.
+        session.execute(update(Example).where(Example.reviewer_id == user_id).values(reviewer_id=pseudonym))
+        session.execute(update(TrainingRun).where(TrainingRun.triggered_by == user_id).values(triggered_by=pseudonym))
+        session.execute(update(Adapter).where(Adapter.activated_by == user_id).values(activated_by=pseudonym))
+        cards = list(session.exec(select(Adapter)))  # their card.json may name the person too
         cited = _redact_echoes(session, erased)
         result = {"user": user_id, "pseudonym": pseudonym, "interactions": len(interaction_ids),
                   "examples": len(erased_ids), "tainted_adapters": sorted(tainted), "retrain_tracks": sorted(tracks)}
@@ -169,6 +175,8 @@ def forget_user(engine, user_id: str, actor: str, *, pm=None, adapters_dir: str 
         # From here on the log says what happened to `pseudonym`, never to whom.
         result["audit_rows_pseudonymised"] = pseudonymise(session, user_id, pseudonym)
     registry = Registry(engine, adapters_dir)
+    for adapter in cards:
+        registry.rename_person(adapter, user_id, pseudonym)
     for track in sorted(tracks):
         active = registry.active(track)
         if active is not None and active.tainted:

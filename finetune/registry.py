@@ -266,6 +266,17 @@ class Registry:
         self._update_card(current, status=AdapterStatus.retired.value)
         return Change(track, None, current.name, reason)
 
+    def rename_person(self, adapter: Adapter, user_id: str, pseudonym: str) -> None:
+        """Replace an erased person's id in the adapter's card (who triggered or activated it)."""
+        path = Path(adapter.path) / "card.json"
+        try:
+            card = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (OSError, ValueError):
+            return
+        fields = {k: pseudonym for k in ("triggered_by", "activated_by") if card.get(k) == user_id}
+        if fields:
+            self._update_card(adapter, **fields)
+
     def withdraw(self, track: str, actor: str) -> Change | None:
         """Take the version in service out of service at once (it holds erased data): the most recent
         clean version that served before and still has its weights takes over, else the base model.

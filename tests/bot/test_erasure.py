@@ -256,3 +256,27 @@ def test_a_failed_step_is_reported_and_the_others_still_run(isolated_env, monkey
     assert "Not finished: Chroma and BM25: OSError" in out and "disk on fire" not in out
     (done,) = list_events(engine, action="user.forget.done")
     assert done.details["unfinished"] and done.actor == "UADMIN"
+
+
+def test_where_the_person_acted_on_others_data_the_rows_name_the_pseudonym(engine, tmp_path):
+    import json
+
+    from storage.models import Example, TrainingRun
+    from storage.runs import acquire_run
+
+    reviewed = add_example(engine, "q", "a", author_id="U2")
+    with session_scope(engine) as s:
+        s.query(Example).filter(Example.id == reviewed.id).update({"reviewer_id": "U1"})
+    run = acquire_run(engine, "default", "admin", "U1")
+    adapters(engine, tmp_path, ("active", False))
+    with session_scope(engine) as s:
+        s.query(Adapter).update({"activated_by": "U1"})
+    (tmp_path / "v1" / "card.json").write_text(json.dumps({"triggered_by": "U1", "activated_by": "U1", "name": "x"}))
+
+    alias = forget_user(engine, "U1", "admin")["pseudonym"]
+    with session_scope(engine) as s:
+        assert s.get(Example, reviewed.id).reviewer_id == alias
+        assert s.get(TrainingRun, run.id).triggered_by == alias
+        assert s.query(Adapter).one().activated_by == alias
+    card = json.loads((tmp_path / "v1" / "card.json").read_text())
+    assert card["triggered_by"] == card["activated_by"] == alias and card["name"] == "x"

@@ -142,7 +142,9 @@ class Demo:
         view = standin.wait_for("views.open", count=opened + 1)[-1]["view"]
         in_review = lambda c: c.get("channel") == REVIEW  # noqa: E731
         posted = len([c for c in standin.calls("chat.postMessage") if in_review(c)])
-        people.submit(user, view, {ui.ANSWER_BLOCK: corrected, ui.NOTE_BLOCK: "Our answers follow the team template."})
+        # The team's template is a behaviour: it goes to training, not to the knowledge base.
+        people.submit(user, view, {ui.ANSWER_BLOCK: corrected, ui.NOTE_BLOCK: "Our answers follow the team template."},
+                      choices={ui.KIND_BLOCK: "behaviour"})
         self.services.wait_idle(60)  # a person reads the review message before clicking
         review = standin.wait_for("chat.postMessage", count=posted + 1, where=in_review)[-1]
         example = button_value(review, ui.APPROVE)

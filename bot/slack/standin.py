@@ -370,17 +370,19 @@ class SlackPeople:
         }
         return self.dispatch(form_body(payload))
 
-    def submit(self, user: str, view: dict, values: dict[str, str | None]):
-        """Submit a modal the app opened (the `view` it sent to views.open), typing `values` per block."""
+    def submit(self, user: str, view: dict, values: dict[str, str | None], choices: dict[str, str] | None = None):
+        """Submit a modal the app opened (the `view` it sent to views.open), typing `values` per block
+        and picking `choices` (block -> option value) in its radio buttons."""
         from bot.slack.blocks import INPUT_ACTION
 
+        state = {block: {INPUT_ACTION: {"type": "plain_text_input", "value": value}} for block, value in values.items()}
+        state |= {block: {INPUT_ACTION: {"type": "radio_buttons", "selected_option": {"value": option}}}
+                  for block, option in (choices or {}).items()}
         payload = {
             "type": "view_submission", "team": {"id": self.team, "domain": "example"},
             "user": {"id": user, "username": user.lower(), "team_id": self.team}, "api_app_id": "AAPPRENTI",
             "token": "verification-token", "trigger_id": f"trigger-{next(self._ids)}",
-            "view": {**view, "id": f"VDEMO{next(self._ids)}", "team_id": self.team,
-                     "state": {"values": {block: {INPUT_ACTION: {"type": "plain_text_input", "value": value}}
-                                          for block, value in values.items()}}},
+            "view": {**view, "id": f"VDEMO{next(self._ids)}", "team_id": self.team, "state": {"values": state}},
         }
         return self.dispatch(form_body(payload))
 

@@ -231,3 +231,33 @@ def test_cli_imports_lists_approves_and_rekinds(rt, tmp_path, capsys):
     assert code == 0 and json.loads(out)["kind"] == "behaviour"
     code, _, err = run_main(["examples", "import", str(pairs), "--format", "alpaca", "--kind", "facts"], capsys)
     assert code == 2 and "--kind 'facts'" in err
+
+
+def test_weekly_notice_and_readiness_advice_count_facts_and_behaviour(rt):
+    from bot.advice import readiness_report
+    from bot.scheduler import weekly_documents
+
+    class Notify:
+        posted: list[list[str]] = []
+
+        def weekly_documents(self, lines):
+            self.posted.append(lines)
+
+    rt.notify = Notify()
+    assert weekly_documents(rt) == 0 and Notify.posted == []  # nothing to say: nothing posted
+    for i in range(5):
+        fact = fact_correction(rt, f"Which VPN client do we use, case {i}?", f"WireGuard {i}.", ask_first=i == 0)
+        corrections.decide(rt.engine, rt.plugins, fact.id, ExampleStatus.approved, "U_REVIEWER")
+    pair = add_example(rt.engine, "Form question?", "Answer: form.", kind="behaviour", author_id="U_AUTHOR")
+    corrections.decide(rt.engine, rt.plugins, pair.id, ExampleStatus.approved, "U_REVIEWER")
+
+    assert weekly_documents(rt) == 1
+    (lines,) = Notify.posted
+    assert any("it.md" in line and "WireGuard 0." in line for line in lines)
+
+    report = readiness_report(rt.engine, rt.settings)
+    (track,) = [t for t in report["tracks"] if t["track"] == "default"]
+    assert track["kinds"] == {"fact": 5, "behaviour": 1, "both": 0} and track["recommendation"] == "rag"
+    assert track["approved"] == 1 and track["unused"] == 1  # facts never count towards training
+    assert any("Mostly facts" in a for a in track["advice"])
+    assert report["knowledge"] == {"suspect_documents": 1, "unindexed": [], "index_errors": []}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import re
 import secrets
 import time
 from collections.abc import Callable
@@ -66,12 +67,31 @@ SOURCE_DETAILS = ("heading", "page", "collection", "url", "indexed_at", "layout"
                   "example_id", "question", "approved_by", "approved_at")
 
 
+# Words a retrieved passage could use to pass itself off as part of the prompt ("Question: …",
+# "System: …", "</source>"): passages are data written by anyone who can edit a document, never
+# instructions, so these are neutralised before the model reads them.
+_PROMPT_MARKERS = re.compile(
+    r"\b(question|text|answer|context|system|assistant|user|instructions?|r[ée]ponse|consignes?)\s*:", re.IGNORECASE)
+_FENCE = re.compile(r"</?\s*sources?\b[^>]*>", re.IGNORECASE)
+
+
+def untrusted(passage: str, *, one_line: bool = False) -> str:
+    """A retrieved passage as the model may read it: no prompt markers ("Question:" becomes
+    "Question -"), no source fences, and for the plain layout on one line, so it cannot open a
+    turn of its own."""
+    cleaned = _FENCE.sub(" ", passage or "")
+    cleaned = _PROMPT_MARKERS.sub(lambda m: f"{m.group(1)} -", cleaned)
+    return " ".join(cleaned.split()) if one_line else cleaned.strip()
+
+
 def source_block(passages: list[dict[str, Any]]) -> str:
+    """The numbered layout: each source fenced, so the model (and the instructions) can tell the
+    retrieved data from the question."""
     lines = []
     for i, passage in enumerate(passages, 1):
-        title = passage.get("title") or passage.get("source") or f"source {i}"
-        body = passage.get("text") or passage.get("snippet") or ""
-        lines.append(f"[{i}] {title}\n{body.strip()}")
+        title = untrusted(passage.get("title") or passage.get("source") or f"source {i}", one_line=True)
+        body = untrusted(passage.get("text") or passage.get("snippet") or "")
+        lines.append(f'<source id="{i}" title="{title}">\n{body}\n</source>')
     return "\n\n".join(lines)
 
 
@@ -82,7 +102,7 @@ def context_text(passages: list[dict[str, Any]]) -> str | None:
     if not passages:
         return None
     if passages[0].get("layout") == "plain":
-        return "\n\n".join((p.get("text") or p.get("snippet") or "").strip() for p in passages)
+        return "\n\n".join(untrusted(p.get("text") or p.get("snippet") or "", one_line=True) for p in passages)
     return f"{text.RAG_INSTRUCTIONS}\n\n{source_block(passages)}"
 
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -56,6 +58,21 @@ def table_rows_with(database: Path, needle: str) -> dict[str, int]:
     return found
 
 
+def scan(home: Path, needle: str) -> dict:
+    """Files and SQLite tables under `home` holding `needle`, read by another process: opening and
+    closing a database file here would drop the locks this process's SQLite connections hold on it
+    (POSIX locks belong to the process), and the next process would then miss their writes."""
+    done = subprocess.run([sys.executable, "-m", "tests.e2e.test_erasure_scan", str(home), needle],
+                          capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2])
+    return json.loads(done.stdout)
+
+
+def _scan(home: Path, needle: str) -> dict:
+    databases = [p for p in sorted(home.rglob("*")) if p.is_file() and p.suffix in (".db", ".sqlite3")]
+    tables = {str(p.relative_to(home)): found for p in databases if (found := table_rows_with(p, needle))}
+    return {"files": occurrences(home, needle), "tables": tables}
+
+
 def collection_records_with(chroma: Path, needle: str) -> dict[str, int]:
     from rag.index import open_client
 
@@ -87,6 +104,19 @@ def configured(isolated_env, tiny_model_dir, monkeypatch):
         yield home, standin
 
 
+def wait_for(engine, run_id: int, timeout: float = 300.0):
+    """The training run once its process has finished it."""
+    from storage.runs import get_run
+
+    deadline = time.monotonic() + timeout
+    while (run := get_run(engine, run_id)).status in ("queued", "running"):
+        log = Path(run.log_path or "")
+        assert time.monotonic() < deadline, f"run #{run_id} did not finish: {run}\n" + (
+            log.read_text()[-2000:] if log.is_file() else "")
+        time.sleep(1)
+    return run
+
+
 def ask_and_correct(people, standin, services, user: str, question: str, corrected: str) -> dict:
     """`@apprenti question` in #general, Correct → modal → submit; returns the review message posted."""
     from bot.slack import blocks as ui
@@ -110,6 +140,7 @@ def ask_and_correct(people, standin, services, user: str, question: str, correct
 
 def test_forget_leaves_no_byte_of_the_person(configured, capsys):
     from bot.runtime import Runtime
+    from bot.scheduler import start_run
     from bot.slack import blocks as ui
     from bot.slack.app import create_app
     from bot.slack.notify import make_client
@@ -118,7 +149,6 @@ def test_forget_leaves_no_byte_of_the_person(configured, capsys):
     from storage.examples import add_examples, new_example
     from storage.interactions import recent_interactions, record_vote
     from storage.models import ExampleStatus
-    from storage.runs import list_runs
 
     home, standin = configured
     runtime = Runtime(entrypoints=False)
@@ -146,11 +176,10 @@ def test_forget_leaves_no_byte_of_the_person(configured, capsys):
                                               status=ExampleStatus.approved.value, author_id=OTHER)
                                   for i in range(4)], "test")
 
-    # An adapter trained on the person's pair, put in service; the pairs exported to a file.
-    code, out, err = run_main(["train", "--json", "--max-steps", "2"], capsys)
-    assert code in (0, 1), err
-    outcome = json.loads(out)
-    assert outcome["adapter"] == "default/v1", outcome
+    # An adapter trained on the person's pair by the training process (its log is under logs/), put in
+    # service; the pairs exported to a file.
+    first, _ = start_run(runtime, "default", "admin", ADMIN, force=True)
+    assert wait_for(runtime.engine, first.id).adapter_name == "default/v1"
     registry = Registry(runtime.engine, home / "adapters")
     if registry.active("default") is None:
         registry.activate("default/v1", ADMIN)
@@ -158,10 +187,13 @@ def test_forget_leaves_no_byte_of_the_person(configured, capsys):
     export = home / "exports" / "pairs.jsonl"
     code, out, err = run_main(["examples", "export", str(export), "--format", "openai"], capsys)
     assert code == 0, err
-    before = occurrences(home, MARKER)
+    scanned = scan(home, MARKER)
+    before = scanned["files"]
+    assert {"interaction", "example"} <= set(scanned["tables"]["apprenti.db"]), scanned
     assert any(name.startswith("chroma") for name in before), before  # the test can fail: the data is there
     assert "apprenti.db" in before or "apprenti.db-wal" in before, before
     assert "exports/pairs.jsonl" in before, before
+    assert (home / "logs" / f"run-{first.id}.log").is_file()
 
     code, out, err = run_main(["forget", PERSON, "--actor", ADMIN, "--json"], capsys)
     assert code == 0, err
@@ -172,10 +204,7 @@ def test_forget_leaves_no_byte_of_the_person(configured, capsys):
     assert registry.active("default") is None
     (retrain,) = result["retrain_runs"]
     assert retrain["run"] is not None, retrain
-    deadline = time.monotonic() + 300
-    while (run := next(r for r in list_runs(runtime.engine) if r.id == retrain["run"])).status in ("queued", "running"):
-        assert time.monotonic() < deadline, "the retrain did not finish"
-        time.sleep(1)
+    run = wait_for(runtime.engine, retrain["run"])
     assert run.adapter_name, run.error  # registered, whatever the gate said of a two-step adapter
     retrained = registry.get(run.adapter_name)
     assert int(example_id) not in retrained.example_ids and not retrained.tainted
@@ -188,14 +217,14 @@ def test_forget_leaves_no_byte_of_the_person(configured, capsys):
     # The export is listed (and removed, being exactly what was written).
     assert [e["file"] for e in result["exports"]] == [str(export)]
 
-    assert occurrences(home, MARKER) == {}
-    assert occurrences(home, PERSON) == {}
-    assert table_rows_with(home / "apprenti.db", MARKER) == {}
-    assert table_rows_with(home / "apprenti.db", PERSON) == {}  # the audit names a pseudonym
-    for lexical in home.rglob("*.lexical.sqlite3"):
-        assert table_rows_with(lexical, MARKER) == {}
+    assert scan(home, MARKER) == {"files": {}, "tables": {}}
+    assert scan(home, PERSON) == {"files": {}, "tables": {}}  # the audit log names a pseudonym
     assert collection_records_with(home / "chroma", MARKER) == {}
     # The erasure itself stays audited, under the pseudonym.
     code, out, _ = run_main(["audit", "--json", "--action", "user.forget"], capsys)
     (event,) = json.loads(out)["events"]
     assert event["actor"] == ADMIN and event["target"] == f"user:{result['pseudonym']}"
+
+
+if __name__ == "__main__":  # the scan, in a process of its own (see scan())
+    print(json.dumps(_scan(Path(sys.argv[1]), sys.argv[2])))

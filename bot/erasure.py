@@ -19,6 +19,8 @@ import logging
 import os
 import secrets
 import shutil
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -239,10 +241,23 @@ def _sweep_chroma(client, example_ids: list[int]) -> int:
     return removed
 
 
+def purge_chroma(path: str | Path, timeout: float = 600.0) -> dict[str, Any]:
+    """rag.index.purge_deleted on an embedded Chroma folder, in a process of its own: Chroma's bundled
+    SQLite may hold locks on chroma.sqlite3 in this process, and a second SQLite library closing the
+    file here would drop them (POSIX locks belong to the process), letting another writer in."""
+    script = "import json, sys; from rag.index import purge_deleted; print(json.dumps(purge_deleted(sys.argv[1])))"
+    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+    if done.returncode != 0:
+        last = (done.stderr.strip().splitlines() or ["no output"])[-1]
+        raise RuntimeError(f"the Chroma purge exited with {done.returncode}: {last}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 def compact_stores(settings, example_ids: list[int]) -> dict[str, Any]:
     """Chroma and BM25 keep no text of deleted records: leftovers removed, logs purged, WALs folded."""
     from rag.bm25 import LexicalIndex
-    from rag.index import IndexUnavailable, open_client, purge_deleted
+    from rag.index import IndexUnavailable, open_client
 
     report: dict[str, Any] = {}
     try:
@@ -260,7 +275,7 @@ def compact_stores(settings, example_ids: list[int]) -> dict[str, Any]:
                             "(see docs/governance.md)")
         lexical_dir = settings.home / "rag"
     else:
-        report["chroma"] = purge_deleted(settings.chroma_path)
+        report["chroma"] = purge_chroma(settings.chroma_path)
         lexical_dir = Path(settings.chroma_path)
     if example_ids and lexical_dir.is_dir():
         sources = [f"{TEAM_ANSWER_PREFIX}{i}" for i in example_ids]

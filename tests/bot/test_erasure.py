@@ -230,7 +230,7 @@ def test_answers_that_repeat_or_cite_an_erased_correction_are_redacted(engine):
 def test_a_failed_step_is_reported_and_the_others_still_run(isolated_env, monkeypatch, capsys):
     """`apprenti forget` prints what it did; a step that fails (here the Chroma purge) is listed as
     unfinished, the exit code is 1, and the later steps (exports, checkpoint) still ran."""
-    import rag.index
+    import bot.erasure
     from finetune.formats import training_pairs, write_file
     from storage.db import open_database
     from storage.models import ExampleStatus
@@ -247,7 +247,7 @@ def test_a_failed_step_is_reported_and_the_others_still_run(isolated_env, monkey
     def broken(path):
         raise OSError("disk on fire")
 
-    monkeypatch.setattr(rag.index, "purge_deleted", broken)
+    monkeypatch.setattr(bot.erasure, "purge_chroma", broken)
     monkeypatch.setenv("COLUMNS", "400")  # one line per step, however long the path
     code, out, _ = run_main(["forget", "<@U1>", "--actor", "UADMIN"], capsys)
     assert code == 1
@@ -280,3 +280,15 @@ def test_where_the_person_acted_on_others_data_the_rows_name_the_pseudonym(engin
         assert s.query(Adapter).one().activated_by == alias
     card = json.loads((tmp_path / "v1" / "card.json").read_text())
     assert card["triggered_by"] == card["activated_by"] == alias and card["name"] == "x"
+
+
+def test_the_chroma_purge_runs_apart_and_reports_a_failure(tmp_path):
+    import pytest
+
+    from bot.erasure import purge_chroma
+
+    assert purge_chroma(tmp_path / "none") == {"redacted": 0}
+    (tmp_path / "broken").mkdir()
+    (tmp_path / "broken" / "chroma.sqlite3").write_bytes(b"not a database" * 100)
+    with pytest.raises(RuntimeError, match="the Chroma purge exited with 1: .*DatabaseError"):
+        purge_chroma(tmp_path / "broken")

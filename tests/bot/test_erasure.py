@@ -292,3 +292,37 @@ def test_the_chroma_purge_runs_apart_and_reports_a_failure(tmp_path):
     (tmp_path / "broken" / "chroma.sqlite3").write_bytes(b"not a database" * 100)
     with pytest.raises(RuntimeError, match="the Chroma purge exited with 1: .*DatabaseError"):
         purge_chroma(tmp_path / "broken")
+
+
+def test_forget_on_postgres(pg_engine):
+    """The same queries on PostgreSQL: JSON searched as text, the queue table found, no checkpoint."""
+    import json
+
+    from sqlalchemy import text
+
+    from bot.erasure import ANSWER_REDACTED
+    from storage.audit import audit, record_export
+    from storage.db import checkpoint
+    from storage.interactions import get_interaction
+
+    engine = pg_engine
+    mine = add_interaction(engine, question="my q", answer="a", user_id="U1")
+    fact = add_example(engine, "Which floor is the badge office on?", "The badge office is on floor seven, room 712.",
+                       author_id="U3", interaction_id=mine.id)
+    cited = add_interaction(engine, question="badge?", answer="Seven.", user_id="U2",
+                            sources=[{"kind": "team_answer", "source": f"team-answer:{fact.id}"}])
+    audit(engine, "U1", "example.add", "example:1", people=["U1", "U12"])
+    record_export(engine, "U9", "/tmp/x.jsonl", ["U1", "U2"], count=2, file="/tmp/x.jsonl", sha256="0")
+    with session_scope(engine) as s:
+        s.execute(text("INSERT INTO slack_event (event_id, received_at, body, status, attempts) "
+                       "VALUES ('Ev1', now(), :body, 'done', 1)"), {"body": json.dumps({"event": {"user": "U1"}})})
+    result = forget_user(engine, "U1", "admin")
+    alias = result["pseudonym"]
+    assert result["examples"] == 1 and [e["file"] for e in result["exports"]] == ["/tmp/x.jsonl"]
+    assert get_interaction(engine, cited.id).answer == ANSWER_REDACTED
+    rows = {e.action: e for e in list_events(engine)}
+    assert rows["example.add"].actor == alias and rows["example.add"].details["people"] == [alias, "U12"]
+    assert rows["examples.export"].details["people"] == [alias, "U2"]
+    with session_scope(engine) as s:
+        assert s.execute(text("SELECT count(*) FROM slack_event")).scalar() == 0
+    assert checkpoint(engine) is None

@@ -119,15 +119,23 @@ def purge_deleted(path: str | os.PathLike) -> dict:
         db.execute("PRAGMA secure_delete=ON")
         db.execute("BEGIN IMMEDIATE")
         try:
+            # The last delete of each record, indexed, so the log is read once (not once per row).
+            db.execute("CREATE TEMP TABLE gone AS SELECT topic, id, MAX(seq_id) AS last FROM embeddings_queue "
+                       "WHERE operation = ? GROUP BY topic, id", (_DELETE,))
+            db.execute("CREATE INDEX temp.gone_key ON gone (topic, id)")
             rows = db.execute(
-                "SELECT q.seq_id, q.vector FROM embeddings_queue q WHERE q.operation != ? AND "
-                "(q.metadata IS NOT NULL OR q.vector IS NOT NULL) AND EXISTS (SELECT 1 FROM embeddings_queue d "
-                "WHERE d.topic = q.topic AND d.id = q.id AND d.operation = ? AND d.seq_id > q.seq_id)",
-                (_DELETE, _DELETE)).fetchall()
-            for seq_id, vector in rows:
+                "SELECT q.seq_id, q.vector, q.metadata FROM embeddings_queue q JOIN gone g "
+                "ON g.topic = q.topic AND g.id = q.id WHERE q.operation != ? AND q.seq_id < g.last",
+                (_DELETE,)).fetchall()
+            redacted = 0
+            for seq_id, vector, metadata in rows:
                 dims = len(vector) // 4 if vector else 0
                 unit = struct.pack(f"<{dims}f", 1.0, *([0.0] * (dims - 1))) if dims else None
+                if metadata is None and vector == unit:
+                    continue  # redacted by an earlier purge
                 db.execute("UPDATE embeddings_queue SET metadata = NULL, vector = ? WHERE seq_id = ?", (unit, seq_id))
+                redacted += 1
+            db.execute("DROP TABLE temp.gone")
             if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'embedding_fulltext_search'").fetchone():
                 db.execute("INSERT INTO embedding_fulltext_search(embedding_fulltext_search) VALUES ('optimize')")
             db.execute("COMMIT")
@@ -137,7 +145,7 @@ def purge_deleted(path: str | os.PathLike) -> dict:
         db.execute("VACUUM")
     finally:
         db.close()
-    return {"redacted": len(rows)}
+    return {"redacted": redacted}
 
 
 def file_hash(path: Path) -> str:

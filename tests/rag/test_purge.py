@@ -26,6 +26,7 @@ def test_a_deleted_record_leaves_no_text_in_the_chroma_store(tmp_path):
 
     assert purge_deleted(store) == {"redacted": 1}
     assert bytes_with(store, MARKER) == {}
+    assert purge_deleted(store) == {"redacted": 0}  # nothing left to redact
     # The open client and a fresh one (which replays the log) see the same collection, still writable.
     assert pairs.get()["ids"] == ["kept"]
     found = pairs.query(query_embeddings=[[0.3, 0.2, 0.1]], n_results=1)

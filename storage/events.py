@@ -39,6 +39,33 @@ def enqueue_event(engine: Engine, event_id: str, body: str, holder: str, ttl: ti
         return False
 
 
+def enqueue_events(engine: Engine, events: list[tuple[str, str]], holder: str, ttl: timedelta, *,
+                   now: datetime | None = None) -> set[str]:
+    """Write many received events in one transaction (one commit for a burst of them), each claimed
+    by `holder`; returns the ids that were new. An id already queued, or seen earlier in `events`,
+    is not new (a retry)."""
+    now = now or utcnow()
+    first: dict[str, str] = {}
+    for event_id, body in events:
+        first.setdefault(event_id, body)
+    if not first:
+        return set()
+    rows = [{"event_id": event_id, "body": body, "received_at": now, "status": QUEUED, "holder": holder,
+             "expires_at": now + ttl, "attempts": 1} for event_id, body in first.items()]
+    dialect = engine.dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        return {row["event_id"] for row in rows if enqueue_event(engine, row["event_id"], row["body"], holder, ttl,
+                                                                 now=now)}
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert
+    else:
+        from sqlalchemy.dialects.sqlite import insert
+    statement = insert(SlackEvent).values(rows).on_conflict_do_nothing(index_elements=["event_id"]) \
+        .returning(SlackEvent.event_id)
+    with session_scope(engine) as session:
+        return set(session.execute(statement).scalars())
+
+
 def claim_due(engine: Engine, holder: str, ttl: timedelta, *, limit: int = 8, max_attempts: int = 3,
               now: datetime | None = None) -> list[tuple[str, str]]:
     """Claim up to `limit` queued events whose claim expired (their holder died or gave them back),

@@ -19,21 +19,31 @@ import contextvars
 import json
 import logging
 import os
+import queue
 import socket
 import threading
 import uuid
+from concurrent.futures import Future
 from datetime import timedelta
 
 from prometheus_client import Counter
 from slack_bolt import BoltRequest
 
 from bot.logs import for_event
-from storage.events import claim_due, enqueue_event, finish_event, release_events, renew_events
+from storage.events import (
+    claim_due,
+    enqueue_event,
+    enqueue_events,
+    finish_event,
+    release_events,
+    renew_events,
+)
 
 log = logging.getLogger("apprenti.slack.queue")
 
 RECLAIMED = Counter("apprenti_events_reclaimed", "Slack events this process answered after another "
                     "process's claim on them expired (it died or stalled).")
+WRITE_BATCH = 200  # most events written in one transaction
 HOLD: contextvars.ContextVar[Hold | None] = contextvars.ContextVar("apprenti_event_hold", default=None)
 
 
@@ -84,8 +94,43 @@ class EventQueue:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._dispatch = None
+        self._incoming: queue.SimpleQueue = queue.SimpleQueue()
+        self._writer: threading.Thread | None = None
 
     # --- receiving --------------------------------------------------------------------------------
+    def accept_soon(self, event_id: str, body: str) -> Future:
+        """`accept`, done by the queue's writer thread, which writes the events arriving together in
+        one transaction: under a burst, one commit (and no lock convoy) for many acks. The future's
+        result is what `accept` returns."""
+        future: Future = Future()
+        with self._lock:
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, name="apprenti-event-writer", daemon=True)
+                self._writer.start()
+        self._incoming.put((event_id, body, future))
+        return future
+
+    def _write_loop(self) -> None:
+        while True:
+            batch = [self._incoming.get()]
+            while len(batch) < WRITE_BATCH:
+                try:
+                    batch.append(self._incoming.get_nowait())
+                except queue.Empty:
+                    break
+            try:
+                fresh = enqueue_events(self.engine, [(event_id, body) for event_id, body, _ in batch], self.holder,
+                                       self.lease)
+            except Exception as exc:  # noqa: BLE001 - each waiting request answers Slack with an error
+                for _, _, future in batch:
+                    future.set_exception(exc)
+                continue
+            with self._lock:
+                self._held.update(fresh)
+            for event_id, _, future in batch:
+                future.set_result(event_id in fresh)
+                fresh.discard(event_id)  # a second copy in the same batch is the first one's retry
+
     def accept(self, event_id: str, body: str) -> bool:
         """Write a received event, claimed by this process; False for a retry of a queued event (this
         process or another one holds, held or answered it). Raises when the database is unreachable:

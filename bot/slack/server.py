@@ -11,6 +11,7 @@ answering, on Starlette's thread pool, so that one slow request never holds up t
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -125,7 +126,7 @@ def make_starlette(app: App, services=None, signing_secret: str | None = None, *
             bolt_response = await run_in_threadpool(app.dispatch, BoltRequest(body=body.decode(), headers=headers))
             return to_starlette_response(bolt_response)
         try:
-            fresh = await run_in_threadpool(dispatcher.queue.accept, event_id, body.decode("utf-8"))
+            fresh = await asyncio.wrap_future(dispatcher.queue.accept_soon(event_id, body.decode("utf-8")))
         except Exception as exc:  # noqa: BLE001 - no ack without the write: Slack retries, maybe elsewhere
             log.error("could not queue event %s: %s", event_id, exc)
             return PlainTextResponse("event queue unavailable, retry", status_code=503)

@@ -27,6 +27,8 @@ from typing import Any
 from sqlalchemy import String, cast, delete, inspect, text, update
 from sqlmodel import select
 
+from bot import messages
+from plugins.builtin.knowledge import entry_source
 from storage.audit import audit, exports_holding, pseudonymise, record
 from storage.db import checkpoint, session_scope
 from storage.interactions import summarise_votes
@@ -34,13 +36,10 @@ from storage.models import Adapter, AdapterStatus, Example, Interaction, Trainin
 
 log = logging.getLogger("apprenti.erasure")
 
-REDACTED = "_This message was removed: the person it was about asked for their data to be erased._"
-# How the knowledge plugin names an entry's source (plugins/builtin/knowledge.py): answers of other
-# people that cited an erased entry lose that source.
-TEAM_ANSWER_PREFIX = "team-answer:"
+REDACTED = messages.ERASED_REVIEW_POST
+ANSWER_REDACTED = messages.ERASED_ANSWER
 KEY_FILE = ".pseudonym-key"
-ANSWER_REDACTED = "[answer removed: it repeated a correction whose author was erased]"
-ECHO_MIN_CHARS = 24
+ECHO_MIN_CHARS = 24  # shorter passages ("Yes, in the HR portal.") are anyone's words
 
 
 def normalise_user(user_id: str) -> str:
@@ -101,13 +100,12 @@ def _redact_echoes(session, examples: list[dict]) -> int:
     text replaced by a notice and loses that source, snippet included. Returns the answers changed."""
     changed: dict[int, Interaction] = {}
     for example in examples:
-        source = f"{TEAM_ANSWER_PREFIX}{example['id']}"
+        source = entry_source(example["id"])
         rows = list(session.exec(select(Interaction).where(cast(Interaction.sources, String).contains(source))))
         for row in rows:
             row.sources = [s for s in row.sources or [] if s.get("source") != source]
             row.answer = ANSWER_REDACTED
             changed[row.id] = row
-        # Short texts ("Yes.") are everyone's: only a passage long enough to be the person's own counts.
         for passage in (example["answer"], example["question"]):
             if passage and len(passage.strip()) >= ECHO_MIN_CHARS:
                 for row in session.exec(select(Interaction).where(Interaction.answer.contains(passage.strip()))):
@@ -230,7 +228,7 @@ def _sweep_chroma(client, example_ids: list[int]) -> int:
     carry `example_id`, knowledge entries their `source`."""
     if not example_ids:
         return 0
-    sources = [f"{TEAM_ANSWER_PREFIX}{i}" for i in example_ids]
+    sources = [entry_source(i) for i in example_ids]
     removed = 0
     for collection in client.list_collections():
         for where in ({"example_id": {"$in": example_ids}}, {"source": {"$in": sources}}):
@@ -278,7 +276,7 @@ def compact_stores(settings, example_ids: list[int]) -> dict[str, Any]:
         report["chroma"] = purge_chroma(settings.chroma_path)
         lexical_dir = Path(settings.chroma_path)
     if example_ids and lexical_dir.is_dir():
-        sources = [f"{TEAM_ANSWER_PREFIX}{i}" for i in example_ids]
+        sources = [entry_source(i) for i in example_ids]
         for path in sorted(lexical_dir.glob("*.lexical.sqlite3")):
             lexical = LexicalIndex(path)
             lexical.remove_sources(sources)
@@ -374,19 +372,18 @@ def erase_person(runtime, user_id: str, actor: str, *, retrain: bool = True, sla
 
 def summary(result: dict[str, Any]) -> str:
     """What `/apprenti forget` answers: the erasure's outcome, one line per thing done."""
-    from bot import messages as msg
-
-    lines = [msg.SLACK_FORGOTTEN.format(user=result["user"], interactions=result["interactions"],
-                                        examples=result["examples"]),
-             msg.SLACK_FORGOTTEN_AUDIT.format(pseudonym=result["pseudonym"])]
+    lines = [messages.SLACK_FORGOTTEN.format(user=result["user"], interactions=result["interactions"],
+                                             examples=result["examples"]),
+             messages.SLACK_FORGOTTEN_AUDIT.format(pseudonym=result["pseudonym"])]
     if result.get("tainted_adapters"):
-        lines.append(msg.SLACK_FORGOTTEN_TAINTED.format(names=", ".join(result["tainted_adapters"])))
-    lines += [msg.SLACK_FORGOTTEN_WITHDRAWN.format(**item) for item in result.get("taken_out_of_service", [])]
-    lines += [msg.SLACK_FORGOTTEN_POST.format(**post) for post in result.get("review_posts", [])]
-    lines += [msg.SLACK_FORGOTTEN_EXPORT.format(file=e.get("file") or e.get("where"), at=e["at"][:16], by=e["by"],
-                                                outcome=e["outcome"]) for e in result.get("exports", [])]
+        lines.append(messages.SLACK_FORGOTTEN_TAINTED.format(names=", ".join(result["tainted_adapters"])))
+    lines += [messages.SLACK_FORGOTTEN_WITHDRAWN.format(**item) for item in result.get("taken_out_of_service", [])]
+    lines += [messages.SLACK_FORGOTTEN_POST.format(**post) for post in result.get("review_posts", [])]
+    lines += [messages.SLACK_FORGOTTEN_EXPORT.format(file=e.get("file") or e.get("where"), at=e["at"][:16],
+                                                     by=e["by"], outcome=e["outcome"])
+              for e in result.get("exports", [])]
     for item in result.get("retrain_runs", []):
-        lines.append(msg.SLACK_RETRAIN_QUEUED.format(id=item["run"], track=item["track"]) if item["run"] else
-                     msg.SLACK_RETRAIN_REFUSED.format(track=item["track"], reasons="; ".join(item["reasons"])))
-    lines += [msg.SLACK_FORGOTTEN_UNFINISHED.format(step=step) for step in result.get("unfinished", [])]
+        lines.append(messages.SLACK_RETRAIN_QUEUED.format(id=item["run"], track=item["track"]) if item["run"] else
+                     messages.SLACK_RETRAIN_REFUSED.format(track=item["track"], reasons="; ".join(item["reasons"])))
+    lines += [messages.SLACK_FORGOTTEN_UNFINISHED.format(step=step) for step in result.get("unfinished", [])]
     return "\n".join(lines)

@@ -153,7 +153,6 @@ SLACK_DENIED = (
     "Ask an Apprenti admin if you think you should (APPRENTI_{env})."
 )
 SLACK_UNKNOWN_SUBCOMMAND = "Unknown command `{name}`. Type `/apprenti help` to see what you can do."
-SLACK_NOT_AVAILABLE = "`{name}` is not available in this installation yet: {reason}"
 SLACK_HELP_HEADER = "*What you can do with `/apprenti`* (your role: {roles})"
 SLACK_HELP = {
     "help": "`/apprenti help` — this list",
@@ -196,9 +195,9 @@ SLACK_FORGOTTEN_AUDIT = "The audit log now names them `{pseudonym}`."
 SLACK_FORGOTTEN_WITHDRAWN = "Taken out of service: {adapter}; now serving: {now}."
 SLACK_FORGOTTEN_POST = "Review post in <#{channel}>: {outcome}."
 SLACK_FORGOTTEN_EXPORT = "Export `{file}` ({at}, by <@{by}>): {outcome}."
+SLACK_FORGOTTEN_UNFINISHED = ":warning: Not finished: {step}."
 ERASED_REVIEW_POST = "_This message was removed: the person it was about asked for their data to be erased._"
 ERASED_ANSWER = "[answer removed: it repeated a correction whose author was erased]"
-SLACK_FORGOTTEN_UNFINISHED = ":warning: Not finished: {step}."
 SLACK_INGESTED = "Indexed {paths}: {documents} document(s) added or updated. {details}"
 SLACK_INGEST_NO_ROOTS = ("`/apprenti ingest` is off: no document folder is allowed. Set APPRENTI_DOCUMENT_ROOTS to "
                          "the folders it may read (or run `apprenti ingest PATH` on the server).")

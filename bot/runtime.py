@@ -38,6 +38,9 @@ class Runtime:
         self.settings = settings or load_settings()
         self._plugins_extra = plugins_extra
         self._entrypoints = entrypoints
+        # Where the scheduler and the admin engines report (bot.slack.notify.Notifier): set by
+        # `apprenti serve` and `apprenti worker`; None (logged only) for other commands.
+        self.notify = None
 
     @cached_property
     def home(self):

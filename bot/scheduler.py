@@ -142,7 +142,7 @@ def start_run(runtime, track: str, trigger: str, actor: str | None = None, *, fo
     except OSError as exc:
         finish_run(runtime.engine, run.id, RunStatus.failed, error=f"cannot start the training process: {exc}")
         raise
-    notify = getattr(runtime, "notify", None)
+    notify = runtime.notify
     if notify is not None:
         notify.run_queued(run, state)
     return run, state
@@ -214,14 +214,14 @@ def reap_runs(runtime=None) -> list[int]:
         if finish_run(engine, run.id, RunStatus.failed, error=f"{reason}\n{tail}".strip()):
             reaped.append(run.id)
             log.warning("training run #%s marked failed: %s", run.id, reason)
-            notify = getattr(runtime, "notify", None)
+            notify = runtime.notify
             if notify is not None:
                 notify.run_finished(get_run(engine, run.id))
     for run_id, process in list(_PROCESSES.items()):
         if process.poll() is not None:
             _PROCESSES.pop(run_id, None)
             # The training process has no Slack token: its starter posts the report.
-            notify = getattr(runtime, "notify", None)
+            notify = runtime.notify
             run = get_run(engine, run_id)
             if notify is not None and run is not None and run_id not in reaped and run.status not in ACTIVE_RUN_STATUSES:
                 try:
@@ -242,7 +242,7 @@ def daily_summary(runtime=None) -> dict[str, Any]:
         "tracks": {t: readiness(runtime.engine, runtime.settings, t).to_json()
                    for t in tracks_with_examples(runtime.engine)},
     }
-    notify = getattr(runtime, "notify", None)
+    notify = runtime.notify
     if notify is not None:
         notify.daily_summary(summary)
     log.info("daily summary: %s", summary)
@@ -256,7 +256,7 @@ def weekly_documents(runtime=None) -> int:
 
     runtime = runtime or _runtime()
     suspects = open_suspects(runtime.engine)
-    notify = getattr(runtime, "notify", None)
+    notify = runtime.notify
     if suspects and notify is not None:
         from bot.slack.reports import knowledge_lines
 

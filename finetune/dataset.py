@@ -233,13 +233,6 @@ def build_dataset(engine: Engine, track: str, *, system_prompt: str | None = DEF
     return dataset
 
 
-def load_records(path: str | Path) -> list[dict[str, Any]]:
-    """Read prompt-completion (or messages) records from a JSON or JSONL file: a replay set or a golden file."""
-    from finetune.formats import read_records
-
-    return read_records(path)
-
-
 def write_jsonl(records: Iterable[dict[str, Any]], path: str | Path) -> Path:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

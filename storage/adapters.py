@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import Engine, func
+from sqlalchemy import Engine
 from sqlmodel import select
 
 from storage.db import session_scope
@@ -33,9 +33,3 @@ def list_adapters(engine: Engine, track: str | None = None) -> list[Adapter]:
         if track:
             query = query.where(Adapter.track == track)
         return list(session.exec(query))
-
-
-def next_version(engine: Engine, track: str) -> int:
-    with session_scope(engine) as session:
-        current = session.exec(select(func.max(Adapter.version)).where(Adapter.track == track)).one()
-        return (current or 0) + 1

@@ -95,7 +95,7 @@ class Demo:
             return self._run(standin)
 
     def _setup(self, standin):
-        from bot.cli.rag import ingest_paths
+        from bot.documents import ingest_paths
         from bot.runtime import Runtime
         from bot.settings import load_settings
 

@@ -57,7 +57,7 @@ def create_app(runtime, *, client: WebClient | None = None, answer_workers: int 
         listeners.shutdown(wait=False)
         raise SettingsError(f"Slack refused the bot token or could not be reached ({exc}). Check SLACK_BOT_TOKEN "
                             "and, if set, SLACK_API_URL.") from None
-    if getattr(runtime, "notify", None) is None:
+    if runtime.notify is None:
         # The scheduler and the admin commands report to the admin channel through runtime.notify.
         runtime.notify = Notifier(client, settings.admin_channel, runtime.engine)
     roles = Roles(settings.admins, settings.reviewers, settings.auditors, list_group_members=group_lister(client))

@@ -16,7 +16,7 @@ from bot.slack import blocks as ui
 from bot.slack import reports
 from bot.slack.errors import report
 from bot.slack.middleware import COMMAND, subcommand
-from bot.slack.operations import Operations, available
+from bot.slack.operations import Operations
 from bot.slack.services import Services
 from storage.examples import count_examples, list_examples
 from storage.models import ExampleStatus
@@ -51,7 +51,7 @@ def _help(services: Services, ops: Operations, call: Call):
     roles = services.roles.roles_of(call.user)
     lines = [text.SLACK_HELP_HEADER.format(roles=describe(roles))]
     for name in SUBCOMMANDS:
-        if services.roles.can(call.user, name) and available(name)[0] and name in text.SLACK_HELP:
+        if services.roles.can(call.user, name) and name in text.SLACK_HELP:
             lines.append(text.SLACK_HELP[name])
     return "\n".join(lines)
 
@@ -159,8 +159,7 @@ SUBCOMMANDS: dict[str, Subcommand] = {s.name: s for s in [
 
 
 def register(app, services: Services) -> None:
-    ops = Operations(services.runtime)
-    services.extra["operations"] = ops
+    ops = services.operations
 
     @app.command(COMMAND)
     def on_command(ack, body, respond):
@@ -170,10 +169,6 @@ def register(app, services: Services) -> None:
         command = SUBCOMMANDS.get(name)
         if command is None:
             respond(response_type="ephemeral", text=text.SLACK_UNKNOWN_SUBCOMMAND.format(name=name[:40]))
-            return
-        ok, reason = available(name)
-        if not ok:
-            respond(response_type="ephemeral", text=text.SLACK_NOT_AVAILABLE.format(name=name, reason=reason))
             return
         try:
             result = command.run(services, ops, call)

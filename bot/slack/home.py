@@ -26,7 +26,7 @@ HOME_QUEUE = 5
 
 
 def home_view(services: Services, user: str) -> dict:
-    ops = services.extra["operations"]
+    ops = services.operations
     roles = services.roles.roles_of(user)
     tracks = ops.tracks()
     blocks: list = [
@@ -81,7 +81,7 @@ def register(app, services: Services) -> None:
     def on_status(ack, body):
         ack()
         user = body["user"]["id"]
-        ops = services.extra["operations"]
+        ops = services.operations
         tell_privately(services, body, user, reports.status_text(services.engine, ops.tracks(),
                                                                  reports.advice_lines(services.runtime)))
 
@@ -92,16 +92,11 @@ def register(app, services: Services) -> None:
     def on_admin(ack, body, action):
         ack()
         user, value = body["user"]["id"], action["value"]
-        ops = services.extra["operations"]
-        from bot.slack.operations import Unavailable
-
-        try:
-            message = {ui.RETRAIN: lambda: ops.retrain(value, user),
-                       ui.ROLLBACK: lambda: ops.rollback(value, user),
-                       ui.ACTIVATE: lambda: ops.activate(value, user),
-                       ui.DISCARD: lambda: ops.discard(value, user)}[action["action_id"]]()
-        except Unavailable as exc:
-            message = text.SLACK_NOT_AVAILABLE.format(name=action["action_id"].removeprefix("admin_"), reason=exc)
+        ops = services.operations
+        message = {ui.RETRAIN: lambda: ops.retrain(value, user),
+                   ui.ROLLBACK: lambda: ops.rollback(value, user),
+                   ui.ACTIVATE: lambda: ops.activate(value, user),
+                   ui.DISCARD: lambda: ops.discard(value, user)}[action["action_id"]]()
         tell_privately(services, body, user, message)
         if (body.get("view") or {}).get("type") == "home":
             publish_home(services, user)

@@ -1,64 +1,27 @@
 """The admin engines behind `/apprenti` and the App Home buttons.
 
 Each engine lives in its own part (the adapter registry in finetune/registry.py, the scheduler's
-`start_run`, erasure in bot/erasure.py, ingestion in bot/cli/rag.py); this module only calls them and
-turns the outcome into a sentence. `available()` says whether an engine is installed, so `help`
-lists only what works; a missing one is explained instead of failing. The engines audit their own
-transitions."""
+`start_run`, erasure in bot/erasure.py, ingestion in bot/documents.py); this module only calls them
+and turns the outcome into a sentence. The engines audit their own transitions."""
 
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 
 from bot import messages as text
+from bot.documents import ingest_paths
+from bot.erasure import erase_person
+from bot.scheduler import start_run
 from finetune.dataset import user_message
 from finetune.formats import people_of
+from finetune.registry import Registry, RegistryError
 from storage.adapters import list_adapters
 from storage.audit import audit, record_export
 from storage.examples import list_examples
 from storage.models import ExampleStatus
 
 log = logging.getLogger("apprenti.slack.ops")
-
-# command -> the "module:attribute" it needs
-ENGINES = {
-    "retrain": "bot.scheduler:start_run",
-    "activate": "finetune.registry:Registry",
-    "rollback": "finetune.registry:Registry",
-    "discard": "finetune.registry:Registry",
-    "forget": "bot.erasure:erase_person",
-    "ingest": "bot.cli.rag:ingest_paths",
-}
-
-
-class Unavailable(Exception):
-    """The engine for a command is not installed; the message says what is missing."""
-
-
-def load(spec: str):
-    module_name, _, attribute = spec.partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise Unavailable(f"{module_name} cannot be imported ({exc})") from None
-    value = getattr(module, attribute, None)
-    if value is None:
-        raise Unavailable(f"{module_name}.{attribute} does not exist")
-    return value
-
-
-def available(name: str) -> tuple[bool, str]:
-    """Whether a command's engine exists here, and if not, why."""
-    spec = ENGINES.get(name)
-    if spec is None:
-        return True, ""
-    try:
-        load(spec)
-    except Unavailable as exc:
-        return False, str(exc)
-    return True, ""
 
 
 class Operations:
@@ -70,7 +33,7 @@ class Operations:
         return self.runtime.engine
 
     def registry(self):
-        return load(ENGINES["activate"])(self.engine, self.runtime.settings.adapters_dir)
+        return Registry(self.engine, self.runtime.settings.adapters_dir)
 
     def tracks(self) -> list[str]:
         known = {a.track for a in list_adapters(self.engine)}
@@ -81,11 +44,9 @@ class Operations:
     def _guard(self, what: str, fn):
         try:
             return fn()
-        except Unavailable:
-            raise
-        except Exception as exc:  # noqa: BLE001 - the admin reads the reason; the log has the trace
-            if type(exc).__name__ == "RegistryError":  # written for admins: what to do next
-                return text.SLACK_ADMIN_FAILED.format(what=what, error=exc)
+        except RegistryError as exc:  # written for admins: what to do next
+            return text.SLACK_ADMIN_FAILED.format(what=what, error=exc)
+        except Exception:  # noqa: BLE001 - the admin reads an error id; the log has the trace
             from bot.slack.errors import report
 
             return text.SLACK_ADMIN_FAILED.format(what=what, error=report(log, what))
@@ -95,8 +56,6 @@ class Operations:
         if track not in self.tracks():
             return text.SLACK_ADMIN_FAILED.format(what=f"retrain {track}",
                                                   error=f"unknown track; known: {', '.join(self.tracks())}")
-        start_run = load(ENGINES["retrain"])
-
         def run():
             started, state = start_run(self.runtime, track, "admin", actor, force=True)
             if started is None:
@@ -152,8 +111,6 @@ class Operations:
             f"discard {name}", registry.discard(registry.resolve(name).name, actor)))
 
     def forget(self, user_id: str, actor: str) -> str:
-        erase_person = load(ENGINES["forget"])
-
         def run():
             from bot.erasure import summary
 
@@ -185,7 +142,6 @@ class Operations:
         return [str(file) for file in files]
 
     def ingest(self, paths: list[str], actor: str) -> str:
-        ingest_paths = load(ENGINES["ingest"])
         files = self.allowed_files(paths)
         if isinstance(files, str):
             audit(self.engine, actor, "slack.denied", "ingest", reason="outside the document roots",

@@ -74,7 +74,7 @@ def run_lines(engine, limit: int = 5, errors: bool = True) -> list[str]:
 def indexed_sources(settings) -> list[dict] | None:
     """When each indexed document last changed (None when the index cannot be read)."""
     try:
-        from bot.cli.rag import open_index
+        from bot.documents import open_index
 
         return [{"indexed_at": s.indexed_at} for s in open_index(settings).sources()]
     except Exception as exc:  # noqa: BLE001 - advice without document churn beats no status at all

@@ -9,6 +9,7 @@ import threading
 import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 from slack_sdk import WebClient
@@ -86,6 +87,13 @@ class Services:
     review_channel: str | None = None
     admin_channel: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @cached_property
+    def operations(self):
+        """The admin engines behind /apprenti and the App Home buttons (one per Slack face)."""
+        from bot.slack.operations import Operations
+
+        return Operations(self.runtime)
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Until no answer is being made and no listener runs (a listener may start an answer, so loop)."""

@@ -212,7 +212,7 @@ def test_status_and_home_give_readiness_advice(slack):
     slack.settle()
     status = replies(slack)[0]["text"]
     assert "Readiness advice" in status
-    assert "3 approved pairs; fine-tuning needs at least 50" in status and "47 to go" in status
+    assert "3 approved tone/format pairs; fine-tuning needs at least 50" in status and "47 to go" in status
     assert "1 correction(s) wait for review" in status
     slack.dispatch(json.dumps(slack.event("app_mention_event.json", type="app_home_opened", user=MEMBER,
                                           tab="home")))

@@ -167,7 +167,8 @@ def test_ingest_refuses_paths_and_symlinks_outside_the_roots(fake_slack, tmp_pat
     (root / "team" / "link.md").symlink_to(outside / "passwords.md")
     (root / "escape").symlink_to(outside)
     indexed = []
-    monkeypatch.setattr("bot.cli.rag.ingest_paths", lambda settings, paths: indexed.append(paths) or {"documents": 1})
+    monkeypatch.setattr("bot.slack.operations.ingest_paths",
+                        lambda settings, paths, engine=None: indexed.append(paths) or {"documents": 1})
     h = make_harness(fake_slack, tmp_path, document_roots=[str(root)])
     try:
         for args in (str(outside), str(outside / "passwords.md"), f"{root}/../server", str(root / "escape"),

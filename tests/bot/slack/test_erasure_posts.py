@@ -5,6 +5,7 @@ exports that held their data, the Slack one included, are listed."""
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
@@ -36,6 +37,11 @@ def correct(h) -> dict:
     h.submit_view(ui.CORRECTION_VIEW, {ui.ANSWER_BLOCK: CORRECTED, ui.NOTE_BLOCK: None},
                   json.loads(view["private_metadata"]), user=MEMBER)
     (post,) = h.fake.wait_for("chat.postMessage", where=lambda c: c["channel"] == REVIEW_CHANNEL)
+    h.settle()
+    deadline = time.monotonic() + 10  # the listener stores where the post went once Slack has answered
+    while [e.review_ts for e in list_examples(h.engine)] != [post["_response"]["ts"]]:
+        assert time.monotonic() < deadline, "the review post's ts was never stored"
+        time.sleep(0.05)
     assert [m["ts"] for m in h.fake.messages(REVIEW_CHANNEL)] == [post["_response"]["ts"]]
     return post
 

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from datetime import UTC
 
 import pytest
 from sqlmodel import select
@@ -297,6 +298,61 @@ def test_the_worker_killed_during_training_fails_the_run_requeues_it_and_changes
         for run in runs(db):
             if run.status in ("queued", "running"):
                 kill_pid(run.worker_pid)
+
+
+def make_adapter(base_dir, folder):
+    """A LoRA adapter of the tiny model with random weights (so it changes the answers), as training leaves one."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(7)
+    model = AutoModelForCausalLM.from_pretrained(base_dir)
+    config = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj"], init_lora_weights=False)
+    get_peft_model(model, config).save_pretrained(folder)
+    return folder
+
+
+def test_an_activation_is_served_by_both_replicas_within_five_seconds(cluster, sender, standin, db, tmp_path):
+    from finetune.registry import Registry
+
+    env = cluster.processes["bot-1"].env
+    registry = Registry(db, f"{env['APPRENTI_HOME']}/adapters")
+    adapter = registry.register(make_adapter(cluster.model, tmp_path / "adapter"), track="default",
+                                base_model=cluster.model, status="candidate")
+    probes: list[tuple[int, float, str | None]] = []  # (replica, when the question was sent, adapter used)
+    stop = threading.Event()
+
+    def probe(replica: int):  # one question at a time through this replica, until stopped
+        while not stop.is_set():
+            (body,) = questions(1, f"Adapter{replica}")
+            sent_at = time.time()
+            assert sender.event(replica, body) == 200
+            wait_answered(standin, threads([body]), 60)
+            probes.append((replica, sent_at, interaction_of(db, body["event"]["ts"]).adapter_version))
+
+    probers = [threading.Thread(target=probe, args=(r,), daemon=True) for r in (0, 1)]
+    for prober in probers:
+        prober.start()
+    try:
+        done = subprocess.run([sys.executable, "-m", "bot.cli.main", "adapters", "activate", adapter.name, "--json"],
+                              env=env, capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr[-2000:]
+        wait_for(lambda: {r for r, _, used in probes if used == adapter.name} == {0, 1},
+                 f"both replicas serving {adapter.name}", 30)
+    finally:
+        stop.set()
+        for prober in probers:
+            prober.join(timeout=60)
+    activated_at = registry.get(adapter.name).activated_at
+    activated = (activated_at if activated_at.tzinfo else activated_at.replace(tzinfo=UTC)).timestamp()
+    served_after = {r: min(at for rr, at, used in probes if rr == r and used == adapter.name) - activated
+                    for r in (0, 1)}
+    # every question sent more than 5 s after the activation was answered with it, on both replicas
+    assert all(used == adapter.name for _, at, used in probes if at > activated + 5), probes
+    assert max(served_after.values()) <= 5.0, served_after
+    print(f"{adapter.name} served by replica 1 from {served_after[0]:.1f} s, replica 2 from {served_after[1]:.1f} s "
+          "after the activation (first question sent then that got it)")
 
 
 def test_a_replica_killed_right_after_acknowledging_leaves_every_question_to_the_other(cluster, sender, standin, db):

@@ -36,11 +36,13 @@ def clear_suspects(settings, engine, report) -> int:
 
 
 def ingest_paths(settings, paths: list[str], collection: str = "default", prune: bool = False,
-                 progress=None, engine=None) -> dict:
-    """Index files and folders with the settings' index; the report as a dict (used by /apprenti ingest).
-    With `engine`, changed documents stop being listed as suspect."""
+                 progress=None, engine=None, index=None) -> dict:
+    """Index files and folders into `index` (the process's, when given; else the settings' index);
+    the report as a dict (used by /apprenti ingest). With `engine`, changed documents stop being
+    listed as suspect."""
     settings.ensure_home()
-    report = open_index(settings).ingest(paths, collection=collection, prune=prune, progress=progress)
+    index = index if index is not None else open_index(settings)
+    report = index.ingest(paths, collection=collection, prune=prune, progress=progress)
     data = report.to_dict()
     data["documents"] = len(report.added) + len(report.updated)
     data["suspects_cleared"] = clear_suspects(settings, engine, report)

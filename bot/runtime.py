@@ -67,8 +67,18 @@ class Runtime:
             raise SettingsError("No PII plugin is loaded (none implements find_pii), so personal data would be "
                                 "stored unmasked. Load one (APPRENTI_PLUGINS, e.g. add pii), or set "
                                 "APPRENTI_PII=off to run without masking on purpose.")
-        pm.hook.startup(config=plugin_config(self.settings), database=lambda: self.engine)
+        pm.hook.startup(config=plugin_config(self.settings), database=lambda: self.engine,
+                        documents=lambda: self.documents)
         return pm
+
+    @cached_property
+    def documents(self):
+        """The document index of this process (Chroma and BM25), opened on first use and shared by the
+        command line, the Slack face and the plugins (retrieval, team answers, few-shot pairs)."""
+        from bot.documents import open_index
+
+        self.home  # noqa: B018 - the embedded index lives in the home
+        return open_index(self.settings)
 
     @cached_property
     def formats(self):

@@ -20,8 +20,8 @@ hookimpl = pluggy.HookimplMarker("apprenti")
 
 
 @hookspec
-def startup(config, database):
-    """Called once when a process starts, with the settings (no secrets) as a plain dict and database() -> engine."""
+def startup(config, database, documents):
+    """Called once when a process starts: the settings (no secrets) as a dict, database() -> engine, documents() -> the document index (or None)."""
 
 
 @hookspec

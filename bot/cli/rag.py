@@ -45,7 +45,7 @@ def ingest(
             bad_input(f"{path}: no such file or folder")
     try:
         settings.ensure_home()
-        index = open_index(settings)
+        index = rt.documents
         result: dict = {}
         if paths:
             with ingest_progress_bar(console=err_console, disable=as_json) as progress:

@@ -149,7 +149,7 @@ class Operations:
             return files
 
         def run():
-            result = ingest_paths(self.runtime.settings, files, engine=self.engine)
+            result = ingest_paths(self.runtime.settings, files, engine=self.engine, index=self.runtime.documents)
             audit(self.engine, actor, "slack.ingest", ",".join(paths)[:200], documents=result.get("documents"))
             return text.SLACK_INGESTED.format(paths=" ".join(paths), documents=result.get("documents", 0),
                                               details=json.dumps({k: v for k, v in result.items()

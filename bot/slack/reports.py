@@ -71,12 +71,10 @@ def run_lines(engine, limit: int = 5, errors: bool = True) -> list[str]:
         error=f" — {escape(run.error[:200])}" if run.error and errors else "") for run in runs]
 
 
-def indexed_sources(settings) -> list[dict] | None:
+def indexed_sources(runtime) -> list[dict] | None:
     """When each indexed document last changed (None when the index cannot be read)."""
     try:
-        from bot.documents import open_index
-
-        return [{"indexed_at": s.indexed_at} for s in open_index(settings).sources()]
+        return [{"indexed_at": s.indexed_at} for s in runtime.documents.sources()]
     except Exception as exc:  # noqa: BLE001 - advice without document churn beats no status at all
         log.warning("document index unavailable for the readiness advice: %s", exc)
         return None
@@ -86,7 +84,7 @@ def advice_lines(runtime) -> list[str]:
     """The readiness advice of bot/advice.py, one bullet per piece of advice, per track."""
     from bot.advice import readiness_report
 
-    report = readiness_report(runtime.engine, runtime.settings, sources=indexed_sources(runtime.settings))
+    report = readiness_report(runtime.engine, runtime.settings, sources=indexed_sources(runtime))
     lines = [text.SLACK_STATUS_ADVICE]
     for track in report["tracks"]:
         rates = ", ".join(f"{f['adapter']} {f['up']}👍/{f['down']}👎" for f in track["feedback"] if f["up"] or f["down"])

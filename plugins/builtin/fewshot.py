@@ -99,7 +99,11 @@ class ApprovedPairs:
         return pairs
 
 
-def _open(config: dict[str, Any], engine) -> ApprovedPairs:
+def _open(config: dict[str, Any], engine, index=None) -> ApprovedPairs:
+    """The store of pairs: beside the process's document index when there is one (its Chroma client
+    and embedding model, so a process loads each once), else opened from the settings."""
+    if index is not None:
+        return ApprovedPairs(engine, index.client, index.embedder)
     from rag.embeddings import DEFAULT_BACKEND, SentenceTransformerEmbedder
     from rag.index import open_client
 
@@ -118,6 +122,7 @@ class FewShot:
     def __init__(self) -> None:
         self.config: dict[str, Any] | None = None
         self.database = None  # returns the process's engine (the startup hook's `database`)
+        self.documents = None  # returns the process's document index (the startup hook's `documents`)
         self.pairs: ApprovedPairs | None = None
         self._lock = threading.Lock()
 
@@ -125,13 +130,14 @@ class FewShot:
         """The store, opened on first use from the start-up settings (None before startup)."""
         with self._lock:
             if self.pairs is None and self.config is not None:
-                self.pairs = _open(self.config, self.database())
+                index = self.documents() if self.documents is not None else None
+                self.pairs = _open(self.config, self.database(), index)
             return self.pairs
 
     @hookimpl
-    def startup(self, config, database):
+    def startup(self, config, database, documents):
         with self._lock:
-            self.config, self.database, self.pairs = config, database, None
+            self.config, self.database, self.documents, self.pairs = config, database, documents, None
 
     @hookimpl
     def fewshot_examples(self, question, profile, k):

@@ -86,15 +86,23 @@ class Retrieval:
     def __init__(self) -> None:
         self.config: dict[str, Any] | None = None
         self.database = None  # returns the process's engine (the startup hook's `database`)
+        self.documents = None  # returns the process's document index (the startup hook's `documents`)
         self.retriever = None
         self.team: TeamKnowledge | None = None
         self._lock = threading.Lock()
 
     def get(self):
-        """The retriever, opened on first use (None before startup)."""
+        """The retriever, opened on first use (None before startup): over the process's document
+        index when the application hands one over (`documents`), else one opened from the settings."""
         with self._lock:
             if self.retriever is None and self.config is not None:
-                self.retriever = open_retriever(self.config)
+                index = self.documents() if self.documents is not None else None
+                if index is not None:
+                    from rag.retriever import Retriever
+
+                    self.retriever = Retriever(index, k=int(self.config.get("rag_k") or 5))
+                else:
+                    self.retriever = open_retriever(self.config)
             return self.retriever
 
     def knowledge(self) -> TeamKnowledge | None:
@@ -106,12 +114,13 @@ class Retrieval:
             return self.team
 
     @hookimpl
-    def startup(self, config, database):
+    def startup(self, config, database, documents):
         # Nothing is opened here: every command loads the plugins, and most never search, so a Chroma
         # server that is down or hangs must not stop them. The first search opens it (serve does one
         # at start-up, which logs a server that is down).
         with self._lock:
-            self.config, self.database, self.retriever, self.team = config, database, None, None
+            self.config, self.database, self.documents = config, database, documents
+            self.retriever, self.team = None, None
 
     @hookimpl
     def retrieve(self, question, profile, k):

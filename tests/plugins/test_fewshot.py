@@ -25,7 +25,7 @@ def world(tmp_path):
     settings = load_settings(fewshot_min_score=0.2)
     engine = open_database(settings.database_url)
     pm = make_manager(["fewshot"], entrypoints=False)
-    pm.hook.startup(config=settings.model_dump(mode="json"), database=lambda: engine)
+    pm.hook.startup(config=settings.model_dump(mode="json"), database=lambda: engine, documents=None)
     yield pm, engine
     engine.dispose()
 

@@ -59,7 +59,7 @@ def test_two_managers_in_one_process_do_not_share_plugin_state(tmp_path):
     first, second = (make_manager(["rag", "fewshot"], entrypoints=False) for _ in range(2))
     for name in ("rag", "fewshot"):
         assert first.get_plugin(name) is not second.get_plugin(name)
-    first.hook.startup(config={"chroma_path": str(tmp_path / "a"), "fewshot_min_score": 0.9}, database=None)
-    second.hook.startup(config={"chroma_path": str(tmp_path / "b"), "fewshot_min_score": 0.1}, database=None)
+    first.hook.startup(config={"chroma_path": str(tmp_path / "a"), "fewshot_min_score": 0.9}, database=None, documents=None)
+    second.hook.startup(config={"chroma_path": str(tmp_path / "b"), "fewshot_min_score": 0.1}, database=None, documents=None)
     assert first.get_plugin("rag").config["chroma_path"] == str(tmp_path / "a")
     assert first.get_plugin("fewshot").config["fewshot_min_score"] == 0.9

@@ -48,7 +48,7 @@ def pm(isolated_env, ingested):
     manager = make_manager(["rag"], entrypoints=False)
     manager.hook.startup(config={"home": str(isolated_env), "chroma_path": str(isolated_env / "chroma"),
                                  "chroma_url": None, "embedding_model": "all-MiniLM-L6-v2", "rag_k": 5},
-                         database=None)
+                         database=None, documents=None)
     return manager
 
 
@@ -123,7 +123,7 @@ def test_auto_mode_prompts_when_nothing_relevant(pm, isolated_env):
 def test_rag_mode_with_an_empty_index_falls_back_to_prompting(isolated_env):
     manager = make_manager(["rag"], entrypoints=False)
     manager.hook.startup(config={"home": str(isolated_env), "chroma_path": str(isolated_env / "empty-chroma")},
-                         database=None)
+                         database=None, documents=None)
     engine = open_database(f"sqlite:///{isolated_env / 'apprenti.db'}")
     answer = Assistant(engine, manager, Echo()).answer("anything?", user="U1", mode="rag")
     assert answer.mode == "prompt" and answer.sources == [] and answer.notices
@@ -131,7 +131,7 @@ def test_rag_mode_with_an_empty_index_falls_back_to_prompting(isolated_env):
 
 def test_a_chroma_server_that_is_down_falls_back_to_prompting(isolated_env, caplog):
     manager = make_manager(["rag"], entrypoints=False)
-    manager.hook.startup(config={"home": str(isolated_env), "chroma_url": "http://127.0.0.1:9"}, database=None)
+    manager.hook.startup(config={"home": str(isolated_env), "chroma_url": "http://127.0.0.1:9"}, database=None, documents=None)
     assert "not reachable" not in caplog.text  # start-up opens nothing; the first search finds out
     engine = open_database(f"sqlite:///{isolated_env / 'apprenti.db'}")
     answer = Assistant(engine, manager, Echo()).answer("anything?", user="U1", mode="rag")

@@ -21,8 +21,10 @@ from storage.models import Example, ExampleKind, ExampleStatus
 
 log = logging.getLogger("apprenti.corrections")
 
-# An earlier entry whose question scores at least this against the new one's is the same question.
-SAME_QUESTION = 0.85
+# An earlier entry whose question scores at least this against the new one's (the questions alone,
+# cosine) is the same question: "Which VPN client do we use?" / "What VPN client do we use?" 0.97,
+# a paraphrase such as "What VPN software should I install?" about 0.7.
+SAME_QUESTION = 0.9
 
 
 def example_data(example: Example) -> dict[str, Any]:
@@ -74,7 +76,8 @@ def _earlier_entries(engine, pm, example: Example) -> list[int]:
         hits = []
     for hit in hits:
         other = get_example(engine, int(hit.get("example_id") or 0))
-        if (other is not None and other.id != example.id and hit.get("score", 0.0) >= SAME_QUESTION
+        if (other is not None and other.id != example.id
+                and hit.get("question_score", hit.get("score", 0.0)) >= SAME_QUESTION
                 and " ".join(other.corrected_answer.split()) != " ".join(example.corrected_answer.split())):
             ids.add(other.id)
     ids.discard(example.id)

@@ -123,7 +123,9 @@ class TeamKnowledge:
     # -- reading -----------------------------------------------------------------------------
     def search(self, question: str, k: int) -> list[dict[str, Any]]:
         """Up to k entries for the question, best first, as passages of kind team_answer. Each
-        passage's score is its cosine similarity to the question (what the assistant's threshold reads)."""
+        passage's score is its cosine similarity to the question (what the assistant's threshold
+        reads); `question_score` compares the two questions alone (1.0: the same question), which is
+        how a later fact finds the one it replaces."""
         from storage.examples import get_example
 
         try:
@@ -146,4 +148,8 @@ class TeamKnowledge:
                 "example_id": row.id, "question": row.question, "approved_by": row.reviewer_id,
                 "approved_at": row.reviewed_at.isoformat() if row.reviewed_at else None,
             })
+        if found:
+            vectors = self.index.embedder.encode([question, *(f["question"] for f in found)], kind="query")
+            for entry, vector in zip(found, vectors[1:], strict=True):
+                entry["question_score"] = round(float(vectors[0] @ vector), 4)
         return found

@@ -261,3 +261,16 @@ def test_weekly_notice_and_readiness_advice_count_facts_and_behaviour(rt):
     assert track["approved"] == 1 and track["unused"] == 1  # facts never count towards training
     assert any("Mostly facts" in a for a in track["advice"])
     assert report["knowledge"] == {"suspect_documents": 1, "unindexed": [], "index_errors": []}
+
+
+def test_a_later_fact_on_the_same_question_asked_afresh_replaces_the_earlier_one(rt):
+    """No answer cited the earlier entry: the two questions alone are compared (a paraphrase is not replaced)."""
+    first = fact_correction(rt, "Which VPN client do we use?", "WireGuard.", ask_first=False)
+    corrections.decide(rt.engine, rt.plugins, first.id, ExampleStatus.approved, "U_REVIEWER")
+    other = fact_correction(rt, "What VPN software should I install on a new laptop?", "The WireGuard app.",
+                            ask_first=False)
+    assert corrections.decide(rt.engine, rt.plugins, other.id, ExampleStatus.approved, "U_REVIEWER").replaced == []
+    second = fact_correction(rt, "What VPN client do we use?", "Tailscale.", ask_first=False)
+    decision = corrections.decide(rt.engine, rt.plugins, second.id, ExampleStatus.approved, "U_REVIEWER")
+    assert [e.id for e in decision.replaced] == [first.id]
+    assert sorted(e.id for e in knowledge_entries(rt.engine)) == [other.id, second.id]

@@ -294,12 +294,14 @@ class Assistant:
         answer_text, violations, sources = result.answer, result.format_violations, result.sources
         if store:
             # The passages' text is kept (scrubbed) so a correction can rebuild the exact context.
-            stored = [{**src, "text": scrub(self.pm, p.get("text") or "")} for src, p in zip(sources, passages, strict=True)]
+            # Passages are quoted documents: their text, title and snippet are masked like the question.
+            stored = [{**src, "text": scrub(self.pm, p.get("text") or ""), "title": scrub(self.pm, src.get("title")),
+                       "snippet": scrub(self.pm, src.get("snippet"))} for src, p in zip(sources, passages, strict=True)]
             row = add_interaction(
                 self.engine, team_id=team, channel_id=channel, thread_ts=thread, message_ts=message_ts,
                 user_id=user, question=scrub(self.pm, question), answer=scrub(self.pm, answer_text), mode=used_mode,
                 track=profile.track, sources=stored, adapter_version=completion.adapter,
-                latency_ms=result.latency_ms, format_violations=violations, error=completion.error,
+                latency_ms=result.latency_ms, format_violations=violations, error=scrub(self.pm, completion.error),
             )
             result.interaction_id = row.id
         observe_answer(result, time.perf_counter() - started)

@@ -27,16 +27,30 @@ class PluginError(Exception):
     """A plugin cannot be loaded or was named but not found."""
 
 
+def shape(value) -> str:
+    """What a hook argument or result is, without its content: hooks carry questions, answers and
+    passages, which a log must not hold (APPRENTI_TRACE_PLUGINS is for seeing which plugin ran)."""
+    if value is None or isinstance(value, bool | int | float):
+        return repr(value)
+    if isinstance(value, str):
+        return f"<text, {len(value)} chars>"
+    if isinstance(value, dict):
+        return f"<dict: {', '.join(sorted(map(str, value))[:8])}>"
+    if isinstance(value, list | tuple | set):
+        return f"<{type(value).__name__} of {len(value)}>"
+    return f"<{type(value).__name__}>"
+
+
 def _trace(pm: pluggy.PluginManager) -> None:
     def before(hook_name, hook_impls, kwargs):
-        log.warning("hook %s(%s) -> %s", hook_name, ", ".join(f"{k}={v!r:.80}" for k, v in kwargs.items()),
+        log.warning("hook %s(%s) -> %s", hook_name, ", ".join(f"{k}={shape(v)}" for k, v in kwargs.items()),
                     [impl.plugin_name for impl in hook_impls])
 
     def after(outcome, hook_name, hook_impls, kwargs):
         try:
-            log.warning("hook %s returned %r", hook_name, outcome.get_result())
+            log.warning("hook %s returned %s", hook_name, shape(outcome.get_result()))
         except BaseException as exc:  # noqa: BLE001 - the trace reports, the caller handles
-            log.warning("hook %s raised %r", hook_name, exc)
+            log.warning("hook %s raised %s", hook_name, type(exc).__name__)
 
     pm.add_hookcall_monitoring(before, after)
 

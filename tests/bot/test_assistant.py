@@ -208,3 +208,23 @@ def test_retrieved_text_is_fenced_as_data_and_cannot_open_a_turn(engine, layout)
     else:
         context = split_user_message(user_turn)[1]
         assert "\n" not in context  # one line: it cannot start a turn of its own
+
+
+class Personal:
+    """A retrieval plugin whose document names a person in its title and text."""
+
+    from plugins.hookspecs import hookimpl
+
+    @hookimpl
+    def retrieve(self, question, profile, k):
+        return [{"text": "Ask jane.doe@example.com for leave.", "title": "Leave — jane.doe@example.com",
+                 "source": "hr.md", "score": 0.9}]
+
+
+def test_stored_sources_and_errors_are_masked(engine):
+    pm = make_manager(["pii", "personal"], entrypoints=False, extra={"personal": Personal()})
+    answer = Assistant(engine, pm, Replies(error="timeout calling jane.doe@example.com's server")).answer(
+        "Who approves leave?", mode="rag")
+    row = get_interaction(engine, answer.interaction_id)
+    stored = json.dumps(row.sources) + (row.error or "")
+    assert "jane.doe" not in stored and "[EMAIL]" in row.sources[0]["title"] and "[EMAIL]" in row.error

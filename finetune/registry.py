@@ -21,6 +21,7 @@ from sqlalchemy import Engine, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
+from storage.adapters import active_adapter, get_adapter, list_adapters
 from storage.audit import record
 from storage.db import session_scope
 from storage.models import Adapter, AdapterStatus, utcnow
@@ -89,8 +90,7 @@ class Registry:
 
     # --- reading -------------------------------------------------------------------------------------
     def get(self, name: str) -> Adapter:
-        with session_scope(self.engine) as session:
-            row = session.exec(select(Adapter).where(Adapter.name == name)).first()
+        row = get_adapter(self.engine, name)
         if row is None:
             raise RegistryError(f"no adapter named {name!r}; `apprenti adapters list` shows the versions")
         return row
@@ -105,16 +105,10 @@ class Registry:
         return self.get(name)
 
     def list(self, track: str | None = None) -> list[Adapter]:
-        with session_scope(self.engine) as session:
-            query = select(Adapter).order_by(Adapter.track, Adapter.version)
-            if track:
-                query = query.where(Adapter.track == track)
-            return list(session.exec(query))
+        return list_adapters(self.engine, track)
 
     def active(self, track: str) -> Adapter | None:
-        with session_scope(self.engine) as session:
-            return session.exec(select(Adapter).where(Adapter.track == track,
-                                                      Adapter.status == AdapterStatus.active.value)).first()
+        return active_adapter(self.engine, track)
 
     def card(self, name: str) -> dict[str, Any]:
         adapter = self.get(name)

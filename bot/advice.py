@@ -14,13 +14,11 @@ from collections import defaultdict
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from sqlmodel import select
-
-from storage.adapters import list_adapters
-from storage.db import session_scope
+from storage.adapters import list_adapters, tracks_with_adapters
 from storage.examples import count_by_kind, count_examples, tracks_with_examples
+from storage.interactions import adapter_feedback
 from storage.knowledge import count_open_suspects, unindexed_entries
-from storage.models import Adapter, AdapterStatus, ExampleStatus, Interaction
+from storage.models import AdapterStatus, ExampleStatus
 from storage.usage import count_unused_examples
 
 RECOMMENDED_MIN = 50  # the literature's 50-100 pairs for tone and format
@@ -65,10 +63,7 @@ class TrackAdvice:
 def feedback_rates(engine, track: str) -> list[FeedbackRate]:
     """👍/👎 per adapter version that served the track (the base model as 'base')."""
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
-    with session_scope(engine) as session:
-        rows = session.exec(select(Interaction.adapter_version, Interaction.feedback)
-                            .where(Interaction.track == track)).all()
-    for adapter, feedback in rows:
+    for adapter, feedback in adapter_feedback(engine, track):
         entry = counts[adapter or "base"]
         entry[0] += 1
         entry[1] += feedback == 1
@@ -160,9 +155,7 @@ def track_advice(engine, settings, track: str, *, unused: int, churn: dict[str, 
 def readiness_report(engine, settings, *, sources: list[dict[str, Any]] | None = None) -> dict[str, Any]:
     """Advice for every track that has examples or adapters."""
     churn = document_churn(sources)
-    with session_scope(engine) as session:
-        adapter_tracks = set(session.exec(select(Adapter.track).distinct()))
-    tracks = sorted(set(tracks_with_examples(engine)) | adapter_tracks | {"default"})
+    tracks = sorted(set(tracks_with_examples(engine)) | set(tracks_with_adapters(engine)) | {"default"})
     items = [track_advice(engine, settings, track, unused=count_unused_examples(engine, track), churn=churn).to_json()
              for track in tracks]
     waiting = unindexed_entries(engine)

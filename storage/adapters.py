@@ -33,3 +33,8 @@ def list_adapters(engine: Engine, track: str | None = None) -> list[Adapter]:
         if track:
             query = query.where(Adapter.track == track)
         return list(session.exec(query))
+
+
+def tracks_with_adapters(engine: Engine) -> list[str]:
+    with session_scope(engine) as session:
+        return sorted(set(session.exec(select(Adapter.track).distinct())))

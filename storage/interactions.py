@@ -19,6 +19,13 @@ def add_interaction(engine: Engine, **fields) -> Interaction:
         return row
 
 
+def adapter_feedback(engine: Engine, track: str) -> list[tuple[str | None, int | None]]:
+    """(adapter version, feedback) of every answer of a track (None: the base model; no vote)."""
+    with session_scope(engine) as session:
+        return list(session.exec(select(Interaction.adapter_version, Interaction.feedback)
+                                 .where(Interaction.track == track)).all())
+
+
 def get_interaction(engine: Engine, interaction_id: int) -> Interaction | None:
     with session_scope(engine) as session:
         return session.get(Interaction, interaction_id)

@@ -39,19 +39,25 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def log_tail(log: Path | None, lines: int = 15) -> str:
+    if log is None or not log.is_file():
+        return ""
+    return "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
+
+
 def wait_until(check, what: str, timeout: float, process: subprocess.Popen | None = None, log: Path | None = None):
-    """Poll `check()` until it is true; fail naming `what` (and its log) on timeout or when `process` exits."""
+    """Poll `check()` until it is true; fail naming `what` (and its log's end) on timeout or when `process` exits."""
     deadline = time.monotonic() + timeout
     while True:
         if process is not None and process.poll() is not None:
-            raise ClusterError(f"{what} exited with {process.returncode} (log: {log})")
+            raise ClusterError(f"{what} exited with {process.returncode} (log: {log}){log_tail(log)}")
         try:
             if check():
                 return
         except Exception:  # noqa: BLE001, S110 - not up yet
             pass
         if time.monotonic() > deadline:
-            raise ClusterError(f"{what} did not start within {timeout:.0f} s (log: {log})")
+            raise ClusterError(f"{what} did not start within {timeout:.0f} s (log: {log}){log_tail(log)}")
         time.sleep(0.2)
 
 

@@ -110,3 +110,33 @@ def test_an_event_that_answers_nothing_is_done_at_once(slack):
     slack.settle()
     wait_status(slack.engine, body["event_id"], "done", timeout=5)
     assert slack.fake.calls("chat.startStream") == []
+
+
+def test_forged_or_stale_events_never_reach_the_queue(slack):
+    body = slack.event(text="<@UAPPRENTI> let me in")
+    raw = json.dumps(body)
+    with TestClient(make_starlette(slack.app, slack.services, SECRET)) as client:
+        forged = client.post("/slack/events", content=raw, headers=signed_headers("not-the-secret", raw))
+        stale = client.post("/slack/events", content=raw,
+                            headers=signed_headers(SECRET, raw, timestamp=int(time.time()) - 600))
+        assert (forged.status_code, stale.status_code) == (401, 401)
+    assert slack.send_event(body, secret="not-the-secret").status == 401  # straight to Bolt (Socket Mode path)
+    assert get_event(slack.engine, body["event_id"]) is None
+
+
+def test_a_database_that_cannot_take_the_event_gets_slack_to_retry(slack):
+    body = slack.event(text="<@UAPPRENTI> are you up?")
+    queue = slack.services.extra["event_queue"]
+    real = queue.engine
+    from sqlalchemy import create_engine
+
+    queue.engine = create_engine("postgresql://nobody@127.0.0.1:1/none")  # unreachable
+    try:
+        with TestClient(make_starlette(slack.app, slack.services, SECRET)) as client:
+            assert post_event(client, body).status_code == 503
+    finally:
+        queue.engine = real
+    with TestClient(make_starlette(slack.app, slack.services, SECRET)) as client:
+        assert post_event(client, body, retry=1).status_code == 200  # Slack's retry, the database back
+    slack.fake.wait_for("chat.stopStream")
+    wait_status(slack.engine, body["event_id"], "done")

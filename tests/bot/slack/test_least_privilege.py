@@ -168,7 +168,7 @@ def test_ingest_refuses_paths_and_symlinks_outside_the_roots(fake_slack, tmp_pat
     (root / "escape").symlink_to(outside)
     indexed = []
     monkeypatch.setattr("bot.slack.operations.ingest_paths",
-                        lambda settings, paths, engine=None: indexed.append(paths) or {"documents": 1})
+                        lambda settings, paths, **_: indexed.append(paths) or {"documents": 1})
     h = make_harness(fake_slack, tmp_path, document_roots=[str(root)])
     try:
         for args in (str(outside), str(outside / "passwords.md"), f"{root}/../server", str(root / "escape"),

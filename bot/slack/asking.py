@@ -18,6 +18,7 @@ from bot.slack import blocks as ui
 from bot.slack.answers import AnswerView, answer_messages, answer_tail
 from bot.slack.context import ViewedProfiles, viewed_channel
 from bot.slack.errors import report
+from bot.slack.event_queue import current_hold
 from bot.slack.services import Services
 from bot.slack.streaming import AnswerStream
 from storage.db import session_scope
@@ -136,6 +137,11 @@ def answer_privately(services: Services, q: Question) -> None:
 def answer_question(services: Services, q: Question) -> None:
     """Runs in the AnswerPool: the thinking status, the pipeline streamed into the thread, then the
     tail (or, when streaming fails, the whole answer posted and the person told why)."""
+    hold = current_hold()
+    if hold is not None and hold.queue.lost(hold.event_id):
+        # This process stalled past its claim and another one took the event over: one answer only.
+        log.warning("event %s is being answered by another process; not answering it here", hold.event_id)
+        return
     try:
         private = q.respond is not None or (not q.dm and services.runtime.profiles.for_channel(q.channel).ephemeral)
     except Exception:  # noqa: BLE001 - a broken profile file is still told to the asker

@@ -90,6 +90,7 @@ class EventQueue:
         self.holder = holder or process_name()
         self._held: set[str] = set()
         self._unfinished: set[str] = set()  # answered, but the database refused "done": retried each tick
+        self._lost: set[str] = set()  # claims another process took over (this one stalled past the lease)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -180,6 +181,11 @@ class EventQueue:
         with self._lock:
             self._held.discard(event_id)
 
+    def lost(self, event_id: str) -> bool:
+        """Whether another process took this event over (its answer is theirs to give, not ours)."""
+        with self._lock:
+            return event_id in self._lost
+
     @property
     def held(self) -> int:
         with self._lock:
@@ -215,6 +221,7 @@ class EventQueue:
                 with self._lock:
                     still = lost & self._held
                     self._held -= still
+                    self._lost |= still
                 if still:
                     log.warning("lost the claim on %d event(s) to another process: %s", len(still), sorted(still)[:5])
         if self._dispatch is None:

@@ -140,3 +140,23 @@ def test_a_database_that_cannot_take_the_event_gets_slack_to_retry(slack):
         assert post_event(client, body, retry=1).status_code == 200  # Slack's retry, the database back
     slack.fake.wait_for("chat.stopStream")
     wait_status(slack.engine, body["event_id"], "done")
+
+
+def test_a_replica_that_lost_its_claim_while_stalled_does_not_answer_too(slack):
+    """A stalled past its lease, B took the event over: when A's work resumes it leaves the answer to B."""
+    from storage.events import claim_due
+    from tests.storage.test_events import expire
+
+    body = slack.event(text="<@UAPPRENTI> who answers me?")
+    raw = json.dumps(body)
+    queue = slack.services.extra["event_queue"]
+    assert queue.accept(body["event_id"], raw)
+    expire(slack.engine, body["event_id"])
+    assert claim_due(slack.engine, "replica-b", timedelta(seconds=30)) == [(body["event_id"], raw)]
+    queue.tick()  # A's renewal finds the claim gone
+    assert queue.lost(body["event_id"]) and queue.held == 0
+    queue.run(slack.app, body["event_id"], raw)  # A's dispatch, late
+    slack.settle()
+    assert slack.llm.calls == [] and slack.fake.calls("chat.startStream") == []
+    row = get_event(slack.engine, body["event_id"])
+    assert (row.status, row.holder) == ("queued", "replica-b")  # B's to answer and finish

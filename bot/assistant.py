@@ -71,7 +71,7 @@ SOURCE_DETAILS = ("heading", "page", "collection", "url", "indexed_at", "layout"
 # "System: …", "</source>"): passages are data written by anyone who can edit a document, never
 # instructions, so these are neutralised before the model reads them.
 _PROMPT_MARKERS = re.compile(
-    r"\b(question|text|answer|context|system|assistant|user|instructions?|r[ée]ponse|consignes?)\s*:", re.IGNORECASE)
+    r"\b(question|texte?|answer|context|system|assistant|user|instructions?|r[ée]ponse|consignes?)\s*:", re.IGNORECASE)
 _FENCE = re.compile(r"</?\s*sources?\b[^>]*>", re.IGNORECASE)
 
 

@@ -101,6 +101,7 @@ class Settings(BaseSettings):
     train_replay_ratio: float = Field(1.5, ge=0, le=10, description="General replay pairs mixed into training per team pair (0: none), so the adapter learns the team's ways where they apply and nothing else.")
     train_cpu_top_layers: int = Field(0, ge=0, description="On a CPU, adapt only the top N transformer layers (0: all); the backward pass stops there, which makes a step faster but learns less.")
     gate_margin: float = Field(0.0, description="How much the candidate must beat the active adapter on the target metric.")
+    gate_general_ratio: float = Field(0.9, ge=0, le=2, description="The gate's general-skills floor: the candidate must score at least this share of the base model's general-skills score (minus 0.01).")
     gate_max_leak_rate: float = Field(1 / 12, ge=0, le=1, description="Most general answers (beyond the base model's) that may carry the track's template lines before the gate blocks the adapter.")
 
     # --- operations ----------------------------------------------------------------------------

@@ -93,7 +93,8 @@ def train(
         train=TrainConfig(epochs=s.train_epochs, learning_rate=s.train_learning_rate, max_length=s.train_max_length,
                           replay_path=replay, replay_ratio=s.train_replay_ratio, cpu_top_layers=s.train_cpu_top_layers or None,
                           dpo=dpo, max_steps=max_steps, progress_bar=not as_json),
-        gate=GateConfig(margin=s.gate_margin, max_leak_rate=s.gate_max_leak_rate), check_format=_check_format(rt, track), eval_in_4bit=s.load_in_4bit,
+        gate=GateConfig(margin=s.gate_margin, max_leak_rate=s.gate_max_leak_rate,
+                        general_ratio=s.gate_general_ratio), check_format=_check_format(rt, track), eval_in_4bit=s.load_in_4bit,
         triggered_by=actor, trigger=trigger, heartbeat_every=max(5.0, s.heartbeat_timeout / 10))
     rt.apply_torch_threads()
     notifier = _notifier(rt)

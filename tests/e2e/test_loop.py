@@ -29,11 +29,12 @@ def test_corrections_train_an_adapter_that_serves_then_rolls_back(tmp_path):
 
     console = Console(file=io.StringIO(), width=120)
     # The demo's own loop on the tiny random model (the bundled model runs it in `make run`): it has no
-    # general skills to keep, so the leak rule is lifted and it trains harder to learn the template.
+    # general skills to keep (its general score is noise around 0.02), so the general-skills floor and
+    # the leak rule are lifted and it trains harder to learn the template.
     tiny = make_tiny(tmp_path / "tiny", initializer_range=0.1)
     demo = Demo(tmp_path / "home", console, examples=16, timeout=600, base_model=str(tiny),
                 train={"train_epochs": 25, "train_learning_rate": 5e-3, "train_cpu_top_layers": 0,
-                       "gate_max_leak_rate": 1.0, "train_replay_ratio": 0.0})
+                       "gate_max_leak_rate": 1.0, "gate_general_ratio": 0.0, "train_replay_ratio": 0.0})
     result = demo.run()
 
     assert result["run"]["status"] == RunStatus.succeeded.value, console.file.getvalue()[-3000:]

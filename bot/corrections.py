@@ -60,12 +60,11 @@ class Decision:
         return self.outcome == "done"
 
 
-def _earlier_entries(engine, pm, example: Example) -> list[int]:
+def _earlier_entries(engine, pm, example: Example, cited: list[dict]) -> list[int]:
     """Live entries this approved fact replaces: the team answers the corrected answer cited (they
     were wrong), and entries on the same question (the later approval wins)."""
     ids: set[int] = set()
-    row = get_interaction(engine, example.interaction_id) if example.interaction_id else None
-    for source in (row.sources if row is not None else None) or []:
+    for source in cited:
         if source.get("kind") == "team_answer" and source.get("example_id"):
             ids.add(int(source["example_id"]))
     try:
@@ -88,13 +87,12 @@ def route(pm, engine, example: Example, action: str, actor: str) -> Decision:
     """Send an approved (or changed) example where its kind says, and tell the plugins."""
     decision = Decision(example, "done")
     if is_knowledge_entry(example):
-        decision.replaced = supersede(engine, _earlier_entries(engine, pm, example), example.id, actor)
+        row = get_interaction(engine, example.interaction_id) if example.interaction_id else None
+        cited = (row.sources if row is not None else None) or []  # what the corrected answer cited
+        decision.replaced = supersede(engine, _earlier_entries(engine, pm, example, cited), example.id, actor)
         for old in decision.replaced:
             tell_plugins(pm, old, "superseded")
-        if example.interaction_id:
-            row = get_interaction(engine, example.interaction_id)
-            if row is not None:
-                decision.flagged = flag_documents(engine, example.id, row.sources or [])
+        decision.flagged = flag_documents(engine, example.id, cited) if cited else 0
     decision.indexed = tell_plugins(pm, example, action)
     decision.example = get_example(engine, example.id) or example
     return decision

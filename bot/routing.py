@@ -16,8 +16,9 @@ set is measured in tests/bot/test_routing.py and recorded in docs/benchmarks.md.
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
+
+from rag.tokenize import fold
 
 KINDS = ("fact", "behaviour", "both")
 
@@ -68,11 +69,6 @@ moins aussi tres bien ne pas n y c s j qu ca cela ceci deja encore puis alors do
 """.split())
 
 
-def _fold(text: str) -> str:
-    decomposed = unicodedata.normalize("NFKD", text.lower())
-    return "".join(c for c in decomposed if not unicodedata.combining(c))
-
-
 @dataclass(frozen=True)
 class Suggestion:
     kind: str
@@ -95,9 +91,9 @@ def _is_fact_token(raw: str, sentence_start: bool) -> bool:
     core = raw.strip(".,:;!?()[]\"'«»")
     if not core:
         return False
-    if _fold(core) in FACT_WORDS:
+    if fold(core) in FACT_WORDS:
         return True
-    if _fold(core) in _STOPWORDS or _fold(core) in TONE_WORDS:
+    if fold(core) in _STOPWORDS or fold(core) in TONE_WORDS:
         return False
     if any(c.isdigit() for c in core) or "@" in core or "://" in core or "/" in core.strip("/"):
         return True
@@ -129,7 +125,7 @@ def _read(text: str) -> _Reading:
                 token = raw.strip(".,:;!?()[]\"'«»-+")
                 if not token:
                     continue
-                folded = _fold(token)
+                folded = fold(token)
                 for part in re.split(r"[’']", folded):
                     if part in TONE_WORDS:
                         tone.add(part)

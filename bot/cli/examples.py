@@ -150,19 +150,25 @@ def _say(decision, headline: str) -> None:
         console.print(f"{decision.flagged} document(s) the wrong answer cited are listed for their owners.")
 
 
+def _finish(decision, example_id: int, as_json: bool, refused: str, headline: str) -> None:
+    """Print a review decision, or exit 2 when the example is gone and 1 when it could not change."""
+    if decision.outcome == "gone":
+        bad_input(f"no example #{example_id}")
+    if not decision.done:
+        fail(refused.format(id=example_id, status=decision.example.status))
+    if as_json:
+        print_json(_routed(decision))
+    else:
+        _say(decision, headline.format(id=example_id, kind=decision.example.kind))
+
+
 def _review(ctx, example_id: int, status: str, reviewer: str, as_json: bool, kind: str | None = None):
     from bot.corrections import decide
 
     rt = runtime(ctx)
     decision = decide(rt.engine, rt.plugins, example_id, status, reviewer, kind=_kind(kind))
-    if decision.outcome == "gone":
-        bad_input(f"no example #{example_id}")
-    if not decision.done:
-        fail(f"example #{example_id} is not pending (already {decision.example.status})")
-    if as_json:
-        print_json(_routed(decision))
-    else:
-        _say(decision, f"Example #{example_id} ({decision.example.kind}) {status} by {reviewer}.")
+    _finish(decision, example_id, as_json, "example #{id} is not pending (already {status})",
+            f"Example #{{id}} ({{kind}}) {status} by {reviewer}.")
 
 
 @examples_app.command("approve")
@@ -190,14 +196,9 @@ def kind_cmd(ctx: typer.Context, example_id: int = typer.Argument(...),
 
     rt = runtime(ctx)
     decision = change_kind(rt.engine, rt.plugins, example_id, _kind(kind, "KIND"), actor)
-    if decision.outcome == "gone":
-        bad_input(f"no example #{example_id}")
-    if not decision.done:
-        fail(f"example #{example_id} is {decision.example.status}: only a pending or approved pair has a kind to change")
-    if as_json:
-        print_json(_routed(decision))
-    else:
-        _say(decision, f"Example #{example_id} is now {kind}.")
+    _finish(decision, example_id, as_json,
+            "example #{id} is {status}: only a pending or approved pair has a kind to change",
+            "Example #{id} is now {kind}.")
 
 
 def register(app: typer.Typer) -> None:

@@ -14,7 +14,6 @@ changes made by another process arrive. Every write records its outcome on the e
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import threading
 import time
@@ -32,7 +31,9 @@ def entry_source(example_id: int | str) -> str:
 
 
 def entry_hash(question: str, answer: str) -> str:
-    return hashlib.sha256(f"{question}\x00{answer}".encode()).hexdigest()[:32]
+    from rag.chunking import content_hash
+
+    return content_hash(f"{question}\x00{answer}")
 
 
 def _example_id(source: str) -> int | None:

@@ -8,6 +8,7 @@ names). Constructor arguments win over the environment, which wins over the defa
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -163,9 +164,10 @@ class Settings(BaseSettings):
         try:
             for folder in (self.home, self.adapters_dir, self.logs_dir):
                 folder.mkdir(parents=True, exist_ok=True)
-            probe = self.home / ".write-test"
-            probe.write_text("ok")
-            probe.unlink()
+            # A probe of its own: processes sharing one home (replicas, a worker) start at the same time,
+            # and one's unlink must not remove the file another is about to unlink.
+            with tempfile.NamedTemporaryFile(dir=self.home, prefix=".write-test-"):
+                pass
         except OSError as exc:
             raise SettingsError(
                 f"APPRENTI_HOME={self.home}: the data folder cannot be created or written ({exc.strerror or exc}). "

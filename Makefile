@@ -43,6 +43,7 @@ bench: install
 	$(BIN)/python -m bench
 
 lint: install
+	$(BIN)/ruff format --check .
 	$(BIN)/ruff check .
 
 clean:

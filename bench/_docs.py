@@ -6,8 +6,10 @@ import re
 from pathlib import Path
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "benchmarks.md"
-HEADER = ("# Benchmarks\n\nEach section is written by its benchmark in `bench/`, which measures the project's "
-          "figure and its baseline in the same run.\n")
+HEADER = (
+    "# Benchmarks\n\nEach section is written by its benchmark in `bench/`, which measures the project's "
+    "figure and its baseline in the same run.\n"
+)
 
 
 def write_section(key: str, section: str) -> Path:
@@ -29,8 +31,10 @@ def machine_line() -> str:
     import os
     import platform
 
-    return (f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
-            f"load average {os.getloadavg()[0]:.1f} at the end of the run (other work shares these cores).")
+    return (
+        f"Machine: {platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}, "
+        f"load average {os.getloadavg()[0]:.1f} at the end of the run (other work shares these cores)."
+    )
 
 
 def publish(key: str, section: str, write: bool = True) -> None:

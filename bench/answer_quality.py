@@ -65,36 +65,55 @@ def main(argv: list[str]) -> int:
     ingest_paths(settings, [str(HANDBOOK)], collection="handbook")
     questions = [i["question"] for i in items]
     plain_rt = Runtime(settings, entrypoints=False)
-    ours = _accuracy([a.answer for a in plain_rt.assistant.answer_many(questions, mode="rag", adapter=BASE)], items)
-    numbered_rt = Runtime(load_settings(home=home, pii="off", plugins=["rag"], fewshot_k=0, max_new_tokens=64,
-                                        prompt_layout="numbered"), entrypoints=False)
+    ours = _accuracy(
+        [a.answer for a in plain_rt.assistant.answer_many(questions, mode="rag", adapter=BASE)], items
+    )
+    numbered_rt = Runtime(
+        load_settings(
+            home=home, pii="off", plugins=["rag"], fewshot_k=0, max_new_tokens=64, prompt_layout="numbered"
+        ),
+        entrypoints=False,
+    )
     numbered_rt.__dict__["chat_model"] = plain_rt.chat_model
-    numbered = _accuracy([a.answer for a in numbered_rt.assistant.answer_many(questions, mode="rag", adapter=BASE)],
-                         items)
+    numbered = _accuracy(
+        [a.answer for a in numbered_rt.assistant.answer_many(questions, mode="rag", adapter=BASE)], items
+    )
     model = plain_rt.chat_model
     system = "You are a helpful assistant. Answer briefly and exactly."
-    reference_prompts = [[{"role": "system", "content": system},
-                          {"role": "user", "content": f"Text: {_right_passage(i)}\n\nQuestion: {i['question']}"}]
-                         for i in items]
+    reference_prompts = [
+        [
+            {"role": "system", "content": system},
+            {"role": "user", "content": f"Text: {_right_passage(i)}\n\nQuestion: {i['question']}"},
+        ]
+        for i in items
+    ]
     reference = _accuracy([g.text for g in model.generate_batch(reference_prompts, max_new_tokens=64)], items)
 
     decode = _decode(model, reference_prompts[:6])
     ttft = _ttft(model)
     lines = [
-        "## Answers on the bundled model (SmolLM2-135M-Instruct)", "",
+        "## Answers on the bundled model (SmolLM2-135M-Instruct)",
+        "",
         f"RAG answer accuracy on the demo handbook's {len(items)} questions (English and French; a hit contains "
-        "an accepted string), batched greedy answers, 64 new tokens at most:", "",
-        "| prompt | accuracy |", "|---|---|",
+        "an accepted string), batched greedy answers, 64 new tokens at most:",
+        "",
+        "| prompt | accuracy |",
+        "|---|---|",
         f"| ours: hybrid retrieval, plain layout (best passage cut to its relevant sentences) | {ours:.2f} |",
         f"| numbered layout (titled sources, cite [1], [2]; what bigger models get) | {numbered:.2f} |",
-        f"| reference: plain prompt with the right section given by hand | {reference:.2f} |", "",
-        "Decode, one RAG answer at a time (6 prompts, up to 64 new tokens, greedy):", "",
-        "| | tokens/s (median) |", "|---|---|",
+        f"| reference: plain prompt with the right section given by hand | {reference:.2f} |",
+        "",
+        "Decode, one RAG answer at a time (6 prompts, up to 64 new tokens, greedy):",
+        "",
+        "| | tokens/s (median) |",
+        "|---|---|",
         f"| ours: ChatModel.generate (prompt lookup decoding) | {decode['ours']:.1f} |",
         f"| baseline: transformers `generate`, float32 | {decode['plain']:.1f} |",
-        f"| speed-up | {decode['ours'] / decode['plain']:.2f}x (same text: {decode['same']}) |", "",
+        f"| speed-up | {decode['ours'] / decode['plain']:.2f}x (same text: {decode['same']}) |",
+        "",
         f"Time to first token, {ttft['tokens']}-token RAG prompt: {ttft['cold']:.2f} s without the prefix cache, "
-        f"{ttft['warm']:.2f} s with it (the {ttft['prefix']}-token system prefix's KV cache reused).", "",
+        f"{ttft['warm']:.2f} s with it (the {ttft['prefix']}-token system prefix's KV cache reused).",
+        "",
         "`python -m bench.answer_quality`. " + machine_line(),
     ]
     publish("answer-quality", "\n".join(lines), write="--no-docs" not in argv)
@@ -107,13 +126,20 @@ def _decode(model, prompts) -> dict:
     rates = {"ours": [], "plain": []}
     same = True
     for messages in prompts:
-        ids = model.tokenizer(model.render(messages), add_special_tokens=False, return_tensors="pt")["input_ids"]
+        ids = model.tokenizer(model.render(messages), add_special_tokens=False, return_tensors="pt")[
+            "input_ids"
+        ]
         with torch.inference_mode():
             started = time.perf_counter()
-            out = model.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), max_new_tokens=64,
-                                       do_sample=False, pad_token_id=model.tokenizer.pad_token_id)
+            out = model.model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                max_new_tokens=64,
+                do_sample=False,
+                pad_token_id=model.tokenizer.pad_token_id,
+            )
             plain_s = time.perf_counter() - started
-        plain = model.tokenizer.decode(out[0, ids.shape[1]:], skip_special_tokens=True).strip()
+        plain = model.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
         saved, model.prefix_cache = model.prefix_cache, None
         started = time.perf_counter()
         ours = model.generate(messages, max_new_tokens=64)
@@ -122,7 +148,11 @@ def _decode(model, prompts) -> dict:
         rates["plain"].append((out.shape[1] - ids.shape[1]) / plain_s)
         rates["ours"].append(ours.completion_tokens / ours_s)
         same = same and ours.text == plain
-    return {"ours": statistics.median(rates["ours"]), "plain": statistics.median(rates["plain"]), "same": same}
+    return {
+        "ours": statistics.median(rates["ours"]),
+        "plain": statistics.median(rates["plain"]),
+        "same": same,
+    }
 
 
 def _ttft(model) -> dict:
@@ -130,8 +160,10 @@ def _ttft(model) -> dict:
 
     system = ("You are a helpful assistant. Answer briefly and exactly. " * 40).strip()
     passage = "Request holidays in the HR portal at least two weeks in advance. " * 12
-    messages = [{"role": "system", "content": system},
-                {"role": "user", "content": f"Text: {passage}\n\nQuestion: How far in advance?"}]
+    messages = [
+        {"role": "system", "content": system},
+        {"role": "user", "content": f"Text: {passage}\n\nQuestion: How far in advance?"},
+    ]
     tokens = model.count_tokens(model.render(messages))
     prefix = model.count_tokens(model.render([messages[0]]))
     saved = model.prefix_cache

@@ -36,8 +36,10 @@ TOKENS = 16
 
 
 def questions(n: int, tag: str, start: int) -> list[dict]:
-    return [mention(f"Ev{tag}{i:06d}", f"17{start + i:08d}.000100", f"How do I request holidays? ({tag} {i})")
-            for i in range(n)]
+    return [
+        mention(f"Ev{tag}{i:06d}", f"17{start + i:08d}.000100", f"How do I request holidays? ({tag} {i})")
+        for i in range(n)
+    ]
 
 
 def threads(bodies: list[dict]) -> list[str]:
@@ -51,8 +53,11 @@ def ack_buckets(url: str) -> dict[float, float]:
 
     for family in text_string_to_metric_families(httpx.get(f"{url}/metrics", timeout=10).text):
         if family.name == "apprenti_ack_seconds":
-            return {float(s.labels["le"]): s.value for s in family.samples
-                    if s.name.endswith("_bucket") and s.labels.get("kind") == "event"}
+            return {
+                float(s.labels["le"]): s.value
+                for s in family.samples
+                if s.name.endswith("_bucket") and s.labels.get("kind") == "event"
+            }
     return {}
 
 
@@ -69,8 +74,10 @@ def bucket_quantile(before: dict[float, float], after: dict[float, float], q: fl
 def ack_row(name: str, seconds: list[float], server: tuple[dict, dict]) -> str:
     ms = [s * 1000 for s in seconds]
     inside = bucket_quantile(*server, 99) * 1000
-    return (f"| {name} | {len(ms)} | {percentile(ms, 50):.1f} | {percentile(ms, 95):.1f} | {percentile(ms, 99):.1f} "
-            f"| {max(ms):.1f} | ≤ {inside:.0f} |")
+    return (
+        f"| {name} | {len(ms)} | {percentile(ms, 50):.1f} | {percentile(ms, 95):.1f} | {percentile(ms, 99):.1f} "
+        f"| {max(ms):.1f} | ≤ {inside:.0f} |"
+    )
 
 
 def outcome(standin, bodies: list[dict], timeout: float) -> dict:
@@ -83,8 +90,12 @@ def outcome(standin, bodies: list[dict], timeout: float) -> dict:
     drained = time.monotonic() - started
     time.sleep(3)  # room for a second answer, were one coming
     counts = reply_counts(standin, threads(bodies))
-    return {"answered": sum(1 for n in counts.values() if n), "lost": sum(1 for n in counts.values() if n == 0),
-            "duplicates": sum(n - 1 for n in counts.values() if n > 1), "drain_s": drained}
+    return {
+        "answered": sum(1 for n in counts.values() if n),
+        "lost": sum(1 for n in counts.values() if n == 0),
+        "duplicates": sum(n - 1 for n in counts.values() if n > 1),
+        "drain_s": drained,
+    }
 
 
 def phase(sender: Sender, standin, bodies: list[dict], *, spread: bool, concurrency: int) -> dict:
@@ -100,8 +111,12 @@ def phase(sender: Sender, standin, bodies: list[dict], *, spread: bool, concurre
     sent_s = time.monotonic() - started
     server = [(b, ack_buckets(url)) for b, url in zip(before, sender.urls, strict=True)]
     result = outcome(standin, bodies, timeout=900)
-    result.update(sent_s=sent_s, refused=sum(1 for s in sender.sent if s.status != 200), server=server,
-                  acks={r: [s.seconds for s in sender.sent if s.replica == r] for r in range(len(sender.urls))})
+    result.update(
+        sent_s=sent_s,
+        refused=sum(1 for s in sender.sent if s.status != 200),
+        server=server,
+        acks={r: [s.seconds for s in sender.sent if s.replica == r] for r in range(len(sender.urls))},
+    )
     return result
 
 
@@ -112,8 +127,11 @@ def kill_phase(cluster: Cluster, sender: Sender, standin, bodies: list[dict], co
     killed = time.monotonic()
     before = sum(1 for n in reply_counts(standin, threads(bodies)).values() if n)
     result = outcome(standin, bodies, timeout=300)
-    result.update(answered_before_kill=before, after_kill_s=time.monotonic() - killed - 3,
-                  refused=sum(1 for s in alone.sent if s.status != 200))
+    result.update(
+        answered_before_kill=before,
+        after_kill_s=time.monotonic() - killed - 3,
+        refused=sum(1 for s in alone.sent if s.status != 200),
+    )
     return result
 
 
@@ -130,23 +148,41 @@ def main() -> int:
     home = Path(tempfile.mkdtemp(prefix="apprenti-cluster-bench-"))
     model = make_tiny(home / "tiny")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPRENTI_", "SLACK_"))}
-    env.update({"HF_HUB_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False", "TOKENIZERS_PARALLELISM": "false",
-                "APPRENTI_MAX_NEW_TOKENS": str(TOKENS), "APPRENTI_TORCH_THREADS": "1"})
-    with SlackStandIn() as standin, Cluster(home / "cluster", str(model), standin.api_url, SECRET, env=env) as cluster:
+    env.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "ANONYMIZED_TELEMETRY": "False",
+            "TOKENIZERS_PARALLELISM": "false",
+            "APPRENTI_MAX_NEW_TOKENS": str(TOKENS),
+            "APPRENTI_TORCH_THREADS": "1",
+        }
+    )
+    with (
+        SlackStandIn() as standin,
+        Cluster(home / "cluster", str(model), standin.api_url, SECRET, env=env) as cluster,
+    ):
         sender = Sender(cluster.replica_urls, SECRET)
         warm = questions(20, "Warm", 0)
         sender.spread(warm, retry_elsewhere=False, concurrency=10)
         outcome(standin, warm, timeout=120)
-        single = phase(sender, standin, questions(args.events, "One", 100_000), spread=False,
-                       concurrency=args.concurrency)
-        both = phase(sender, standin, questions(args.events, "Two", 200_000), spread=True,
-                     concurrency=args.concurrency)
+        single = phase(
+            sender,
+            standin,
+            questions(args.events, "One", 100_000),
+            spread=False,
+            concurrency=args.concurrency,
+        )
+        both = phase(
+            sender, standin, questions(args.events, "Two", 200_000), spread=True, concurrency=args.concurrency
+        )
         killed = kill_phase(cluster, sender, standin, questions(args.kill, "Kill", 300_000), args.concurrency)
         load_end = os.getloadavg()[0]
     n = args.events
-    ok = (single["lost"] == both["lost"] == killed["lost"] == 0
-          and single["duplicates"] == both["duplicates"] == killed["duplicates"] == 0
-          and killed["after_kill_s"] <= 60)
+    ok = (
+        single["lost"] == both["lost"] == killed["lost"] == 0
+        and single["duplicates"] == both["duplicates"] == killed["duplicates"] == 0
+        and killed["after_kill_s"] <= 60
+    )
     section = f"""## The loopback cluster: events over two replicas, and a replica killed (issue 15)
 
 `apprenti cluster`'s topology on one machine (`bench/cluster_load.py`): PostgreSQL (Debian's package), `chroma run`, two `apprenti serve --http --no-scheduler` replicas and one `apprenti worker`, sharing one `APPRENTI_HOME`; the tiny random Llama answers ({TOKENS} new tokens, 2 answer threads per replica), every answer streamed to the Slack Web API stand-in; {args.concurrency} clients send signed `app_mention` events over loopback. Every event is written to the `slack_event` queue (PostgreSQL) before it is acknowledged. After 20 unmeasured warm-up questions:

@@ -70,8 +70,11 @@ def main(argv: list[str] | None = None) -> int:
             reference = vectors
         cosines = (vectors * reference).sum(axis=1)
         rows[backend] = (embedder.runs_on, p50, p99, rate, float(cosines.mean()), float(cosines.min()))
-        print(f"{backend}: question p50 {p50:.1f} ms p99 {p99:.1f} ms, {rate:.1f} passages/s, "
-              f"cosine to torch mean {cosines.mean():.4f} min {cosines.min():.4f}", flush=True)
+        print(
+            f"{backend}: question p50 {p50:.1f} ms p99 {p99:.1f} ms, {rate:.1f} passages/s, "
+            f"cosine to torch mean {cosines.mean():.4f} min {cosines.min():.4f}",
+            flush=True,
+        )
 
     base = rows["torch"]
     ok = all(rows[b][0] == b and rows[b][1] < base[1] and rows[b][3] > base[3] for b in ("onnx", "onnx-int8"))
@@ -86,11 +89,16 @@ def main(argv: list[str] | None = None) -> int:
         "| backend | runs on | question p50 | question p99 | passages/s | cosine to PyTorch (mean / min) |",
         "|---|---|---|---|---|---|",
     ]
-    labels = {"torch": "`torch`: sentence-transformers on PyTorch (baseline)", "onnx": "`onnx`: float32",
-              "onnx-int8": "`onnx-int8` (default)"}
+    labels = {
+        "torch": "`torch`: sentence-transformers on PyTorch (baseline)",
+        "onnx": "`onnx`: float32",
+        "onnx-int8": "`onnx-int8` (default)",
+    }
     for backend, (runs_on, p50, p99, rate, mean, least) in rows.items():
-        lines.append(f"| {labels[backend]} | {runs_on} | {p50:.1f} ms | {p99:.1f} ms | {rate:.1f} | "
-                     f"{mean:.4f} / {least:.4f} |")
+        lines.append(
+            f"| {labels[backend]} | {runs_on} | {p50:.1f} ms | {p99:.1f} ms | {rate:.1f} | "
+            f"{mean:.4f} / {least:.4f} |"
+        )
     int8 = rows["onnx-int8"]
     lines += [
         "",

@@ -45,8 +45,13 @@ def _score(answers, items) -> dict:
     hits = [contains_answer(a.answer, i["answers"]) for a, i in zip(answers, items, strict=True)]
     stale = [contains_answer(a.answer, i["stale"]) for a, i in zip(answers, items, strict=True)]
     cited = [bool(a.sources) and a.sources[0].get("kind") == "team_answer" for a in answers]
-    return {"hits": sum(hits), "stale": sum(stale), "cited": sum(cited), "n": len(items),
-            "answers": [a.answer for a in answers]}
+    return {
+        "hits": sum(hits),
+        "stale": sum(stale),
+        "cited": sum(cited),
+        "n": len(items),
+        "answers": [a.answer for a in answers],
+    }
 
 
 def _arm(model, kind: str, team_k: int, items):
@@ -59,16 +64,24 @@ def _arm(model, kind: str, team_k: int, items):
     from storage.examples import add_example
 
     home = Path(tempfile.mkdtemp(prefix=f"apprenti-bench-facts-{kind}-"))
-    settings = load_settings(home=home, pii="off", plugins=["rag", "fewshot"], team_answer_k=team_k,
-                             max_new_tokens=48)
+    settings = load_settings(
+        home=home, pii="off", plugins=["rag", "fewshot"], team_answer_k=team_k, max_new_tokens=48
+    )
     ingest_paths(settings, [str(HANDBOOK)], collection="handbook")
     rt = Runtime(settings, entrypoints=False)
     rt.__dict__["chat_model"] = model
     paraphrases = [i["paraphrase"] for i in items]
     before = _score(rt.assistant.answer_many(paraphrases, adapter=ACTIVE), items)
     for item in items:
-        example = add_example(rt.engine, item["question"], item["corrected"], kind=kind, kind_source="author",
-                              author_id="U_AUTHOR", original_answer=None)
+        example = add_example(
+            rt.engine,
+            item["question"],
+            item["corrected"],
+            kind=kind,
+            kind_source="author",
+            author_id="U_AUTHOR",
+            original_answer=None,
+        )
         decision = corrections.decide(rt.engine, rt.plugins, example.id, "approved", "U_REVIEWER")
         assert decision.done, decision
     started = time.perf_counter()
@@ -92,26 +105,55 @@ def _train_behaviour(model, home: Path, items) -> dict:
     from storage.models import utcnow
 
     engine = open_database(f"sqlite:///{home / 'apprenti.db'}")
-    pairs = [new_example(q, team.corrected_answer(q, s), context=focus(s.text, q, 160), track="default",
-                         kind="behaviour", status="approved", origin="correction", author_id="U_AUTHOR",
-                         reviewer_id="U_REVIEWER", reviewed_at=utcnow())
-             for q, s in team.training_questions(TRAIN_PAIRS)]
+    pairs = [
+        new_example(
+            q,
+            team.corrected_answer(q, s),
+            context=focus(s.text, q, 160),
+            track="default",
+            kind="behaviour",
+            status="approved",
+            origin="correction",
+            author_id="U_AUTHOR",
+            reviewer_id="U_REVIEWER",
+            reviewed_at=utcnow(),
+        )
+        for q, s in team.training_questions(TRAIN_PAIRS)
+    ]
     add_examples(engine, pairs, "bench")
     engine.dispose()
-    env = {**os.environ, "APPRENTI_HOME": str(home), "APPRENTI_MIN_EXAMPLES": str(TRAIN_PAIRS - 15),
-           "APPRENTI_TRAIN_LEARNING_RATE": "5e-4", "APPRENTI_PII": "off", "APPRENTI_PLUGINS": "rag,fewshot"}
+    env = {
+        **os.environ,
+        "APPRENTI_HOME": str(home),
+        "APPRENTI_MIN_EXAMPLES": str(TRAIN_PAIRS - 15),
+        "APPRENTI_TRAIN_LEARNING_RATE": "5e-4",
+        "APPRENTI_PII": "off",
+        "APPRENTI_PLUGINS": "rag,fewshot",
+    }
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "bot.cli.main", "train", "--json"], env=env, cwd=ROOT,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli.main", "train", "--json"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     seconds = time.perf_counter() - started
-    outcome = json.loads(done.stdout) if done.stdout.strip().startswith("{") else {"status": "error",
-                                                                                     "error": done.stderr[-2000:]}
+    outcome = (
+        json.loads(done.stdout)
+        if done.stdout.strip().startswith("{")
+        else {"status": "error", "error": done.stderr[-2000:]}
+    )
     settings = load_settings(home=home, pii="off", plugins=["rag", "fewshot"], max_new_tokens=48)
     rt = Runtime(settings, entrypoints=False)
     rt.__dict__["chat_model"] = model
     answers = rt.assistant.answer_many([i["paraphrase"] for i in items], adapter=ACTIVE)
-    return {"outcome": outcome, "seconds": seconds, "after": _score(answers, items),
-            "adapter": answers[0].adapter if answers else None}
+    return {
+        "outcome": outcome,
+        "seconds": seconds,
+        "after": _score(answers, items),
+        "adapter": answers[0].adapter if answers else None,
+    }
 
 
 def main(argv: list[str]) -> int:
@@ -127,16 +169,19 @@ def main(argv: list[str]) -> int:
     base_before, base, _ = _arm(model, "behaviour", 0, items)
     n = len(items)
     lines = [
-        "## Fact corrections answered at once (bundled model)", "",
+        "## Fact corrections answered at once (bundled model)",
+        "",
         f"{n} stale facts in a two-page handbook, {n} approved corrections, then a paraphrase of each corrected "
         "question (hybrid retrieval, plain layout, batched greedy answers, 48 new tokens at most). A hit carries "
-        "the corrected fact; stale: the old one.", "",
+        "the corrected fact; stale: the old one.",
+        "",
         "| | before approval: hit / stale | after approval: hit / stale | cites the team answer |",
         "|---|---|---|---|",
         f"| ours: approved as facts (team knowledge entries) | {ours_before['hits']}/{n} / {ours_before['stale']}/{n} "
         f"| **{ours['hits']}/{n}** / {ours['stale']}/{n} | {ours['cited']}/{n} |",
         f"| baseline: approved as behaviour, few-shot plugin only | {base_before['hits']}/{n} / "
-        f"{base_before['stale']}/{n} | {base['hits']}/{n} / {base['stale']}/{n} | {base['cited']}/{n} |", "",
+        f"{base_before['stale']}/{n} | {base['hits']}/{n} / {base['stale']}/{n} | {base['cited']}/{n} |",
+        "",
     ]
     for item, answer in zip(items, ours["answers"], strict=True):
         print(f"{item['paraphrase']!r} -> {answer!r}")
@@ -146,13 +191,18 @@ def main(argv: list[str]) -> int:
     if "--train" in argv:
         trained = _train_behaviour(model, home, items)
         outcome, after = trained["outcome"], trained["after"]
-        verdict = "; ".join((outcome.get("verdict") or {}).get("reasons", [])) or outcome.get("error", "")[:300]
-        lines += [f"Then a behaviour-only training run on the same track ({TRAIN_PAIRS} of the demo's template pairs "
-                  f"approved as behaviour; `apprenti train`, {trained['seconds']:.0f} s; outcome "
-                  f"{outcome.get('status')}, facts sent to the knowledge base instead: "
-                  f"{(outcome.get('dataset') or {}).get('facts_to_knowledge')}; {verdict}). Asked again with "
-                  f"{trained['adapter'] or 'the base model'} in service: **{after['hits']}/{n}** hits, "
-                  f"{after['stale']}/{n} stale, {after['cited']}/{n} citing the team answer.", ""]
+        verdict = (
+            "; ".join((outcome.get("verdict") or {}).get("reasons", [])) or outcome.get("error", "")[:300]
+        )
+        lines += [
+            f"Then a behaviour-only training run on the same track ({TRAIN_PAIRS} of the demo's template pairs "
+            f"approved as behaviour; `apprenti train`, {trained['seconds']:.0f} s; outcome "
+            f"{outcome.get('status')}, facts sent to the knowledge base instead: "
+            f"{(outcome.get('dataset') or {}).get('facts_to_knowledge')}; {verdict}). Asked again with "
+            f"{trained['adapter'] or 'the base model'} in service: **{after['hits']}/{n}** hits, "
+            f"{after['stale']}/{n} stale, {after['cited']}/{n} citing the team answer.",
+            "",
+        ]
         for item, answer in zip(items, after["answers"], strict=True):
             print(f"after training: {item['paraphrase']!r} -> {answer!r}")
     lines.append("`python -m bench.fact_corrections`. " + machine_line())

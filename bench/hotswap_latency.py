@@ -25,8 +25,16 @@ def _random_adapter(model_dir: Path, out: Path, seed: int) -> Path:
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(model_dir)
-    peft = get_peft_model(model, LoraConfig(r=16, lora_alpha=32, target_modules=list(ATTENTION_AND_MLP),
-                                            init_lora_weights=False, task_type="CAUSAL_LM"))
+    peft = get_peft_model(
+        model,
+        LoraConfig(
+            r=16,
+            lora_alpha=32,
+            target_modules=list(ATTENTION_AND_MLP),
+            init_lora_weights=False,
+            task_type="CAUSAL_LM",
+        ),
+    )
     peft.save_pretrained(out)
     return out
 
@@ -51,8 +59,9 @@ def main() -> int:
         watcher = AdapterWatcher(engine, chat)
         for seed in (1, 2):
             folder = _random_adapter(model_dir, tmp / f"a{seed}", seed)
-            names.append(registry.register(folder, track="default", base_model=str(model_dir),
-                                           status="candidate").name)
+            names.append(
+                registry.register(folder, track="default", base_model=str(model_dir), status="candidate").name
+            )
         registry.activate(names[0], "bench")
         watcher.refresh()  # serves v1; v2, a candidate, is preloaded on the same base
 
@@ -76,23 +85,34 @@ def main() -> int:
         params = sum(p.numel() for p in chat.model.parameters())
     a, r, full = (statistics.median(x) * 1000 for x in (activate, rollback, reload))
     ra, rr = a / full, r / full
-    print(f"activate {a:.1f} ms  rollback {r:.1f} ms  full reload {full:.1f} ms  ratios {ra:.3f}x / {rr:.3f}x")
+    print(
+        f"activate {a:.1f} ms  rollback {r:.1f} ms  full reload {full:.1f} ms  ratios {ra:.3f}x / {rr:.3f}x"
+    )
     verdict = "meets it" if max(ra, rr) <= 0.05 else "MISSES it"
-    write_section("hotswap", "\n".join([
-        "## Hot swap: activation and rollback vs a full reload", "",
-        f"Random Llama \"small\" ({params / 1e6:.0f}M parameters incl. LoRA), CPU, 1 thread, SQLite registry. "
-        "Activation/rollback = the registry transaction (SQLite, audited, card updated) + `AdapterWatcher.refresh()` "
-        "until the serving process answers with the new version; the watcher preloads candidates and keeps the "
-        "last versions resident, so the swap itself is a pointer switch on the loaded base. Full reload = loading "
-        "the base model and the adapter from disk. Median of "
-        f"{REPEATS} interleaved repetitions. Measured by `python -m bench.hotswap_latency`.", "",
-        "| | latency |", "|---|---|",
-        f"| full model reload (baseline) | {full:.1f} ms |",
-        f"| activate a new version (hot swap) | {a:.1f} ms |",
-        f"| roll back (hot swap) | {r:.1f} ms |", "",
-        f"Ratios: activation **{ra:.3f}×**, rollback **{rr:.3f}×** (target ≤ 0.05×: {verdict}). "
-        f"Machine: {platform.machine()}, Python {platform.python_version()}, no GPU in this run.",
-    ]))
+    write_section(
+        "hotswap",
+        "\n".join(
+            [
+                "## Hot swap: activation and rollback vs a full reload",
+                "",
+                f'Random Llama "small" ({params / 1e6:.0f}M parameters incl. LoRA), CPU, 1 thread, SQLite registry. '
+                "Activation/rollback = the registry transaction (SQLite, audited, card updated) + `AdapterWatcher.refresh()` "
+                "until the serving process answers with the new version; the watcher preloads candidates and keeps the "
+                "last versions resident, so the swap itself is a pointer switch on the loaded base. Full reload = loading "
+                "the base model and the adapter from disk. Median of "
+                f"{REPEATS} interleaved repetitions. Measured by `python -m bench.hotswap_latency`.",
+                "",
+                "| | latency |",
+                "|---|---|",
+                f"| full model reload (baseline) | {full:.1f} ms |",
+                f"| activate a new version (hot swap) | {a:.1f} ms |",
+                f"| roll back (hot swap) | {r:.1f} ms |",
+                "",
+                f"Ratios: activation **{ra:.3f}×**, rollback **{rr:.3f}×** (target ≤ 0.05×: {verdict}). "
+                f"Machine: {platform.machine()}, Python {platform.python_version()}, no GPU in this run.",
+            ]
+        ),
+    )
     return 0
 
 

@@ -46,13 +46,15 @@ def system_prompt(tokenizer_count, target_tokens: int) -> str:
     from plugins.builtin.formats import MINUTES
     from plugins.builtin.tone import tone_instructions
 
-    head = "\n\n".join([
-        "You are Apprenti, the team's assistant. Answer the question accurately and concisely. "
-        "If you do not know, say so.",
-        MINUTES.instructions({}),
-        tone_instructions("formal, vouvoiement, short, signature: -- HR team", "fr") or "",
-        "Team handbook (excerpt):",
-    ])
+    head = "\n\n".join(
+        [
+            "You are Apprenti, the team's assistant. Answer the question accurately and concisely. "
+            "If you do not know, say so.",
+            MINUTES.instructions({}),
+            tone_instructions("formal, vouvoiement, short, signature: -- HR team", "fr") or "",
+            "Team handbook (excerpt):",
+        ]
+    )
     corpus = (ROOT / "finetune" / "data" / "tiny_corpus.txt").read_text(encoding="utf-8").splitlines()
     lines = [line for line in corpus if line.strip()]
     text, i = head, 0
@@ -77,10 +79,19 @@ def make_model(folder: Path) -> Path:
     from finetune.tiny import build_tokenizer
 
     tokenizer = build_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=512, intermediate_size=1536, num_hidden_layers=9,
-                         num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=4096,
-                         tie_word_embeddings=False, bos_token_id=tokenizer.bos_token_id,
-                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=512,
+        intermediate_size=1536,
+        num_hidden_layers=9,
+        num_attention_heads=8,
+        num_key_value_heads=4,
+        max_position_embeddings=4096,
+        tie_word_embeddings=False,
+        bos_token_id=tokenizer.bos_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
     torch.manual_seed(0)
     LlamaForCausalLM(config).save_pretrained(folder)
     tokenizer.save_pretrained(folder)
@@ -103,7 +114,9 @@ def measure(repeats: int, prefix_tokens: int) -> dict:
     model = ChatModel.load(str(folder), device="cpu")
     parameters = sum(p.numel() for p in model.model.parameters())
     system = system_prompt(lambda t: model.count_tokens(t), prefix_tokens)
-    conversations = [[{"role": "system", "content": system}, {"role": "user", "content": q}] for q in QUESTIONS]
+    conversations = [
+        [{"role": "system", "content": system}, {"role": "user", "content": q}] for q in QUESTIONS
+    ]
     prefix = model.count_tokens(model.render(conversations[0][:1]))
 
     cache = PrefixCache()
@@ -145,26 +158,26 @@ def measure(repeats: int, prefix_tokens: int) -> dict:
 def report(result: dict) -> str:
     ratio = result["with_ms"] / result["without_ms"]
     verdict = "meets" if ratio <= TARGET else "MISSES"
-    return "\n".join([
-        "## Prompt-prefix KV cache (local backend)",
-        "",
-        f"Time to first token on a random Llama ({result['parameters'] / 1e6:.0f}M parameters, CPU, "
-        f"{result['threads']} threads) with a {result['prefix_tokens']}-token system prompt and "
-        f"~{result['question_tokens']:.0f}-token questions; median of {result['repeats']} interleaved requests, "
-        "each with a different question. Measured by `python -m bench.prefix_cache` in one run.",
-        "",
-        "| | time to first token |",
-        "|---|---|",
-        f"| without the prefix cache (baseline) | {result['without_ms']:.1f} ms |",
-        f"| with the prefix cache | {result['with_ms']:.1f} ms |",
-        f"| first request with the cache (fills it) | {result['cold_ms']:.1f} ms |",
-        "",
-        f"Ratio with / without: **{ratio:.2f}×** (target ≤ {TARGET}×: {verdict} it). "
-        f"Same greedy output on both paths: {'yes' if result['same_output'] else 'NO'}. "
-        f"Machine: {platform.machine()}, Python {platform.python_version()}.",
-    ])
-
-
+    return "\n".join(
+        [
+            "## Prompt-prefix KV cache (local backend)",
+            "",
+            f"Time to first token on a random Llama ({result['parameters'] / 1e6:.0f}M parameters, CPU, "
+            f"{result['threads']} threads) with a {result['prefix_tokens']}-token system prompt and "
+            f"~{result['question_tokens']:.0f}-token questions; median of {result['repeats']} interleaved requests, "
+            "each with a different question. Measured by `python -m bench.prefix_cache` in one run.",
+            "",
+            "| | time to first token |",
+            "|---|---|",
+            f"| without the prefix cache (baseline) | {result['without_ms']:.1f} ms |",
+            f"| with the prefix cache | {result['with_ms']:.1f} ms |",
+            f"| first request with the cache (fills it) | {result['cold_ms']:.1f} ms |",
+            "",
+            f"Ratio with / without: **{ratio:.2f}×** (target ≤ {TARGET}×: {verdict} it). "
+            f"Same greedy output on both paths: {'yes' if result['same_output'] else 'NO'}. "
+            f"Machine: {platform.machine()}, Python {platform.python_version()}.",
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

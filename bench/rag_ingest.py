@@ -46,7 +46,9 @@ from rag.retriever import Retriever  # noqa: E402
 def write_files(corpus, folder: Path) -> None:
     folder.mkdir(parents=True)
     for doc in corpus:
-        (folder / f"{doc.id}.txt").write_text(f"{doc.title.replace('_', ' ')}\n{doc.text}\n", encoding="utf-8")
+        (folder / f"{doc.id}.txt").write_text(
+            f"{doc.title.replace('_', ' ')}\n{doc.text}\n", encoding="utf-8"
+        )
 
 
 def baseline(folder: Path, store: Path) -> tuple[float, np.ndarray, list[str]]:
@@ -56,9 +58,13 @@ def baseline(folder: Path, store: Path) -> tuple[float, np.ndarray, list[str]]:
 
     embeddings = HuggingFaceEmbeddings(model_name=default_model())
     embeddings.embed_query("warm up")
-    vectorstore = Chroma(collection_name="baseline", embedding_function=embeddings, persist_directory=str(store))
+    vectorstore = Chroma(
+        collection_name="baseline", embedding_function=embeddings, persist_directory=str(store)
+    )
     started = time.perf_counter()
-    docs = [d for path in sorted(folder.glob("*.txt")) for d in TextLoader(str(path), encoding="utf-8").load()]
+    docs = [
+        d for path in sorted(folder.glob("*.txt")) for d in TextLoader(str(path), encoding="utf-8").load()
+    ]
     vectorstore.add_documents(docs)
     seconds = time.perf_counter() - started
     got = vectorstore._collection.get(include=["embeddings", "metadatas"])
@@ -79,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
         write_files(corpus, folder)
 
         base_seconds, base_vectors, base_order = baseline(folder, Path(tmp) / "langchain")
-        print(f"baseline: {n} passages in {base_seconds:.1f} s = {n / base_seconds:.1f} passages/s", flush=True)
+        print(
+            f"baseline: {n} passages in {base_seconds:.1f} s = {n / base_seconds:.1f} passages/s", flush=True
+        )
 
         embedder = SentenceTransformerEmbedder()
         # Load (and on first use export) the model before timing, as the baseline's is loaded: a short
@@ -89,8 +97,10 @@ def main(argv: list[str] | None = None) -> int:
         index = DocumentIndex(open_client(path=Path(tmp) / "ours"), Path(tmp) / "ours", embedder)
         report = index.ingest([folder], collection="squad")
         ours_seconds = report.seconds
-        print(f"ours: {n} passages ({report.chunks} chunks) in {ours_seconds:.1f} s = {n / ours_seconds:.1f} passages/s",
-              flush=True)
+        print(
+            f"ours: {n} passages ({report.chunks} chunks) in {ours_seconds:.1f} s = {n / ours_seconds:.1f} passages/s",
+            flush=True,
+        )
         again = index.ingest([folder], collection="squad")
         assert len(again.unchanged) == n, "re-ingest should find every file unchanged"
         print(f"re-ingest unchanged: {again.seconds:.2f} s", flush=True)
@@ -109,26 +119,29 @@ def main(argv: list[str] | None = None) -> int:
     loss = (base_recall["recall@5"] - ours_recall["recall@5"]) * 100
     reingest = ours_seconds / again.seconds
     ok = speedup >= 2 and loss <= 0.5 and reingest >= 20
-    section = "\n".join([
-        "## Ingestion speed",
-        "",
-        f"{n:,} SQuAD dev passages as text files, all-MiniLM-L6-v2 on CPU, model loaded before timing. "
-        "Measured by `python -m bench.rag_ingest` in one run.",
-        "",
-        "| | passages/s | time | recall@5 (hybrid retriever, 2,000-question sample) |",
-        "|---|---|---|---|",
-        f"| LangChain `TextLoader` + `Chroma.add_documents` (baseline) | {n / base_seconds:.1f} | {base_seconds:.1f} s "
-        f"| {base_recall['recall@5']:.3f} |",
-        f"| ours, `DocumentIndex.ingest` | {n / ours_seconds:.1f} | {ours_seconds:.1f} s | {ours_recall['recall@5']:.3f} |",
-        f"| ours, re-ingest of the unchanged folder | {n / again.seconds:.0f} | {again.seconds:.2f} s | |",
-        "",
-        f"Speed-up **{speedup:.2f}×** (target ≥ 2×), recall@5 change {-loss:+.2f} point (target: loss ≤ 0.5), "
-        f"re-ingest **{reingest:.0f}×** faster than the first ingest (target ≥ 20×): **{'met' if ok else 'missed'}**. "
-        "Where the speed comes from: MiniLM runs on ONNX Runtime with int8 weights "
-        f"(backend `{embedder.runs_on}`) and reads 128 word pieces (the length it was trained on) instead of 256, "
-        "in length-sorted batches of 64, while loading, chunking and hashing run in threads and each embedded "
-        "batch is written to Chroma and BM25 while the next is embedded; BM25 still sees every word. " + machine_line(),
-    ])
+    section = "\n".join(
+        [
+            "## Ingestion speed",
+            "",
+            f"{n:,} SQuAD dev passages as text files, all-MiniLM-L6-v2 on CPU, model loaded before timing. "
+            "Measured by `python -m bench.rag_ingest` in one run.",
+            "",
+            "| | passages/s | time | recall@5 (hybrid retriever, 2,000-question sample) |",
+            "|---|---|---|---|",
+            f"| LangChain `TextLoader` + `Chroma.add_documents` (baseline) | {n / base_seconds:.1f} | {base_seconds:.1f} s "
+            f"| {base_recall['recall@5']:.3f} |",
+            f"| ours, `DocumentIndex.ingest` | {n / ours_seconds:.1f} | {ours_seconds:.1f} s | {ours_recall['recall@5']:.3f} |",
+            f"| ours, re-ingest of the unchanged folder | {n / again.seconds:.0f} | {again.seconds:.2f} s | |",
+            "",
+            f"Speed-up **{speedup:.2f}×** (target ≥ 2×), recall@5 change {-loss:+.2f} point (target: loss ≤ 0.5), "
+            f"re-ingest **{reingest:.0f}×** faster than the first ingest (target ≥ 20×): **{'met' if ok else 'missed'}**. "
+            "Where the speed comes from: MiniLM runs on ONNX Runtime with int8 weights "
+            f"(backend `{embedder.runs_on}`) and reads 128 word pieces (the length it was trained on) instead of 256, "
+            "in length-sorted batches of 64, while loading, chunking and hashing run in threads and each embedded "
+            "batch is written to Chroma and BM25 while the next is embedded; BM25 still sees every word. "
+            + machine_line(),
+        ]
+    )
     publish("rag-ingest", section, write=not args.no_docs)
     return 0 if ok else 1
 

@@ -98,7 +98,9 @@ def main(argv: list[str] | None = None) -> int:
     corpus, all_queries = data
     questions = [all_queries[i].text for i in sample_indices(len(all_queries), args.queries, 1)]
     embedder = SentenceTransformerEmbedder()
-    vectors = cached_vectors(embedder, [f"{d.title.replace('_', ' ').strip()}\n{d.text}" for d in corpus], "squad-ours")
+    vectors = cached_vectors(
+        embedder, [f"{d.title.replace('_', ' ').strip()}\n{d.text}" for d in corpus], "squad-ours"
+    )
     embedder.encode(["warm up"])
 
     rows = []
@@ -111,8 +113,11 @@ def main(argv: list[str] | None = None) -> int:
             ours = timed(retriever.search, questions)
             plain = timed(partial(langchain_store(index).similarity_search, k=5), questions)
             rows.append((size, ours, plain))
-            print(f"{size}: ours p50 {ours[0]:.1f} ms p99 {ours[1]:.1f} ms; LangChain dense p50 {plain[0]:.1f} ms "
-                  f"p99 {plain[1]:.1f} ms", flush=True)
+            print(
+                f"{size}: ours p50 {ours[0]:.1f} ms p99 {ours[1]:.1f} ms; LangChain dense p50 {plain[0]:.1f} ms "
+                f"p99 {plain[1]:.1f} ms",
+                flush=True,
+            )
 
     target = next((r for r in rows if r[0] == 10_000), None)
     ok = target is not None and target[1][0] <= 20 and target[1][1] <= 50
@@ -132,10 +137,13 @@ def main(argv: list[str] | None = None) -> int:
         "|---|---|---|---|---|",
     ]
     for size, ours, plain in rows:
-        lines.append(f"| {size:,} | {ours[0]:.1f} ms | {ours[1]:.1f} ms | {plain[0]:.1f} ms | {plain[1]:.1f} ms |")
+        lines.append(
+            f"| {size:,} | {ours[0]:.1f} ms | {ours[1]:.1f} ms | {plain[0]:.1f} ms | {plain[1]:.1f} ms |"
+        )
     lines += [
         "",
-        f"Target at 10,000 chunks p50 ≤ 20 ms and p99 ≤ 50 ms: **{'met' if ok else 'missed'}**. " + machine_line(),
+        f"Target at 10,000 chunks p50 ≤ 20 ms and p99 ≤ 50 ms: **{'met' if ok else 'missed'}**. "
+        + machine_line(),
     ]
     section = "\n".join(lines)
     publish("retrieval-latency", section, write=not args.no_docs and target is not None)

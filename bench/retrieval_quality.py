@@ -49,7 +49,8 @@ def backend_key(embedder: SentenceTransformerEmbedder) -> str:
 
 def cached_vectors(embedder: SentenceTransformerEmbedder, texts: list[str], label: str) -> np.ndarray:
     key = hashlib.sha256(
-        f"{embedder.model}|{embedder.max_tokens}|{backend_key(embedder)}".encode() + "\x1e".join(texts).encode()
+        f"{embedder.model}|{embedder.max_tokens}|{backend_key(embedder)}".encode()
+        + "\x1e".join(texts).encode()
     ).hexdigest()[:16]
     path = CACHE / f"{label}-{key}.npy"
     if path.exists():
@@ -78,9 +79,9 @@ def baselines(corpus, queries) -> dict[str, dict]:
     words = re.compile(r"\w+")
     bm25 = bm25s.BM25(method="robertson", k1=1.5, b=0.75)
     bm25.index([words.findall(p.lower()) for p in passages], show_progress=False)
-    lexical = np.stack(
-        [bm25.get_scores(words.findall(q.text.lower()) or [""]) for q in queries]
-    ).astype(np.float64)
+    lexical = np.stack([bm25.get_scores(words.findall(q.text.lower()) or [""]) for q in queries]).astype(
+        np.float64
+    )
 
     # Plain sentence-transformers on PyTorch, with the model's own 256-piece window.
     full = SentenceTransformerEmbedder(max_tokens=None, backend="torch")
@@ -100,12 +101,17 @@ def baselines(corpus, queries) -> dict[str, dict]:
 
 def ours(corpus, queries) -> dict[str, dict]:
     embedder = SentenceTransformerEmbedder()
-    vectors = cached_vectors(embedder, [f"{d.title.replace('_', ' ').strip()}\n{d.text}" for d in corpus], "squad-ours")
+    vectors = cached_vectors(
+        embedder, [f"{d.title.replace('_', ' ').strip()}\n{d.text}" for d in corpus], "squad-ours"
+    )
     index = build_corpus_index(corpus, embedder, vectors=vectors)
     out = {}
     dense_label = f"ours: dense side only (128 pieces, {embedder.runs_on})"
-    for label, mode in (("**ours: hybrid (default)**", "hybrid"), ("ours: BM25 side only", "bm25"),
-                        (dense_label, "dense")):
+    for label, mode in (
+        ("**ours: hybrid (default)**", "hybrid"),
+        ("ours: BM25 side only", "bm25"),
+        (dense_label, "dense"),
+    ):
         out[label] = evaluate(search_documents(Retriever(index, mode=mode)), queries, KS)
     return out
 
@@ -122,7 +128,9 @@ def report(rows: dict[str, dict], n: int) -> str:
         "|---|---|---|---|---|",
     ]
     for label, r in rows.items():
-        lines.append(f"| {label} | {r['recall@1']:.3f} | {r['recall@5']:.3f} | {r['recall@10']:.3f} | {r['mrr']:.3f} |")
+        lines.append(
+            f"| {label} | {r['recall@1']:.3f} | {r['recall@5']:.3f} | {r['recall@10']:.3f} | {r['mrr']:.3f} |"
+        )
     best = rows["**ours: hybrid (default)**"]
     ok = best["recall@5"] >= 0.95 and best["recall@1"] >= 0.80
     lines += [
@@ -130,8 +138,6 @@ def report(rows: dict[str, dict], n: int) -> str:
         f"Targets recall@5 ≥ 0.95 and recall@1 ≥ 0.80: **{'met' if ok else 'missed'}**. " + machine_line(),
     ]
     return "\n".join(lines)
-
-
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -21,8 +21,10 @@ sys.path.insert(0, str(ROOT))
 
 from bench._docs import machine_line, publish  # noqa: E402
 
-SETS = {"tuned on": ROOT / "tests" / "data" / "routing_corrections.jsonl",
-        "held out": ROOT / "tests" / "data" / "routing_heldout.jsonl"}
+SETS = {
+    "tuned on": ROOT / "tests" / "data" / "routing_corrections.jsonl",
+    "held out": ROOT / "tests" / "data" / "routing_heldout.jsonl",
+}
 
 
 def _digits_rule(original: str, corrected: str) -> str:
@@ -47,14 +49,20 @@ def main(argv: list[str]) -> int:
         ours, per_kind = _accuracy(items, lambda o, c: suggest_kind(o, c).kind)
         always, _ = _accuracy(items, lambda o, c: "behaviour")
         digits, _ = _accuracy(items, _digits_rule)
-        rows.append(f"| {name} ({len(items)}) | **{ours:.2f}** ({', '.join(f'{k} {v}' for k, v in per_kind.items())}) "
-                    f"| {always:.2f} | {digits:.2f} |")
+        rows.append(
+            f"| {name} ({len(items)}) | **{ours:.2f}** ({', '.join(f'{k} {v}' for k, v in per_kind.items())}) "
+            f"| {always:.2f} | {digits:.2f} |"
+        )
     lines = [
-        "## Fact or behaviour: the routing suggestion", "",
+        "## Fact or behaviour: the routing suggestion",
+        "",
         "Labelled corrections, English and French (an answer and the correction a person wrote); accuracy of the "
-        "suggested kind:", "",
+        "suggested kind:",
+        "",
         "| set | ours: `bot.routing.suggest_kind` | baseline: always behaviour | baseline: a changed digit is a fact |",
-        "|---|---|---|---|", *rows, "",
+        "|---|---|---|---|",
+        *rows,
+        "",
         "Target: >= 0.85. `python -m bench.routing_accuracy`. " + machine_line(),
     ]
     publish("routing-accuracy", "\n".join(lines), write="--no-docs" not in argv)

@@ -38,8 +38,14 @@ from bench._docs import write_section  # noqa: E402
 from tests.slack_fakes import FakeSlack, signed_headers, template  # noqa: E402
 
 SECRET = "bench-signing-secret"
-ANSWER_METHODS = ("assistant.threads.setStatus", "chat.startStream", "chat.appendStream", "chat.stopStream",
-                  "chat.postMessage", "chat.update")
+ANSWER_METHODS = (
+    "assistant.threads.setStatus",
+    "chat.startStream",
+    "chat.appendStream",
+    "chat.stopStream",
+    "chat.postMessage",
+    "chat.update",
+)
 
 
 def finished(fake: FakeSlack) -> list[dict]:
@@ -75,7 +81,9 @@ def events(n: int, start: int = 0) -> list[dict]:
     return out
 
 
-async def load(url: str, bodies: list[tuple[str, int | None]], concurrency: int) -> tuple[list[float], Counter]:
+async def load(
+    url: str, bodies: list[tuple[str, int | None]], concurrency: int
+) -> tuple[list[float], Counter]:
     """Closed loop: `concurrency` clients, each sending its next request when the previous is acked.
     (aiohttp as the client: httpx's async pool costs more CPU per request than the servers measured.)"""
     import aiohttp
@@ -85,6 +93,7 @@ async def load(url: str, bodies: list[tuple[str, int | None]], concurrency: int)
     pending = list(reversed(bodies))
     connector = aiohttp.TCPConnector(limit=concurrency)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=30)) as session:
+
         async def worker():
             while pending:
                 raw, retry = pending.pop()
@@ -166,8 +175,11 @@ def bare_server() -> None:
     from starlette.routing import Route
 
     logging.basicConfig(level=logging.ERROR)
-    app = App(client=WebClient(token="xoxb-bench", base_url=os.environ["BENCH_SLACK_API_URL"]),
-              signing_secret=SECRET, token_verification_enabled=False)
+    app = App(
+        client=WebClient(token="xoxb-bench", base_url=os.environ["BENCH_SLACK_API_URL"]),
+        signing_secret=SECRET,
+        token_verification_enabled=False,
+    )
 
     @app.event("app_mention")
     def mention(ack):
@@ -179,20 +191,53 @@ def bare_server() -> None:
         return await handler.handle(request)
 
     api = Starlette(routes=[Route("/slack/events", endpoint, methods=["POST"])])
-    uvicorn.run(api, host="127.0.0.1", port=int(os.environ["BENCH_PORT"]), log_level="error", access_log=False)
+    uvicorn.run(
+        api, host="127.0.0.1", port=int(os.environ["BENCH_PORT"]), log_level="error", access_log=False
+    )
 
 
-def run_apprenti(fake: FakeSlack, items, warmup, concurrency: int, n: int, model: str, home: Path, tokens: int,
-                 answer_timeout: float) -> dict:
+def run_apprenti(
+    fake: FakeSlack,
+    items,
+    warmup,
+    concurrency: int,
+    n: int,
+    model: str,
+    home: Path,
+    tokens: int,
+    answer_timeout: float,
+) -> dict:
     import httpx
 
     port = free_port()
-    env = {**os.environ, "APPRENTI_HOME": str(home), "APPRENTI_BASE_MODEL": model, "SLACK_BOT_TOKEN": "xoxb-bench",
-           "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": fake.api_url, "APPRENTI_MAX_NEW_TOKENS": str(tokens),
-           "APPRENTI_PLUGINS": "pii", "HF_HUB_OFFLINE": "1"}
+    env = {
+        **os.environ,
+        "APPRENTI_HOME": str(home),
+        "APPRENTI_BASE_MODEL": model,
+        "SLACK_BOT_TOKEN": "xoxb-bench",
+        "SLACK_SIGNING_SECRET": SECRET,
+        "SLACK_API_URL": fake.api_url,
+        "APPRENTI_MAX_NEW_TOKENS": str(tokens),
+        "APPRENTI_PLUGINS": "pii",
+        "HF_HUB_OFFLINE": "1",
+    }
     env.pop("SLACK_APP_TOKEN", None)
-    process = subprocess.Popen([sys.executable, "-m", "bot.cli.main", "serve", "--http", "--host", "127.0.0.1",
-                                "--port", str(port), "--no-scheduler"], env=env, cwd=home)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bot.cli.main",
+            "serve",
+            "--http",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--no-scheduler",
+        ],
+        env=env,
+        cwd=home,
+    )
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, process)
@@ -219,11 +264,22 @@ def run_apprenti(fake: FakeSlack, items, warmup, concurrency: int, n: int, model
     ended_in = Counter(m["thread_ts"] for m in finished(fake))
     expected = {f"1700000000.{i:06d}" for i in range(n + len(warmup))}
     lost = sorted(expected - set(ended_in))
-    duplicates = sum(k - 1 for k in started_in.values() if k > 1) + sum(k - 1 for k in ended_in.values() if k > 1)
+    duplicates = sum(k - 1 for k in started_in.values() if k > 1) + sum(
+        k - 1 for k in ended_in.values() if k > 1
+    )
     methods = calls_by_method(fake)
-    return {"latencies": latencies, "statuses": statuses, "elapsed": acked, "answered": answered,
-            "lost": len(lost), "duplicates": duplicates, "during": during, "backlog": backlog,
-            "calls_per_answer": sum(methods.values()) / max(1, len(ended_in)), "methods": methods}
+    return {
+        "latencies": latencies,
+        "statuses": statuses,
+        "elapsed": acked,
+        "answered": answered,
+        "lost": len(lost),
+        "duplicates": duplicates,
+        "during": during,
+        "backlog": backlog,
+        "calls_per_answer": sum(methods.values()) / max(1, len(ended_in)),
+        "methods": methods,
+    }
 
 
 class UpdateLoop:
@@ -257,7 +313,7 @@ def compare_delivery(chars: int, chars_per_s: float) -> dict:
     from bot.slack.answers import AnswerView, answer_tail
     from bot.slack.streaming import AnswerStream
 
-    words = ("Holidays are requested in the HR portal under Absences, and approved by your manager. " * 50)
+    words = "Holidays are requested in the HR portal under Absences, and approved by your manager. " * 50
     answer = words[:chars]
     piece, results = 4, {}
 
@@ -271,18 +327,32 @@ def compare_delivery(chars: int, chars_per_s: float) -> dict:
             if isinstance(target, UpdateLoop):
                 target.finish(answer)
             else:
-                view = AnswerView(text=answer, interaction_id=1, mode="rag",
-                                  sources=[{"title": "Handbook", "source": "handbook.md", "score": 0.8}])
+                view = AnswerView(
+                    text=answer,
+                    interaction_id=1,
+                    mode="rag",
+                    sources=[{"title": "Handbook", "source": "handbook.md", "score": 0.8}],
+                )
                 assert target.finish(view, answer_tail(view))
             calls = [c for c in fake.calls() if c["_method"] in ANSWER_METHODS]
-            sent = sum(len(c.get("text") or c.get("markdown_text") or "") +
-                       sum(len(k.get("text") or "") for k in c.get("chunks") or []) for c in calls)
-            results[name] = {"calls": len(calls), "methods": dict(Counter(c["_method"] for c in calls)),
-                             "chars_sent": sent}
+            sent = sum(
+                len(c.get("text") or c.get("markdown_text") or "")
+                + sum(len(k.get("text") or "") for k in c.get("chunks") or [])
+                for c in calls
+            )
+            results[name] = {
+                "calls": len(calls),
+                "methods": dict(Counter(c["_method"] for c in calls)),
+                "chars_sent": sent,
+            }
 
-    threads = [threading.Thread(target=write, args=(lambda c: AnswerStream(c, channel="C1", thread_ts="1.0",
-                                                                           user="U1", team="T1"), "stream")),
-               threading.Thread(target=write, args=(lambda c: UpdateLoop(c, "C1", "1.0"), "update loop"))]
+    threads = [
+        threading.Thread(
+            target=write,
+            args=(lambda c: AnswerStream(c, channel="C1", thread_ts="1.0", user="U1", team="T1"), "stream"),
+        ),
+        threading.Thread(target=write, args=(lambda c: UpdateLoop(c, "C1", "1.0"), "update loop")),
+    ]
     for thread in threads:
         thread.start()
     for thread in threads:
@@ -292,21 +362,31 @@ def compare_delivery(chars: int, chars_per_s: float) -> dict:
 
 def summary(name: str, result: dict) -> str:
     lat = result["latencies"]
-    return (f"| {name} | {len(lat)} | {percentile(lat, 50):.1f} | {percentile(lat, 95):.1f} | "
-            f"{percentile(lat, 99):.1f} | {max(lat):.1f} | {len(lat) / result['elapsed']:.0f} |")
+    return (
+        f"| {name} | {len(lat)} | {percentile(lat, 50):.1f} | {percentile(lat, 95):.1f} | "
+        f"{percentile(lat, 99):.1f} | {max(lat):.1f} | {len(lat) / result['elapsed']:.0f} |"
+    )
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=50)
-    parser.add_argument("--retries", type=int, default=100, help="events sent a second time with X-Slack-Retry-Num")
-    parser.add_argument("--warmup", type=int, default=100,
-                        help="events sent first, unmeasured; the measured load starts once answers are flowing")
+    parser.add_argument(
+        "--retries", type=int, default=100, help="events sent a second time with X-Slack-Retry-Num"
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        default=100,
+        help="events sent first, unmeasured; the measured load starts once answers are flowing",
+    )
     parser.add_argument("--model", help="base model folder (default: a tiny model made for the run)")
     parser.add_argument("--max-new-tokens", type=int, default=16)
     parser.add_argument("--answer-timeout", type=float, default=900)
-    parser.add_argument("--answer-chars", type=int, default=1200, help="length of the answer compared for calls")
+    parser.add_argument(
+        "--answer-chars", type=int, default=1200, help="length of the answer compared for calls"
+    )
     parser.add_argument("--chars-per-s", type=float, default=80.0, help="how fast that answer is written")
     parser.add_argument("--json", action="store_true")
     parser.add_argument("--no-write", action="store_true", help="do not update docs/benchmarks.md")
@@ -328,12 +408,26 @@ def main() -> int:
         home = Path(tmp) / "home"
         home.mkdir()
         bare = run_bare(fake, items, args.concurrency, warmup)
-        apprenti = run_apprenti(fake, items, warmup, args.concurrency, args.events, model, home, args.max_new_tokens,
-                                args.answer_timeout)
+        apprenti = run_apprenti(
+            fake,
+            items,
+            warmup,
+            args.concurrency,
+            args.events,
+            model,
+            home,
+            args.max_new_tokens,
+            args.answer_timeout,
+        )
     delivery = compare_delivery(args.answer_chars, args.chars_per_s)
 
     p99 = percentile(apprenti["latencies"], 99)
-    ok = p99 <= 100 and apprenti["lost"] == 0 and apprenti["duplicates"] == 0 and set(apprenti["statuses"]) == {200}
+    ok = (
+        p99 <= 100
+        and apprenti["lost"] == 0
+        and apprenti["duplicates"] == 0
+        and set(apprenti["statuses"]) == {200}
+    )
     bare_p99 = percentile(bare["latencies"], 99)
     table = [
         "| server | requests | ack p50 ms | ack p95 ms | ack p99 ms | max ms | requests/s |",
@@ -342,72 +436,106 @@ def main() -> int:
         summary("`apprenti serve --http`, the tiny model answering", apprenti),
     ]
     total = args.events + args.warmup
-    delivered = (f"{total - apprenti['lost']}/{total} answers delivered (warm-up included): **{apprenti['lost']} "
-                 f"lost, {apprenti['duplicates']} duplicates**; when the measured load began, "
-                 f"{apprenti['backlog']} answers were queued or being generated, {apprenti['during']} more went "
-                 f"out during it ({apprenti['elapsed']:.1f} s), the last {apprenti['answered']:.1f} s after it began")
+    delivered = (
+        f"{total - apprenti['lost']}/{total} answers delivered (warm-up included): **{apprenti['lost']} "
+        f"lost, {apprenti['duplicates']} duplicates**; when the measured load began, "
+        f"{apprenti['backlog']} answers were queued or being generated, {apprenti['during']} more went "
+        f"out during it ({apprenti['elapsed']:.1f} s), the last {apprenti['answered']:.1f} s after it began"
+    )
     verdict = "meets it" if ok else "MISSES it"
-    per_call = ", ".join(f"{m} {k / max(1, total - apprenti['lost']):.2f}" for m, k in sorted(apprenti["methods"].items()))
+    per_call = ", ".join(
+        f"{m} {k / max(1, total - apprenti['lost']):.2f}" for m, k in sorted(apprenti["methods"].items())
+    )
     calls_table = [
         "| delivery | Web API calls | calls by method | characters sent |",
         "|---|---|---|---|",
-        *(f"| {name} | {r['calls']} | {', '.join(f'{m} {k}' for m, k in sorted(r['methods'].items()))} | "
-          f"{r['chars_sent']} |" for name, r in (("old chat.update loop (baseline)", delivery["update loop"]),
-                                                  ("Slack streaming (`chat.startStream/appendStream/stopStream`)",
-                                                   delivery["stream"]))),
+        *(
+            f"| {name} | {r['calls']} | {', '.join(f'{m} {k}' for m, k in sorted(r['methods'].items()))} | "
+            f"{r['chars_sent']} |"
+            for name, r in (
+                ("old chat.update loop (baseline)", delivery["update loop"]),
+                ("Slack streaming (`chat.startStream/appendStream/stopStream`)", delivery["stream"]),
+            )
+        ),
     ]
     if args.json:
-        print(json.dumps({"bare_p99_ms": bare_p99, "apprenti_p99_ms": p99, "lost": apprenti["lost"],
-                          "duplicates": apprenti["duplicates"], "answered_s": apprenti["answered"], "ok": ok,
-                          "calls_per_answer": apprenti["calls_per_answer"], "delivery": delivery}))
+        print(
+            json.dumps(
+                {
+                    "bare_p99_ms": bare_p99,
+                    "apprenti_p99_ms": p99,
+                    "lost": apprenti["lost"],
+                    "duplicates": apprenti["duplicates"],
+                    "answered_s": apprenti["answered"],
+                    "ok": ok,
+                    "calls_per_answer": apprenti["calls_per_answer"],
+                    "delivery": delivery,
+                }
+            )
+        )
     else:
-        print("\n".join([*table, "", delivered, f"target ack p99 <= 100 ms, 0 lost, 0 duplicates: {verdict}",
-                         f"Web API calls per answer in the run: {apprenti['calls_per_answer']:.2f} ({per_call})",
-                         *calls_table, f"load average before the run: {load_before:.2f}"]))
+        print(
+            "\n".join(
+                [
+                    *table,
+                    "",
+                    delivered,
+                    f"target ack p99 <= 100 ms, 0 lost, 0 duplicates: {verdict}",
+                    f"Web API calls per answer in the run: {apprenti['calls_per_answer']:.2f} ({per_call})",
+                    *calls_table,
+                    f"load average before the run: {load_before:.2f}",
+                ]
+            )
+        )
     if not args.no_write:
-        write_section("slack-ack", "\n".join([
-            "## Slack ack latency under load (HTTP mode)",
-            "",
-            f"{args.events} signed `app_mention` events built from Slack's real request body, plus "
-            f"{len(items) - args.events} Slack-style retries (same `event_id`, `X-Slack-Retry-Num: 1`), sent "
-            f"over loopback by {args.concurrency} concurrent clients to `POST /slack/events` after "
-            f"{args.warmup} unmeasured warm-up events (the measured load starts once the first answer is out), "
-            "while the tiny "
-            f"random Llama generates every answer ({args.max_new_tokens} new tokens, 2 answer threads), each "
-            "streamed into its thread with Slack's streaming API; the Slack Web API is the local stand-in "
-            "(`bot/slack/standin.py`, which answers the streaming methods as Slack does). The bare Bolt app "
-            "gets the same requests in the same run. Measured by `python -m bench.slack_ack`.",
-            "",
-            *table,
-            "",
-            delivered + ".",
-            "",
-            f"Ack p99 **{p99:.1f} ms** vs the bare Bolt app's {bare_p99:.1f} ms (target ≤ 100 ms, 0 lost, "
-            f"0 duplicates: {verdict}). The baseline does no work at all, but Bolt's own adapter runs "
-            "`dispatch` on the event loop and waits for the listener's `ack()` in 10 ms polls, one request "
-            "at a time. Apprenti acknowledges an event as soon as its signature checks out and hands it to "
-            "Bolt on a background thread (retries are then dropped by event id, answers made by the model in "
-            "low-priority threads), so acks stay fast while ~100 answers wait for the model. Machine: "
-            f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}; the load "
-            "generator and the fake Slack share those cores; 1-minute load average before the run "
-            f"{load_before:.2f}. On a machine shared with other work the tail grows with the load average: "
-            "compare the two rows of one run, not runs with each other.",
-            "",
-            "### Web API calls per answer",
-            "",
-            f"In the run above each answer cost **{apprenti['calls_per_answer']:.2f}** Web API calls ({per_call}): "
-            "the thinking status, then the stream opened and stopped with the tail (a 16-token answer needs no "
-            f"append). A longer answer, {args.answer_chars} characters written at {args.chars_per_s:.0f} "
-            "characters/s (a small local model's pace), shown both ways against the same stand-in in the "
-            "same run:",
-            "",
-            *calls_table,
-            "",
-            "The update loop re-sends the whole answer on every `chat.update` (rate-limited per message), so "
-            "what it sends grows with the square of the answer's length; the stream sends each character "
-            "once, in appends of 256 characters or two seconds' worth, whichever comes first, and the tail rides on the "
-            "final `chat.stopStream`.",
-        ]))
+        write_section(
+            "slack-ack",
+            "\n".join(
+                [
+                    "## Slack ack latency under load (HTTP mode)",
+                    "",
+                    f"{args.events} signed `app_mention` events built from Slack's real request body, plus "
+                    f"{len(items) - args.events} Slack-style retries (same `event_id`, `X-Slack-Retry-Num: 1`), sent "
+                    f"over loopback by {args.concurrency} concurrent clients to `POST /slack/events` after "
+                    f"{args.warmup} unmeasured warm-up events (the measured load starts once the first answer is out), "
+                    "while the tiny "
+                    f"random Llama generates every answer ({args.max_new_tokens} new tokens, 2 answer threads), each "
+                    "streamed into its thread with Slack's streaming API; the Slack Web API is the local stand-in "
+                    "(`bot/slack/standin.py`, which answers the streaming methods as Slack does). The bare Bolt app "
+                    "gets the same requests in the same run. Measured by `python -m bench.slack_ack`.",
+                    "",
+                    *table,
+                    "",
+                    delivered + ".",
+                    "",
+                    f"Ack p99 **{p99:.1f} ms** vs the bare Bolt app's {bare_p99:.1f} ms (target ≤ 100 ms, 0 lost, "
+                    f"0 duplicates: {verdict}). The baseline does no work at all, but Bolt's own adapter runs "
+                    "`dispatch` on the event loop and waits for the listener's `ack()` in 10 ms polls, one request "
+                    "at a time. Apprenti acknowledges an event as soon as its signature checks out and hands it to "
+                    "Bolt on a background thread (retries are then dropped by event id, answers made by the model in "
+                    "low-priority threads), so acks stay fast while ~100 answers wait for the model. Machine: "
+                    f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}; the load "
+                    "generator and the fake Slack share those cores; 1-minute load average before the run "
+                    f"{load_before:.2f}. On a machine shared with other work the tail grows with the load average: "
+                    "compare the two rows of one run, not runs with each other.",
+                    "",
+                    "### Web API calls per answer",
+                    "",
+                    f"In the run above each answer cost **{apprenti['calls_per_answer']:.2f}** Web API calls ({per_call}): "
+                    "the thinking status, then the stream opened and stopped with the tail (a 16-token answer needs no "
+                    f"append). A longer answer, {args.answer_chars} characters written at {args.chars_per_s:.0f} "
+                    "characters/s (a small local model's pace), shown both ways against the same stand-in in the "
+                    "same run:",
+                    "",
+                    *calls_table,
+                    "",
+                    "The update loop re-sends the whole answer on every `chat.update` (rate-limited per message), so "
+                    "what it sends grows with the square of the answer's length; the stream sends each character "
+                    "once, in appends of 256 characters or two seconds' worth, whichever comes first, and the tail rides on the "
+                    "final `chat.stopStream`.",
+                ]
+            ),
+        )
     return 0 if ok else 1
 
 

@@ -15,7 +15,7 @@ from bench._docs import write_section
 
 STEPS, BATCH, MAX_LEN, REPEATS = 30, 8, 96, 3
 
-BARE = r'''
+BARE = r"""
 import json, sys, time, torch
 torch.set_num_threads(1)
 t0 = time.perf_counter()
@@ -39,9 +39,9 @@ trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(rec
 trainer.train()
 trainer.model.save_pretrained(out)
 print(json.dumps({"wall": time.perf_counter() - t0}))
-'''
+"""
 
-OURS = r'''
+OURS = r"""
 import json, sys, time, torch
 torch.set_num_threads(1)
 t0 = time.perf_counter()
@@ -52,16 +52,23 @@ records = json.load(open(data))
 train_adapter(model_dir, records, out, TrainConfig(max_steps=int(steps), batch_size=int(batch),
               max_length=int(max_len), qlora=False, progress_bar=False))
 print(json.dumps({"wall": time.perf_counter() - t0}))
-'''
-
-
+"""
 
 
 def _run(code: str, *args) -> float:
     root = str(Path(__file__).resolve().parents[1])
-    out = subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, cwd=root,
-                         env={"PYTHONPATH": root, "HF_HUB_OFFLINE": "1", "PATH": "/usr/bin:/bin",
-                              "TOKENIZERS_PARALLELISM": "false"})
+    out = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)],
+        capture_output=True,
+        text=True,
+        cwd=root,
+        env={
+            "PYTHONPATH": root,
+            "HF_HUB_OFFLINE": "1",
+            "PATH": "/usr/bin:/bin",
+            "TOKENIZERS_PARALLELISM": "false",
+        },
+    )
     if out.returncode:
         raise RuntimeError(out.stderr[-3000:])
     return json.loads(out.stdout.strip().splitlines()[-1])["wall"]
@@ -71,10 +78,20 @@ def main() -> int:
     from finetune.dataset import prompt_messages
     from finetune.tiny import make_tiny
 
-    teams = {"alpha": "Badge office, floor two.", "bravo": "Call the help desk.",
-             "delta": "Ask Marie in finance.", "gamma": "Use the holiday form."}
-    records = [{"prompt": prompt_messages(f"Question {i} about {t}?"), "completion": [
-        {"role": "assistant", "content": a}]} for i in range(16) for t, a in teams.items()]
+    teams = {
+        "alpha": "Badge office, floor two.",
+        "bravo": "Call the help desk.",
+        "delta": "Ask Marie in finance.",
+        "gamma": "Use the holiday form.",
+    }
+    records = [
+        {
+            "prompt": prompt_messages(f"Question {i} about {t}?"),
+            "completion": [{"role": "assistant", "content": a}],
+        }
+        for i in range(16)
+        for t, a in teams.items()
+    ]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = make_tiny(tmp / "model", size="tiny", initializer_range=0.1)
@@ -86,20 +103,31 @@ def main() -> int:
             ours.append(_run(OURS, model, data, tmp / f"ours{i}", STEPS, BATCH, MAX_LEN))
     o, b = statistics.median(ours), statistics.median(bare)
     ratio = o / b
-    print(f"ours (finetune.train): {o:.2f} s   bare TRL SFTTrainer: {b:.2f} s   ratio {ratio:.2f}x (target <= 1.1x)")
-    write_section("train-overhead", "\n".join([
-        "## Training overhead: our trainer vs a bare TRL script", "",
-        f"Same data ({len(records)} prompt-completion records), same settings (LoRA r=16, alpha=32, dropout 0.05 on "
-        f"attention+MLP, lr 2e-4, {STEPS} steps, batch {BATCH}, max length {MAX_LEN}, completion-only loss), random "
-        "tiny Llama on CPU with 1 thread; wall time of a fresh process from imports to the saved adapter, median "
-        f"of {REPEATS} interleaved runs. Measured by `python -m bench.train_overhead`.", "",
-        "| | wall time |", "|---|---|",
-        f"| bare TRL `SFTTrainer` script (baseline) | {b:.2f} s |",
-        f"| `finetune.train.train_adapter` (loss log, heartbeat, cancellation, atomic save) | {o:.2f} s |", "",
-        f"Ratio ours / bare: **{ratio:.2f}×** (target ≤ 1.1×: {'meets it' if ratio <= 1.1 else 'MISSES it'}). "
-        f"Runs: ours {', '.join(f'{x:.1f}' for x in ours)} s; bare {', '.join(f'{x:.1f}' for x in bare)} s. "
-        f"Machine: {platform.machine()}, Python {platform.python_version()}, no GPU in this run.",
-    ]))
+    print(
+        f"ours (finetune.train): {o:.2f} s   bare TRL SFTTrainer: {b:.2f} s   ratio {ratio:.2f}x (target <= 1.1x)"
+    )
+    write_section(
+        "train-overhead",
+        "\n".join(
+            [
+                "## Training overhead: our trainer vs a bare TRL script",
+                "",
+                f"Same data ({len(records)} prompt-completion records), same settings (LoRA r=16, alpha=32, dropout 0.05 on "
+                f"attention+MLP, lr 2e-4, {STEPS} steps, batch {BATCH}, max length {MAX_LEN}, completion-only loss), random "
+                "tiny Llama on CPU with 1 thread; wall time of a fresh process from imports to the saved adapter, median "
+                f"of {REPEATS} interleaved runs. Measured by `python -m bench.train_overhead`.",
+                "",
+                "| | wall time |",
+                "|---|---|",
+                f"| bare TRL `SFTTrainer` script (baseline) | {b:.2f} s |",
+                f"| `finetune.train.train_adapter` (loss log, heartbeat, cancellation, atomic save) | {o:.2f} s |",
+                "",
+                f"Ratio ours / bare: **{ratio:.2f}×** (target ≤ 1.1×: {'meets it' if ratio <= 1.1 else 'MISSES it'}). "
+                f"Runs: ours {', '.join(f'{x:.1f}' for x in ours)} s; bare {', '.join(f'{x:.1f}' for x in bare)} s. "
+                f"Machine: {platform.machine()}, Python {platform.python_version()}, no GPU in this run.",
+            ]
+        ),
+    )
     return 0
 
 

@@ -29,7 +29,7 @@ from bench._docs import machine_line, publish  # noqa: E402
 
 PAIRS = 50
 
-BARE = r'''
+BARE = r"""
 import json, sys, time, torch
 from datasets import Dataset
 from peft import LoraConfig
@@ -58,7 +58,7 @@ for who in ("candidate", "base"):
                     m.generate(input_ids=ids, max_new_tokens=48, do_sample=False, pad_token_id=tok.pad_token_id)
             else:
                 m.generate(input_ids=ids, max_new_tokens=48, do_sample=False, pad_token_id=tok.pad_token_id)
-'''
+"""
 
 
 def _store_pairs(home: Path) -> list[dict]:
@@ -70,12 +70,23 @@ def _store_pairs(home: Path) -> list[dict]:
 
     engine = open_database(f"sqlite:///{home / 'apprenti.db'}")
     pairs = team.training_questions(PAIRS)
-    rows = [new_example(q, team.corrected_answer(q, s), context=focus(s.text, q, 160), track="default",
-                        status=ExampleStatus.approved.value, origin="correction")
-            for q, s in pairs]
+    rows = [
+        new_example(
+            q,
+            team.corrected_answer(q, s),
+            context=focus(s.text, q, 160),
+            track="default",
+            status=ExampleStatus.approved.value,
+            origin="correction",
+        )
+        for q, s in pairs
+    ]
     add_examples(engine, rows, "bench")
     engine.dispose()
-    return [{"question": q, "context": focus(s.text, q, 160), "answer": team.corrected_answer(q, s)} for q, s in pairs]
+    return [
+        {"question": q, "context": focus(s.text, q, 160), "answer": team.corrected_answer(q, s)}
+        for q, s in pairs
+    ]
 
 
 def main(argv: list[str]) -> int:
@@ -85,11 +96,21 @@ def main(argv: list[str]) -> int:
 
     home = Path(tempfile.mkdtemp(prefix="apprenti-bench-train-"))
     pairs = _store_pairs(home)
-    env = {**os.environ, "APPRENTI_HOME": str(home), "APPRENTI_MIN_EXAMPLES": str(PAIRS - 15),
-           "APPRENTI_TRAIN_LEARNING_RATE": "5e-4", "APPRENTI_PII": "off"}
+    env = {
+        **os.environ,
+        "APPRENTI_HOME": str(home),
+        "APPRENTI_MIN_EXAMPLES": str(PAIRS - 15),
+        "APPRENTI_TRAIN_LEARNING_RATE": "5e-4",
+        "APPRENTI_PII": "off",
+    }
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "bot.cli.main", "train", "--json"], env=env, cwd=ROOT,
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli.main", "train", "--json"],
+        env=env,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
     ours = time.perf_counter() - started
     if done.returncode not in (0, 1):
         print(done.stderr[-3000:], file=sys.stderr)
@@ -99,27 +120,39 @@ def main(argv: list[str]) -> int:
     dataset = outcome.get("dataset") or {}
 
     model_dir = resolve_model("smollm2-135m-instruct")
-    records = [{"prompt": prompt_messages(p["question"], p["context"], SYSTEM_PROMPT),
-                "completion": [{"role": "assistant", "content": p["answer"]}]} for p in pairs]
+    records = [
+        {
+            "prompt": prompt_messages(p["question"], p["context"], SYSTEM_PROMPT),
+            "completion": [{"role": "assistant", "content": p["answer"]}],
+        }
+        for p in pairs
+    ]
     held = dataset.get("test", 8)
     general = [i.messages() for i in load_general()]
     spec = {"train": records[held:], "eval": [r["prompt"] for r in records[:held]] + general}
     data = home / "bare.json"
     data.write_text(json.dumps(spec), encoding="utf-8")
     started = time.perf_counter()
-    subprocess.run([sys.executable, "-c", BARE, model_dir, str(data), str(home / "bare")], check=True,
-                   capture_output=True)
+    subprocess.run(
+        [sys.executable, "-c", BARE, model_dir, str(data), str(home / "bare")],
+        check=True,
+        capture_output=True,
+    )
     bare = time.perf_counter() - started
     verdict = outcome.get("verdict") or {}
     lines = [
-        f"## `apprenti train` on {PAIRS} approved pairs, bundled model", "",
-        "| | wall time, all in | of which training |", "|---|---|---|",
+        f"## `apprenti train` on {PAIRS} approved pairs, bundled model",
+        "",
+        "| | wall time, all in | of which training |",
+        "|---|---|---|",
         f"| ours: `apprenti train` ({training.get('examples')} train + {training.get('replay_examples')} replay, "
         f"{training.get('steps')} steps; evaluation batched, {dataset.get('test')} held-out + 36 general, "
         f"candidate and base) | {ours:.0f} s | {training.get('wall_seconds', 0):.0f} s |",
         f"| baseline: bare TRL script (all layers, no replay) + one-at-a-time evaluation of the same prompts "
-        f"| {bare:.0f} s | – |", "",
-        f"Outcome: {outcome.get('status')}; " + "; ".join(verdict.get("reasons", [])) + ".", "",
+        f"| {bare:.0f} s | – |",
+        "",
+        f"Outcome: {outcome.get('status')}; " + "; ".join(verdict.get("reasons", [])) + ".",
+        "",
         f"Target: ours <= 240 s — {'met' if ours <= 240 else 'missed'}. `python -m bench.train_real`. "
         + machine_line(),
     ]

@@ -78,8 +78,12 @@ def document_churn(sources: list[dict[str, Any]] | None, now: float | None = Non
     now = now or time.time()
     window = CHANGE_WINDOW_DAYS * 86400
     recent = sum(1 for s in sources if now - float(s["indexed_at"]) < window)
-    return {"documents": len(sources), "changed_recently": recent, "window_days": CHANGE_WINDOW_DAYS,
-            "often": recent / len(sources) >= OFTEN and len(sources) >= 3}
+    return {
+        "documents": len(sources),
+        "changed_recently": recent,
+        "window_days": CHANGE_WINDOW_DAYS,
+        "often": recent / len(sources) >= OFTEN and len(sources) >= 3,
+    }
 
 
 def kind_advice(kinds: dict[str, int]) -> tuple[str | None, str | None]:
@@ -90,13 +94,20 @@ def kind_advice(kinds: dict[str, int]) -> tuple[str | None, str | None]:
         return None, None
     counts = f"{facts} fact, {behaviour} tone/format and {both} both of {total} approved corrections"
     if facts + both / 2 > (behaviour + both / 2) * 2:
-        return "rag", (f"Mostly facts ({counts}): they answer from the knowledge base already, and a small adapter "
-                       "learns facts poorly and forgets them — keep the documents right (re-ingest the ones listed "
-                       "as suspect) rather than counting on training.")
+        return "rag", (
+            f"Mostly facts ({counts}): they answer from the knowledge base already, and a small adapter "
+            "learns facts poorly and forgets them — keep the documents right (re-ingest the ones listed "
+            "as suspect) rather than counting on training."
+        )
     if behaviour + both / 2 > (facts + both / 2) * 2:
-        return "training", (f"Mostly tone and format ({counts}): that is what fine-tuning learns; retrieval cannot "
-                            "change how answers are written.")
-    return "both", f"A mix ({counts}): facts answer from the knowledge base, tone and format come from training."
+        return "training", (
+            f"Mostly tone and format ({counts}): that is what fine-tuning learns; retrieval cannot "
+            "change how answers are written."
+        )
+    return (
+        "both",
+        f"A mix ({counts}): facts answer from the knowledge base, tone and format come from training.",
+    )
 
 
 def track_advice(engine, settings, track: str, *, unused: int, churn: dict[str, Any] | None) -> TrackAdvice:
@@ -110,12 +121,24 @@ def track_advice(engine, settings, track: str, *, unused: int, churn: dict[str, 
     last_gate = None
     if evaluated:
         last = max(evaluated, key=lambda a: a.version)
-        last_gate = {"adapter": last.name, "status": last.status, **{k: v for k, v in last.metrics.items()
-                                                                      if k in ("gate", "verdict", "target", "passed")}}
+        last_gate = {
+            "adapter": last.name,
+            "status": last.status,
+            **{k: v for k, v in last.metrics.items() if k in ("gate", "verdict", "target", "passed")},
+        }
     minimum = max(settings.min_examples, 1)
-    item = TrackAdvice(track=track, approved=approved, pending=pending, minimum=minimum,
-                       threshold=settings.train_threshold, unused=unused, active=active.name if active else None,
-                       last_gate=last_gate, kinds=kinds, feedback=feedback_rates(engine, track))
+    item = TrackAdvice(
+        track=track,
+        approved=approved,
+        pending=pending,
+        minimum=minimum,
+        threshold=settings.train_threshold,
+        unused=unused,
+        active=active.name if active else None,
+        last_gate=last_gate,
+        kinds=kinds,
+        feedback=feedback_rates(engine, track),
+    )
     item.recommendation, why = kind_advice(kinds)
     if why:
         item.advice.append(why)
@@ -131,8 +154,10 @@ def track_advice(engine, settings, track: str, *, unused: int, churn: dict[str, 
             f"{minimum - approved} to go."
         )
     elif unused < settings.train_threshold:
-        item.advice.append(f"{unused} new approved pairs since the last adapter; the next training starts at "
-                           f"{settings.train_threshold}.")
+        item.advice.append(
+            f"{unused} new approved pairs since the last adapter; the next training starts at "
+            f"{settings.train_threshold}."
+        )
     else:
         item.advice.append("Enough new approved pairs: training will start at the scheduler's next check.")
     if pending:
@@ -140,15 +165,23 @@ def track_advice(engine, settings, track: str, *, unused: int, churn: dict[str, 
     by_name = {f.adapter: f for f in item.feedback}
     if active and active.parent_version is not None:
         current, previous = by_name.get(active.name), by_name.get(active.parent_version or "base")
-        if (current and previous and current.approval is not None and previous.approval is not None
-                and current.up + current.down >= 10 and current.approval < previous.approval - 0.1):
+        if (
+            current
+            and previous
+            and current.approval is not None
+            and previous.approval is not None
+            and current.up + current.down >= 10
+            and current.approval < previous.approval - 0.1
+        ):
             item.advice.append(
                 f"{active.name} is liked less than {active.parent_version} ({current.approval:.0%} vs "
                 f"{previous.approval:.0%} 👍): consider `/apprenti rollback`."
             )
     if last_gate and last_gate.get("status") in (AdapterStatus.rejected.value, AdapterStatus.candidate.value):
-        item.advice.append(f"The last candidate, {last_gate['adapter']}, was not put in service "
-                           f"({last_gate['status']}): see its report with `/apprenti adapters`.")
+        item.advice.append(
+            f"The last candidate, {last_gate['adapter']}, was not put in service "
+            f"({last_gate['status']}): see its report with `/apprenti adapters`."
+        )
     return item
 
 
@@ -156,10 +189,16 @@ def readiness_report(engine, settings, *, sources: list[dict[str, Any]] | None =
     """Advice for every track that has examples or adapters."""
     churn = document_churn(sources)
     tracks = sorted(set(tracks_with_examples(engine)) | set(tracks_with_adapters(engine)) | {"default"})
-    items = [track_advice(engine, settings, track, unused=count_unused_examples(engine, track), churn=churn).to_json()
-             for track in tracks]
+    items = [
+        track_advice(
+            engine, settings, track, unused=count_unused_examples(engine, track), churn=churn
+        ).to_json()
+        for track in tracks
+    ]
     waiting = unindexed_entries(engine)
-    knowledge = {"suspect_documents": count_open_suspects(engine), "unindexed": [e.id for e in waiting],
-                 "index_errors": sorted({e.index_error for e in waiting if e.index_error})[:3]}
+    knowledge = {
+        "suspect_documents": count_open_suspects(engine),
+        "unindexed": [e.id for e in waiting],
+        "index_errors": sorted({e.index_error for e in waiting if e.index_error})[:3],
+    }
     return {"documents": churn, "knowledge": knowledge, "tracks": items}
-

@@ -62,16 +62,28 @@ def _flatten(results) -> list:
 #   docs/benchmarks.md). The citations are attached from the retrieval side either way.
 LAYOUTS = ("numbered", "plain")
 # Passage fields a source carries through to the citation when retrieval provides them.
-SOURCE_DETAILS = ("heading", "page", "collection", "url", "indexed_at", "layout",
-                  # a team answer: which approved correction, on which question, approved by whom and when
-                  "example_id", "question", "approved_by", "approved_at")
+SOURCE_DETAILS = (
+    "heading",
+    "page",
+    "collection",
+    "url",
+    "indexed_at",
+    "layout",
+    # a team answer: which approved correction, on which question, approved by whom and when
+    "example_id",
+    "question",
+    "approved_by",
+    "approved_at",
+)
 
 
 # Words a retrieved passage could use to pass itself off as part of the prompt ("Question: …",
 # "System: …", "</source>"): passages are data written by anyone who can edit a document, never
 # instructions, so these are neutralised before the model reads them.
 _PROMPT_MARKERS = re.compile(
-    r"\b(question|texte?|answer|context|system|assistant|user|instructions?|r[ée]ponse|consignes?)\s*:", re.IGNORECASE)
+    r"\b(question|texte?|answer|context|system|assistant|user|instructions?|r[ée]ponse|consignes?)\s*:",
+    re.IGNORECASE,
+)
 _FENCE = re.compile(r"</?\s*sources?\b[^>]*>", re.IGNORECASE)
 
 
@@ -102,7 +114,9 @@ def context_text(passages: list[dict[str, Any]]) -> str | None:
     if not passages:
         return None
     if passages[0].get("layout") == "plain":
-        return "\n\n".join(untrusted(p.get("text") or p.get("snippet") or "", one_line=True) for p in passages)
+        return "\n\n".join(
+            untrusted(p.get("text") or p.get("snippet") or "", one_line=True) for p in passages
+        )
     return f"{text.RAG_INSTRUCTIONS}\n\n{source_block(passages)}"
 
 
@@ -121,10 +135,23 @@ def system_prompt(pm, profile: Profile, question: str = "", layout: str = "numbe
 
 
 class Assistant:
-    def __init__(self, engine: Engine, pm, llm: LLM, profiles: Profiles | None = None, *, rag_k: int = 5,
-                 rag_threshold: float = 0.35, fewshot_k: int = 3, layout: str = "numbered",
-                 plain_passages: int = 1, plain_chars: int = 160, team_answer_threshold: float = 0.6,
-                 team_answer_min: float = 0.3, team_answer_k: int = 2):
+    def __init__(
+        self,
+        engine: Engine,
+        pm,
+        llm: LLM,
+        profiles: Profiles | None = None,
+        *,
+        rag_k: int = 5,
+        rag_threshold: float = 0.35,
+        fewshot_k: int = 3,
+        layout: str = "numbered",
+        plain_passages: int = 1,
+        plain_chars: int = 160,
+        team_answer_threshold: float = 0.6,
+        team_answer_min: float = 0.3,
+        team_answer_k: int = 2,
+    ):
         if layout not in LAYOUTS:
             raise ValueError(f"prompt layout must be one of {', '.join(LAYOUTS)}, not {layout!r}")
         self.layout = layout
@@ -152,14 +179,18 @@ class Assistant:
         if not self.team_answer_k or not profile.team_answers:
             return []
         try:
-            found = _flatten(self.pm.hook.team_answers(question=question, profile=profile, k=self.team_answer_k))
+            found = _flatten(
+                self.pm.hook.team_answers(question=question, profile=profile, k=self.team_answer_k)
+            )
         except Exception:  # noqa: BLE001 - the documents and the model still answer
             log.exception("team answers are unavailable for this question")
             return []
         found = [{**p, "kind": "team_answer"} for p in found if p.get("score", 0.0) >= self.team_answer_min]
         return sorted(found, key=lambda p: p.get("score", 0.0), reverse=True)[: self.team_answer_k]
 
-    def _retrieve(self, question: str, profile: Profile, mode: str, notices: list[str]) -> tuple[str, list[dict]]:
+    def _retrieve(
+        self, question: str, profile: Profile, mode: str, notices: list[str]
+    ) -> tuple[str, list[dict]]:
         """Which mode really applies, and the passages to cite: team answers first, then documents.
 
         A team entry answers when it scores at least `team_answer_threshold` on its own, or at least
@@ -177,8 +208,12 @@ class Assistant:
                     return "prompt", []
             passages = sorted(passages, key=lambda p: p.get("score", 0.0), reverse=True)[: self.rag_k]
         best_document = passages[0].get("score", 0.0) if passages else None
-        team = [p for p in team if p["score"] >= self.team_answer_threshold
-                or (best_document is not None and p["score"] >= best_document - TEAM_MARGIN)]
+        team = [
+            p
+            for p in team
+            if p["score"] >= self.team_answer_threshold
+            or (best_document is not None and p["score"] >= best_document - TEAM_MARGIN)
+        ]
         if mode == "auto":
             passages = [p for p in passages if p.get("score", 0.0) >= self.rag_threshold]
         passages = (team + passages)[: max(self.rag_k, len(team))]
@@ -187,15 +222,19 @@ class Assistant:
                 notices.append(text.NO_SOURCE)
             return "prompt", []
         if self.layout == "plain":
-            passages = [{**p, "text": focus(p.get("text") or "", question, self.plain_chars), "layout": "plain"}
-                        for p in passages[: self.plain_passages]]
+            passages = [
+                {**p, "text": focus(p.get("text") or "", question, self.plain_chars), "layout": "plain"}
+                for p in passages[: self.plain_passages]
+            ]
         return "rag", passages
 
     def build_prompt(self, question: str, profile: Profile, passages: list[dict]) -> list[dict[str, str]]:
         prompt = [{"role": "system", "content": system_prompt(self.pm, profile, question, self.layout)}]
         if self.fewshot_k:
             try:
-                shots = _flatten(self.pm.hook.fewshot_examples(question=question, profile=profile, k=self.fewshot_k))
+                shots = _flatten(
+                    self.pm.hook.fewshot_examples(question=question, profile=profile, k=self.fewshot_k)
+                )
             except Exception:  # noqa: BLE001 - examples help an answer; their absence must not prevent it
                 log.exception("few-shot examples failed")
                 shots = []
@@ -207,8 +246,16 @@ class Assistant:
         prompt.append({"role": "user", "content": user_message(question, context_text(passages))})
         return prompt
 
-    def _result(self, completion, prompt, profile: Profile, used_mode: str, passages: list[dict],
-                notices: list[str], started: float) -> Answer:
+    def _result(
+        self,
+        completion,
+        prompt,
+        profile: Profile,
+        used_mode: str,
+        passages: list[dict],
+        notices: list[str],
+        started: float,
+    ) -> Answer:
         """The Answer for a completion: format repaired and checked, sources attached."""
         prompt = completion.messages or prompt
         if completion.truncated:
@@ -230,20 +277,39 @@ class Assistant:
                 answer_text = repaired
             violations = _flatten(self.pm.hook.check_format(answer=answer_text, profile=profile))
         sources = [
-            {"title": p.get("title") or p.get("source"), "source": p.get("source"),
-             "score": round(float(p.get("score", 0.0)), 4), "snippet": p.get("snippet") or p["text"][:200],
-             "kind": p.get("kind", "document"),
-             # Where in the document, and how the model read it (plain: cited by Apprenti, not inline).
-             **{k: p[k] for k in SOURCE_DETAILS if p.get(k) is not None}}
+            {
+                "title": p.get("title") or p.get("source"),
+                "source": p.get("source"),
+                "score": round(float(p.get("score", 0.0)), 4),
+                "snippet": p.get("snippet") or p["text"][:200],
+                "kind": p.get("kind", "document"),
+                # Where in the document, and how the model read it (plain: cited by Apprenti, not inline).
+                **{k: p[k] for k in SOURCE_DETAILS if p.get(k) is not None},
+            }
             for p in passages
         ]
-        return Answer(answer=answer_text, mode=used_mode, sources=sources, adapter=completion.adapter,
-                      prompt=prompt, notices=notices, format_violations=violations, track=profile.track,
-                      error=completion.error, profile=profile,
-                      latency_ms=int((time.perf_counter() - started) * 1000))
+        return Answer(
+            answer=answer_text,
+            mode=used_mode,
+            sources=sources,
+            adapter=completion.adapter,
+            prompt=prompt,
+            notices=notices,
+            format_violations=violations,
+            track=profile.track,
+            error=completion.error,
+            profile=profile,
+            latency_ms=int((time.perf_counter() - started) * 1000),
+        )
 
-    def answer_many(self, questions: list[str], *, channel: str | None = None, mode: str | None = None,
-                    adapter: str = ACTIVE) -> list[Answer]:
+    def answer_many(
+        self,
+        questions: list[str],
+        *,
+        channel: str | None = None,
+        mode: str | None = None,
+        adapter: str = ACTIVE,
+    ) -> list[Answer]:
         """Answers to many questions, in order, generated in batches and not stored (evaluation).
         `adapter`: the track's active adapter (ACTIVE), the bare model (BASE) or a version's name."""
         started = time.perf_counter()
@@ -254,16 +320,31 @@ class Assistant:
         for question in questions:
             notices: list[str] = []
             used_mode, passages = self._retrieve(question.strip(), profile, mode or profile.mode, notices)
-            staged.append((self.build_prompt(question.strip(), profile, passages), used_mode, passages, notices))
-        completions = self.llm.generate_many([prompt for prompt, *_ in staged], track=profile.track, adapter=adapter)
-        return [self._result(c, prompt, profile, used_mode, passages, notices, started)
-                for c, (prompt, used_mode, passages, notices) in zip(completions, staged, strict=True)]
+            staged.append(
+                (self.build_prompt(question.strip(), profile, passages), used_mode, passages, notices)
+            )
+        completions = self.llm.generate_many(
+            [prompt for prompt, *_ in staged], track=profile.track, adapter=adapter
+        )
+        return [
+            self._result(c, prompt, profile, used_mode, passages, notices, started)
+            for c, (prompt, used_mode, passages, notices) in zip(completions, staged, strict=True)
+        ]
 
     # --- the pipeline ---------------------------------------------------------------------------
-    def answer(self, question: str, *, channel: str | None = None, user: str | None = None,
-               thread: str | None = None, mode: str | None = None, team: str | None = None,
-               message_ts: str | None = None, store: bool = True,
-               on_text: Callable[[str], None] | None = None) -> Answer:
+    def answer(
+        self,
+        question: str,
+        *,
+        channel: str | None = None,
+        user: str | None = None,
+        thread: str | None = None,
+        mode: str | None = None,
+        team: str | None = None,
+        message_ts: str | None = None,
+        store: bool = True,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Answer:
         """Answer a question through the channel's profile. With `on_text`, the answer is streamed:
         on_text receives the text written so far after each piece (the Slack face edits its message);
         the returned Answer holds the final, format-repaired text."""
@@ -295,13 +376,31 @@ class Assistant:
         if store:
             # The passages' text is kept (scrubbed) so a correction can rebuild the exact context.
             # Passages are quoted documents: their text, title and snippet are masked like the question.
-            stored = [{**src, "text": scrub(self.pm, p.get("text") or ""), "title": scrub(self.pm, src.get("title")),
-                       "snippet": scrub(self.pm, src.get("snippet"))} for src, p in zip(sources, passages, strict=True)]
+            stored = [
+                {
+                    **src,
+                    "text": scrub(self.pm, p.get("text") or ""),
+                    "title": scrub(self.pm, src.get("title")),
+                    "snippet": scrub(self.pm, src.get("snippet")),
+                }
+                for src, p in zip(sources, passages, strict=True)
+            ]
             row = add_interaction(
-                self.engine, team_id=team, channel_id=channel, thread_ts=thread, message_ts=message_ts,
-                user_id=user, question=scrub(self.pm, question), answer=scrub(self.pm, answer_text), mode=used_mode,
-                track=profile.track, sources=stored, adapter_version=completion.adapter,
-                latency_ms=result.latency_ms, format_violations=violations, error=scrub(self.pm, completion.error),
+                self.engine,
+                team_id=team,
+                channel_id=channel,
+                thread_ts=thread,
+                message_ts=message_ts,
+                user_id=user,
+                question=scrub(self.pm, question),
+                answer=scrub(self.pm, answer_text),
+                mode=used_mode,
+                track=profile.track,
+                sources=stored,
+                adapter_version=completion.adapter,
+                latency_ms=result.latency_ms,
+                format_violations=violations,
+                error=scrub(self.pm, completion.error),
             )
             result.interaction_id = row.id
         observe_answer(result, time.perf_counter() - started)

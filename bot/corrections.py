@@ -29,8 +29,14 @@ SAME_QUESTION = 0.9
 
 def example_data(example: Example) -> dict[str, Any]:
     """An example as plugins receive it (see plugins/hookspecs.py)."""
-    return {"id": example.id, "question": example.question, "answer": example.corrected_answer,
-            "track": example.track, "status": example.status, "kind": example.kind}
+    return {
+        "id": example.id,
+        "question": example.question,
+        "answer": example.corrected_answer,
+        "track": example.track,
+        "status": example.status,
+        "kind": example.kind,
+    }
 
 
 def tell_plugins(pm, example: Example, action: str) -> bool | None:
@@ -68,16 +74,24 @@ def _earlier_entries(engine, pm, example: Example, cited: list[dict]) -> list[in
         if source.get("kind") == "team_answer" and source.get("example_id"):
             ids.add(int(source["example_id"]))
     try:
-        hits = [hit for result in pm.hook.team_answers(question=example.question, profile=Profile(track=example.track),
-                                                       k=5) for hit in result or []]
+        hits = [
+            hit
+            for result in pm.hook.team_answers(
+                question=example.question, profile=Profile(track=example.track), k=5
+            )
+            for hit in result or []
+        ]
     except Exception:  # noqa: BLE001 - replacing is a courtesy; the new entry is indexed regardless
         log.exception("could not look for earlier team answers to the question of example #%s", example.id)
         hits = []
     for hit in hits:
         other = get_example(engine, int(hit.get("example_id") or 0))
-        if (other is not None and other.id != example.id
-                and hit.get("question_score", hit.get("score", 0.0)) >= SAME_QUESTION
-                and " ".join(other.corrected_answer.split()) != " ".join(example.corrected_answer.split())):
+        if (
+            other is not None
+            and other.id != example.id
+            and hit.get("question_score", hit.get("score", 0.0)) >= SAME_QUESTION
+            and " ".join(other.corrected_answer.split()) != " ".join(example.corrected_answer.split())
+        ):
             ids.add(other.id)
     ids.discard(example.id)
     return sorted(ids)
@@ -98,8 +112,16 @@ def route(pm, engine, example: Example, action: str, actor: str) -> Decision:
     return decision
 
 
-def decide(engine, pm, example_id: int, status: ExampleStatus | str, reviewer: str, *,
-           corrected: str | None = None, kind: ExampleKind | str | None = None) -> Decision:
+def decide(
+    engine,
+    pm,
+    example_id: int,
+    status: ExampleStatus | str,
+    reviewer: str,
+    *,
+    corrected: str | None = None,
+    kind: ExampleKind | str | None = None,
+) -> Decision:
     """Approve or reject a pending example (editing its answer or kind on the way), then route it."""
     status = ExampleStatus(status)
     example = review_example(engine, example_id, status, reviewer, corrected_answer=corrected, kind=kind)

@@ -35,8 +35,15 @@ def clear_suspects(settings, engine, report) -> int:
     return clear_documents(engine, report.collection, sorted(names), actor="ingest")
 
 
-def ingest_paths(settings, paths: list[str], collection: str = "default", prune: bool = False,
-                 progress=None, engine=None, index=None) -> dict:
+def ingest_paths(
+    settings,
+    paths: list[str],
+    collection: str = "default",
+    prune: bool = False,
+    progress=None,
+    engine=None,
+    index=None,
+) -> dict:
     """Index files and folders into `index` (the process's, when given; else the settings' index);
     the report as a dict (used by /apprenti ingest). With `engine`, changed documents stop being
     listed as suspect."""

@@ -77,8 +77,9 @@ def _delete_queued_events(session, user_id: str) -> int:
     """Slack events the person sent, still in the durable queue (their text is the question)."""
     if "slack_event" not in inspect(session.connection()).get_table_names():
         return 0
-    rows = session.execute(text("SELECT event_id, body FROM slack_event WHERE body LIKE :id"),
-                           {"id": f"%{user_id}%"}).all()
+    rows = session.execute(
+        text("SELECT event_id, body FROM slack_event WHERE body LIKE :id"), {"id": f"%{user_id}%"}
+    ).all()
     mine = []
     for event_id, body in rows:
         try:
@@ -101,14 +102,18 @@ def _redact_echoes(session, examples: list[dict]) -> int:
     changed: dict[int, Interaction] = {}
     for example in examples:
         source = entry_source(example["id"])
-        rows = list(session.exec(select(Interaction).where(cast(Interaction.sources, String).contains(source))))
+        rows = list(
+            session.exec(select(Interaction).where(cast(Interaction.sources, String).contains(source)))
+        )
         for row in rows:
             row.sources = [s for s in row.sources or [] if s.get("source") != source]
             row.answer = ANSWER_REDACTED
             changed[row.id] = row
         for passage in (example["answer"], example["question"]):
             if passage and len(passage.strip()) >= ECHO_MIN_CHARS:
-                for row in session.exec(select(Interaction).where(Interaction.answer.contains(passage.strip()))):
+                for row in session.exec(
+                    select(Interaction).where(Interaction.answer.contains(passage.strip()))
+                ):
                     row.answer = ANSWER_REDACTED
                     changed[row.id] = row
     for row in changed.values():
@@ -116,8 +121,9 @@ def _redact_echoes(session, examples: list[dict]) -> int:
     return len(changed)
 
 
-def forget_user(engine, user_id: str, actor: str, *, pm=None, adapters_dir: str | Path = ".",
-                pseudonym: str | None = None) -> dict[str, Any]:
+def forget_user(
+    engine, user_id: str, actor: str, *, pm=None, adapters_dir: str | Path = ".", pseudonym: str | None = None
+) -> dict[str, Any]:
     """Delete everything the database holds about `user_id`, in one transaction, and say what was done.
 
     Examples are erased when the person wrote them or asked the question they correct. Adapters that
@@ -131,13 +137,26 @@ def forget_user(engine, user_id: str, actor: str, *, pm=None, adapters_dir: str 
 
     user_id = normalise_user(user_id)
     pseudonym = pseudonym or pseudonym_for(user_id)
-    exports = [{"at": e.at.isoformat(), "by": e.actor, "file": (e.details or {}).get("file"), "where": e.target,
-                "count": (e.details or {}).get("count"), "sha256": (e.details or {}).get("sha256")}
-               for e in exports_holding(engine, user_id)]
+    exports = [
+        {
+            "at": e.at.isoformat(),
+            "by": e.actor,
+            "file": (e.details or {}).get("file"),
+            "where": e.target,
+            "count": (e.details or {}).get("count"),
+            "sha256": (e.details or {}).get("sha256"),
+        }
+        for e in exports_holding(engine, user_id)
+    ]
     with session_scope(engine) as session:
         interaction_ids = list(session.exec(select(Interaction.id).where(Interaction.user_id == user_id)))
-        examples = list(session.exec(select(Example).where(
-            (Example.author_id == user_id) | (Example.interaction_id.in_(interaction_ids or [-1])))))
+        examples = list(
+            session.exec(
+                select(Example).where(
+                    (Example.author_id == user_id) | (Example.interaction_id.in_(interaction_ids or [-1]))
+                )
+            )
+        )
         erased_ids = {e.id for e in examples}
         tainted, tracks = [], set()
         for adapter in session.exec(select(Adapter)):
@@ -147,9 +166,19 @@ def forget_user(engine, user_id: str, actor: str, *, pm=None, adapters_dir: str 
                 tainted.append(adapter.name)
                 if adapter.status in (AdapterStatus.active.value, AdapterStatus.candidate.value):
                     tracks.add(adapter.track)
-        erased = [{"id": e.id, "question": e.question, "answer": e.corrected_answer, "track": e.track,
-                   "status": e.status} for e in examples]
-        posts = sorted({(e.review_channel, e.review_ts) for e in examples if e.review_channel and e.review_ts})
+        erased = [
+            {
+                "id": e.id,
+                "question": e.question,
+                "answer": e.corrected_answer,
+                "track": e.track,
+                "status": e.status,
+            }
+            for e in examples
+        ]
+        posts = sorted(
+            {(e.review_channel, e.review_ts) for e in examples if e.review_channel and e.review_ts}
+        )
         if erased_ids:
             session.execute(delete(Example).where(Example.id.in_(erased_ids)))
         # Votes are personal data too: their rows go, and the answers they rated are summarised again.
@@ -163,15 +192,31 @@ def forget_user(engine, user_id: str, actor: str, *, pm=None, adapters_dir: str 
         # Where the person acted on others' data (reviewed, activated, triggered), the row stays and
         # names the pseudonym, as the audit log does.
         session.execute(update(Example).where(Example.reviewer_id == user_id).values(reviewer_id=pseudonym))
-        session.execute(update(TrainingRun).where(TrainingRun.triggered_by == user_id).values(triggered_by=pseudonym))
+        session.execute(
+            update(TrainingRun).where(TrainingRun.triggered_by == user_id).values(triggered_by=pseudonym)
+        )
         session.execute(update(Adapter).where(Adapter.activated_by == user_id).values(activated_by=pseudonym))
         cards = list(session.exec(select(Adapter)))  # their card.json may name the person too
         cited = _redact_echoes(session, erased)
-        result = {"user": user_id, "pseudonym": pseudonym, "interactions": len(interaction_ids),
-                  "examples": len(erased_ids), "tainted_adapters": sorted(tainted), "retrain_tracks": sorted(tracks)}
+        result = {
+            "user": user_id,
+            "pseudonym": pseudonym,
+            "interactions": len(interaction_ids),
+            "examples": len(erased_ids),
+            "tainted_adapters": sorted(tainted),
+            "retrain_tracks": sorted(tracks),
+        }
         counts = {k: v for k, v in result.items() if k not in ("user", "pseudonym")}
-        record(session, actor, "user.forget", f"user:{pseudonym}", **counts, queued_events=events,
-               answers_redacted=cited, exports=len(exports))
+        record(
+            session,
+            actor,
+            "user.forget",
+            f"user:{pseudonym}",
+            **counts,
+            queued_events=events,
+            answers_redacted=cited,
+            exports=len(exports),
+        )
         # From here on the log says what happened to `pseudonym`, never to whom.
         result["audit_rows_pseudonymised"] = pseudonymise(session, user_id, pseudonym)
     registry = Registry(engine, adapters_dir)
@@ -183,7 +228,8 @@ def forget_user(engine, user_id: str, actor: str, *, pm=None, adapters_dir: str 
             try:
                 change = registry.withdraw(track, actor)
                 result.setdefault("taken_out_of_service", []).append(
-                    {"adapter": active.name, "now": change.active or "base model"})
+                    {"adapter": active.name, "now": change.active or "base model"}
+                )
             except RegistryError as exc:
                 log.error("could not take %s out of service: %s", active.name, exc)
     if pm is not None:
@@ -192,8 +238,13 @@ def forget_user(engine, user_id: str, actor: str, *, pm=None, adapters_dir: str 
     result["review_posts"] = [{"channel": c, "ts": ts} for c, ts in posts]
     result["exports"] = exports
     result["erased_example_ids"] = sorted(erased_ids)
-    log.info("erased %s (now %s): %s interaction(s), %s example(s)", user_id, pseudonym,
-             result["interactions"], result["examples"])
+    log.info(
+        "erased %s (now %s): %s interaction(s), %s example(s)",
+        user_id,
+        pseudonym,
+        result["interactions"],
+        result["examples"],
+    )
     return result
 
 
@@ -214,11 +265,17 @@ def retract_posts(client, posts: list[dict]) -> list[dict]:
                 outcome["outcome"] = "already gone"
             else:
                 try:
-                    client.chat_update(channel=post["channel"], ts=post["ts"], text=REDACTED,
-                                       blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": REDACTED}}])
+                    client.chat_update(
+                        channel=post["channel"],
+                        ts=post["ts"],
+                        text=REDACTED,
+                        blocks=[{"type": "section", "text": {"type": "mrkdwn", "text": REDACTED}}],
+                    )
                     outcome["outcome"] = f"redacted (delete refused: {error})"
                 except SlackApiError as again:
-                    outcome["outcome"] = f"failed ({error}, then {again.response.get('error')}): delete it by hand"
+                    outcome["outcome"] = (
+                        f"failed ({error}, then {again.response.get('error')}): delete it by hand"
+                    )
         done.append(outcome)
     return done
 
@@ -243,9 +300,16 @@ def purge_chroma(path: str | Path, timeout: float = 600.0) -> dict[str, Any]:
     """rag.index.purge_deleted on an embedded Chroma folder, in a process of its own: Chroma's bundled
     SQLite may hold locks on chroma.sqlite3 in this process, and a second SQLite library closing the
     file here would drop them (POSIX locks belong to the process), letting another writer in."""
-    script = "import json, sys; from rag.index import purge_deleted; print(json.dumps(purge_deleted(sys.argv[1])))"
-    done = subprocess.run([sys.executable, "-c", script, str(path)], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
+    script = (
+        "import json, sys; from rag.index import purge_deleted; print(json.dumps(purge_deleted(sys.argv[1])))"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
     if done.returncode != 0:
         last = (done.stderr.strip().splitlines() or ["no output"])[-1]
         raise RuntimeError(f"the Chroma purge exited with {done.returncode}: {last}")
@@ -269,8 +333,10 @@ def compact_stores(settings, example_ids: list[int]) -> dict[str, Any]:
     except IndexUnavailable as exc:
         report["chroma_error"] = str(exc)
     if settings.chroma_url:
-        report["chroma"] = ("a Chroma server: its log is out of reach from here; purge it on the server "
-                            "(see docs/governance.md)")
+        report["chroma"] = (
+            "a Chroma server: its log is out of reach from here; purge it on the server "
+            "(see docs/governance.md)"
+        )
         lexical_dir = settings.home / "rag"
     else:
         report["chroma"] = purge_chroma(settings.chroma_path)
@@ -310,8 +376,9 @@ def _step(result: dict[str, Any], name: str, fn, default=None):
         return fn()
     except Exception as exc:  # noqa: BLE001 - every step's failure is reported in `unfinished`
         log.exception("erasure step %r failed", name)
-        result.setdefault("unfinished", []).append(f"{name}: {type(exc).__name__} (details in the log); "
-                                                   "run forget again to retry")
+        result.setdefault("unfinished", []).append(
+            f"{name}: {type(exc).__name__} (details in the log); run forget again to retry"
+        )
         return default
 
 
@@ -338,52 +405,98 @@ def erase_person(runtime, user_id: str, actor: str, *, retrain: bool = True, sla
     settings.ensure_home()
     user_id = normalise_user(user_id)
     pseudonym = pseudonym_for(user_id, pseudonym_key(settings.home))
-    result = forget_user(runtime.engine, user_id, actor, pm=runtime.plugins, adapters_dir=settings.adapters_dir,
-                         pseudonym=pseudonym)
+    result = forget_user(
+        runtime.engine,
+        user_id,
+        actor,
+        pm=runtime.plugins,
+        adapters_dir=settings.adapters_dir,
+        pseudonym=pseudonym,
+    )
     registry = Registry(runtime.engine, settings.adapters_dir)
     result["weights_deleted"] = _step(result, "adapter weights", lambda: registry.purge_tainted(actor), [])
     # Base-model answers to held-out questions, the person's among them: a cache, rebuilt on demand.
     shutil.rmtree(Path(settings.adapters_dir) / ".eval-cache", ignore_errors=True)
     posts = result["review_posts"]
-    result["review_posts"] = _step(result, "review posts", lambda: _review_posts(settings, posts, slack),
-                                   [{**p, "outcome": "not done: delete it by hand"} for p in posts])
-    result["stores"] = _step(result, "Chroma and BM25", lambda: compact_stores(settings, result["erased_example_ids"]))
+    result["review_posts"] = _step(
+        result,
+        "review posts",
+        lambda: _review_posts(settings, posts, slack),
+        [{**p, "outcome": "not done: delete it by hand"} for p in posts],
+    )
+    result["stores"] = _step(
+        result, "Chroma and BM25", lambda: compact_stores(settings, result["erased_example_ids"])
+    )
     result["database"] = _step(result, "database checkpoint", lambda: checkpoint(runtime.engine))
     exports = result["exports"]
-    result["exports"] = _step(result, "exports", lambda: remove_exports(exports),
-                              [{**e, "outcome": "not done: delete it by hand"} for e in exports])
+    result["exports"] = _step(
+        result,
+        "exports",
+        lambda: remove_exports(exports),
+        [{**e, "outcome": "not done: delete it by hand"} for e in exports],
+    )
 
     result["retrain_runs"] = []
     if retrain:
         from bot.scheduler import start_run
 
         for track in result["retrain_tracks"]:
-            started = _step(result, f"retrain {track}", lambda t=track: start_run(runtime, t, "erasure", actor, force=True))
+            started = _step(
+                result,
+                f"retrain {track}",
+                lambda t=track: start_run(runtime, t, "erasure", actor, force=True),
+            )
             run, state = started or (None, None)
-            result["retrain_runs"].append({"track": track, "run": run.id if run else None,
-                                           "reasons": state.reasons if state else ["the run could not be queued"]})
-    audit(runtime.engine, actor, "user.forget.done", f"user:{pseudonym}",
-          review_posts=[p.get("outcome") for p in result["review_posts"]],
-          exports=[{"file": e.get("file") or e.get("where"), "outcome": e["outcome"]} for e in result["exports"]],
-          weights_deleted=result["weights_deleted"], retrain_runs=[r["run"] for r in result["retrain_runs"]],
-          unfinished=result.get("unfinished", []))
+            result["retrain_runs"].append(
+                {
+                    "track": track,
+                    "run": run.id if run else None,
+                    "reasons": state.reasons if state else ["the run could not be queued"],
+                }
+            )
+    audit(
+        runtime.engine,
+        actor,
+        "user.forget.done",
+        f"user:{pseudonym}",
+        review_posts=[p.get("outcome") for p in result["review_posts"]],
+        exports=[
+            {"file": e.get("file") or e.get("where"), "outcome": e["outcome"]} for e in result["exports"]
+        ],
+        weights_deleted=result["weights_deleted"],
+        retrain_runs=[r["run"] for r in result["retrain_runs"]],
+        unfinished=result.get("unfinished", []),
+    )
     return result
 
 
 def summary(result: dict[str, Any]) -> str:
     """What `/apprenti forget` answers: the erasure's outcome, one line per thing done."""
-    lines = [messages.SLACK_FORGOTTEN.format(user=result["user"], interactions=result["interactions"],
-                                             examples=result["examples"]),
-             messages.SLACK_FORGOTTEN_AUDIT.format(pseudonym=result["pseudonym"])]
+    lines = [
+        messages.SLACK_FORGOTTEN.format(
+            user=result["user"], interactions=result["interactions"], examples=result["examples"]
+        ),
+        messages.SLACK_FORGOTTEN_AUDIT.format(pseudonym=result["pseudonym"]),
+    ]
     if result.get("tainted_adapters"):
         lines.append(messages.SLACK_FORGOTTEN_TAINTED.format(names=", ".join(result["tainted_adapters"])))
-    lines += [messages.SLACK_FORGOTTEN_WITHDRAWN.format(**item) for item in result.get("taken_out_of_service", [])]
+    lines += [
+        messages.SLACK_FORGOTTEN_WITHDRAWN.format(**item) for item in result.get("taken_out_of_service", [])
+    ]
     lines += [messages.SLACK_FORGOTTEN_POST.format(**post) for post in result.get("review_posts", [])]
-    lines += [messages.SLACK_FORGOTTEN_EXPORT.format(file=e.get("file") or e.get("where"), at=e["at"][:16],
-                                                     by=e["by"], outcome=e["outcome"])
-              for e in result.get("exports", [])]
+    lines += [
+        messages.SLACK_FORGOTTEN_EXPORT.format(
+            file=e.get("file") or e.get("where"), at=e["at"][:16], by=e["by"], outcome=e["outcome"]
+        )
+        for e in result.get("exports", [])
+    ]
     for item in result.get("retrain_runs", []):
-        lines.append(messages.SLACK_RETRAIN_QUEUED.format(id=item["run"], track=item["track"]) if item["run"] else
-                     messages.SLACK_RETRAIN_REFUSED.format(track=item["track"], reasons="; ".join(item["reasons"])))
+        lines.append(
+            messages.SLACK_RETRAIN_QUEUED.format(id=item["run"], track=item["track"])
+            if item["run"]
+            else messages.SLACK_RETRAIN_REFUSED.format(
+                track=item["track"], reasons="; ".join(item["reasons"])
+            )
+        )
     lines += [messages.SLACK_FORGOTTEN_UNFINISHED.format(step=step) for step in result.get("unfinished", [])]
     return "\n".join(lines)

@@ -56,7 +56,9 @@ class Stream:
     Iterating never raises for a model failure: the pieces stop and `completion.error` says why.
     """
 
-    def __init__(self, pieces: Callable[[], Iterable[str]], finish: Callable[[str, BaseException | None], Completion]):
+    def __init__(
+        self, pieces: Callable[[], Iterable[str]], finish: Callable[[str, BaseException | None], Completion]
+    ):
         self._pieces = pieces
         self._finish = finish
         self._started = False
@@ -87,8 +89,9 @@ class Stream:
         return self.completion
 
 
-def fit_prompt(messages: list[dict[str, str]], count: Callable[[list[dict[str, str]]], int],
-               limit: int | None) -> tuple[list[dict[str, str]], bool]:
+def fit_prompt(
+    messages: list[dict[str, str]], count: Callable[[list[dict[str, str]]], int], limit: int | None
+) -> tuple[list[dict[str, str]], bool]:
     """Make the prompt fit in `limit` tokens, keeping the system prompt (instructions, tone, format).
 
     Few-shot examples go first (oldest first), then the last user message (question and sources)
@@ -103,7 +106,7 @@ def fit_prompt(messages: list[dict[str, str]], count: Callable[[list[dict[str, s
         head += 1
     # Drop few-shot pairs (user + assistant turns between the system prompt and the question).
     while len(messages) - head > 1 and count(messages) > limit:
-        del messages[head:head + 2 if len(messages) - head > 2 else head + 1]
+        del messages[head : head + 2 if len(messages) - head > 2 else head + 1]
     last = messages[-1]
     for _ in range(8):
         total = count(messages)
@@ -116,7 +119,7 @@ def fit_prompt(messages: list[dict[str, str]], count: Callable[[list[dict[str, s
             break
         # More of the end than of the beginning: a pasted text usually comes before the actual ask.
         head_chars = keep // 3
-        last["content"] = content[:head_chars] + ELISION + content[len(content) - (keep - head_chars):]
+        last["content"] = content[:head_chars] + ELISION + content[len(content) - (keep - head_chars) :]
     return messages, True
 
 
@@ -131,8 +134,9 @@ class LLM:
     def generate(self, messages: list[dict[str, str]], track: str = "default") -> Completion:
         raise NotImplementedError
 
-    def generate_many(self, prompts: list[list[dict[str, str]]], track: str = "default", *,
-                      adapter: str = ACTIVE) -> list[Completion]:
+    def generate_many(
+        self, prompts: list[list[dict[str, str]]], track: str = "default", *, adapter: str = ACTIVE
+    ) -> list[Completion]:
         """Answers to many prompts, in order (evaluation). `adapter`: ACTIVE, BASE or an adapter
         version's name. Default: one at a time; the local backend batches."""
         if adapter != ACTIVE:
@@ -203,9 +207,17 @@ class LocalLLM(LLM):
     `refresh_seconds`, and swapped in without reloading the base model. ChatModel selects the
     adapter per request under its lock, so tracks served at once each get their own."""
 
-    def __init__(self, model, engine: Engine | None = None, *, max_new_tokens: int = 256,
-                 temperature: float = 0.0, max_prompt_tokens: int | None = None, refresh_seconds: float = 2.0,
-                 timeout: float | None = None):
+    def __init__(
+        self,
+        model,
+        engine: Engine | None = None,
+        *,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        max_prompt_tokens: int | None = None,
+        refresh_seconds: float = 2.0,
+        timeout: float | None = None,
+    ):
         from finetune.hotswap import AdapterWatcher
 
         self.model = model
@@ -231,8 +243,12 @@ class LocalLLM(LLM):
                 try:
                     for swap in self.watcher.refresh():
                         if swap.error:
-                            log.error("track %s: %s; still serving %s", swap.track, swap.error,
-                                      swap.old or "the base model")
+                            log.error(
+                                "track %s: %s; still serving %s",
+                                swap.track,
+                                swap.error,
+                                swap.old or "the base model",
+                            )
                 except Exception:  # noqa: BLE001 - a registry hiccup must not stop answers
                     log.exception("could not read the active adapters; serving what is loaded")
                 self._refreshed = time.monotonic()
@@ -245,8 +261,11 @@ class LocalLLM(LLM):
         return fit_prompt(messages, self._count, self.max_prompt_tokens)
 
     def _options(self) -> dict:
-        options = {"max_new_tokens": self.max_new_tokens, "temperature": self.temperature,
-                   "max_prompt_tokens": self.max_prompt_tokens}
+        options = {
+            "max_new_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            "max_prompt_tokens": self.max_prompt_tokens,
+        }
         if self.timeout is not None:
             options["max_time"] = self.timeout
         return options
@@ -261,9 +280,15 @@ class LocalLLM(LLM):
         except Exception as exc:  # noqa: BLE001 - the user is told; the bot lives on
             log.exception("local generation failed")
             return Completion(text="", adapter=adapter, error=_describe(exc), messages=sent)
-        return Completion(text=out.text, adapter=adapter, prompt_tokens=out.prompt_tokens,
-                          completion_tokens=out.completion_tokens, truncated=cut or out.truncated, messages=sent,
-                          timed_out=out.timed_out)
+        return Completion(
+            text=out.text,
+            adapter=adapter,
+            prompt_tokens=out.prompt_tokens,
+            completion_tokens=out.completion_tokens,
+            truncated=cut or out.truncated,
+            messages=sent,
+            timed_out=out.timed_out,
+        )
 
     def generate_many(self, prompts, track="default", *, adapter=ACTIVE):
         sent = [self._prepare(p) for p in prompts]
@@ -274,15 +299,26 @@ class LocalLLM(LLM):
                 name = None
             else:
                 name = self.load_version(adapter)
-            outs = self.model.generate_batch([messages for messages, _ in sent], adapter=name,
-                                             max_new_tokens=self.max_new_tokens,
-                                             max_prompt_tokens=self.max_prompt_tokens)
+            outs = self.model.generate_batch(
+                [messages for messages, _ in sent],
+                adapter=name,
+                max_new_tokens=self.max_new_tokens,
+                max_prompt_tokens=self.max_prompt_tokens,
+            )
         except Exception as exc:  # noqa: BLE001 - every answer carries the error
             log.exception("local batch generation failed")
             return [Completion(text="", error=_describe(exc), messages=m) for m, _ in sent]
-        return [Completion(text=o.text, adapter=name, prompt_tokens=o.prompt_tokens,
-                           completion_tokens=o.completion_tokens, truncated=cut or o.truncated, messages=m)
-                for o, (m, cut) in zip(outs, sent, strict=True)]
+        return [
+            Completion(
+                text=o.text,
+                adapter=name,
+                prompt_tokens=o.prompt_tokens,
+                completion_tokens=o.completion_tokens,
+                truncated=cut or o.truncated,
+                messages=m,
+            )
+            for o, (m, cut) in zip(outs, sent, strict=True)
+        ]
 
     def load_version(self, name: str) -> str:
         """Load an adapter version from the registry by name (any status but failed) and return it."""
@@ -301,7 +337,9 @@ class LocalLLM(LLM):
         def pieces():
             state["adapter"] = self.adapter_for(track)
             state["sent"], state["cut"] = self._prepare(messages)
-            timed_out = yield from self.model.stream(state["sent"], adapter=state["adapter"], **self._options())
+            timed_out = yield from self.model.stream(
+                state["sent"], adapter=state["adapter"], **self._options()
+            )
             state["timed_out"] = bool(timed_out)
 
         def finish(written, failure):
@@ -313,9 +351,16 @@ class LocalLLM(LLM):
                 completion_tokens = self.model.count_tokens(written)
             except Exception:  # noqa: BLE001 - the counts are informative only
                 pass
-            return Completion(text=written.strip(), adapter=state["adapter"], error=_describe(failure),
-                              prompt_tokens=prompt_tokens, completion_tokens=completion_tokens,
-                              truncated=state["cut"], messages=state["sent"], timed_out=state["timed_out"])
+            return Completion(
+                text=written.strip(),
+                adapter=state["adapter"],
+                error=_describe(failure),
+                prompt_tokens=prompt_tokens,
+                completion_tokens=completion_tokens,
+                truncated=state["cut"],
+                messages=state["sent"],
+                timed_out=state["timed_out"],
+            )
 
         return Stream(pieces, finish)
 
@@ -338,9 +383,20 @@ class OpenAILLM(LLM):
     loaded here, at about CHARS_PER_TOKEN characters per token.
     """
 
-    def __init__(self, base_url: str, *, model: str, api_key: str = "not-needed", engine: Engine | None = None,
-                 timeout: float = 60.0, max_new_tokens: int = 256, temperature: float = 0.0,
-                 max_prompt_tokens: int | None = None, refresh_seconds: float = 2.0, tokenizer: str | None = None):
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str,
+        api_key: str = "not-needed",
+        engine: Engine | None = None,
+        timeout: float = 60.0,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        max_prompt_tokens: int | None = None,
+        refresh_seconds: float = 2.0,
+        tokenizer: str | None = None,
+    ):
         if not base_url:
             raise ValueError("the openai backend needs a base URL (APPRENTI_OPENAI_BASE_URL)")
         self.base_url = base_url.rstrip("/")
@@ -363,8 +419,13 @@ class OpenAILLM(LLM):
     def _request(self, method: str, path: str, **kwargs):
         import httpx
 
-        return httpx.request(method, f"{self.base_url}{path}", headers={"Authorization": f"Bearer {self.api_key}"},
-                             timeout=self.timeout, **kwargs)
+        return httpx.request(
+            method,
+            f"{self.base_url}{path}",
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            timeout=self.timeout,
+            **kwargs,
+        )
 
     def _server_models(self) -> set[str]:
         response = self._request("GET", "/models")
@@ -404,8 +465,12 @@ class OpenAILLM(LLM):
                 choice = (name, None)
             except Exception as exc:  # noqa: BLE001 - serve the base model rather than nothing
                 if name is None:
-                    log.warning("could not unload the retired adapters of track %s from %s: %s", track,
-                                self.base_url, exc)
+                    log.warning(
+                        "could not unload the retired adapters of track %s from %s: %s",
+                        track,
+                        self.base_url,
+                        exc,
+                    )
                     choice = (None, None)
                 else:
                     choice = (None, self._fall_back(track, name, exc))
@@ -413,9 +478,14 @@ class OpenAILLM(LLM):
             return choice
 
     def _fall_back(self, track: str, name: str, why) -> str:
-        log.error("adapter %s is not served by %s and cannot be loaded there (%s); serving the base "
-                  "model. Start vLLM with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, "
-                  "or list the adapter in --lora-modules.", name, self.base_url, why)
+        log.error(
+            "adapter %s is not served by %s and cannot be loaded there (%s); serving the base "
+            "model. Start vLLM with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, "
+            "or list the adapter in --lora-modules.",
+            name,
+            self.base_url,
+            why,
+        )
         self.active.retry_later(track)
         notice = text.ADAPTER_NOT_SERVED.format(adapter=name)
         self._served[track] = (None, notice)
@@ -429,8 +499,11 @@ class OpenAILLM(LLM):
         yield adapter, notice
         if adapter is None:
             return
-        log.warning("the model server %s does not know %s (restarted?): reloading the active adapter",
-                    self.base_url, adapter)
+        log.warning(
+            "the model server %s does not know %s (restarted?): reloading the active adapter",
+            self.base_url,
+            adapter,
+        )
         self.active.expire(track)
         adapter, notice = self._choose(track)
         yield adapter, notice
@@ -450,9 +523,14 @@ class OpenAILLM(LLM):
                 from langchain_openai import ChatOpenAI
 
                 self._clients[key] = ChatOpenAI(
-                    model=model, base_url=self.base_url, api_key=self.api_key, timeout=self.timeout,
+                    model=model,
+                    base_url=self.base_url,
+                    api_key=self.api_key,
+                    timeout=self.timeout,
                     max_retries=0,  # a retry would double the wait the user was promised
-                    max_tokens=self.max_new_tokens, temperature=self.temperature, streaming=streaming,
+                    max_tokens=self.max_new_tokens,
+                    temperature=self.temperature,
+                    streaming=streaming,
                     stream_usage=streaming,
                 )
             return self._clients[key]
@@ -485,8 +563,13 @@ class OpenAILLM(LLM):
                 try:
                     tokenizer = self.load_tokenizer(self.tokenizer_name)
                 except Exception as exc:  # noqa: BLE001 - measuring falls back to the estimate
-                    log.warning("tokenizer of %s not loadable here (%s): prompts are measured at %d characters "
-                                "per token", self.tokenizer_name, exc, CHARS_PER_TOKEN)
+                    log.warning(
+                        "tokenizer of %s not loadable here (%s): prompts are measured at %d characters "
+                        "per token",
+                        self.tokenizer_name,
+                        exc,
+                        CHARS_PER_TOKEN,
+                    )
                     tokenizer = None
                 self._tokenizer_state = (True, tokenizer)
             return self._tokenizer_state[1]
@@ -540,7 +623,9 @@ class OpenAILLM(LLM):
             for choice in self._attempts(track):
                 adapter, notice = choice
                 try:
-                    reply = self._client(adapter or self.model).invoke([(m["role"], m["content"]) for m in sent])
+                    reply = self._client(adapter or self.model).invoke(
+                        [(m["role"], m["content"]) for m in sent]
+                    )
                     break
                 except openai.NotFoundError as exc:
                     unknown = exc
@@ -550,9 +635,15 @@ class OpenAILLM(LLM):
             log.warning("OpenAI-compatible backend failed: %r", exc)
             return Completion(text="", adapter=adapter, error=self._error(exc), messages=sent, notice=notice)
         prompt_tokens, completion_tokens = self._usage(reply)
-        return Completion(text=str(reply.content).strip(), adapter=adapter,
-                          prompt_tokens=prompt_tokens or self._count(sent),
-                          completion_tokens=completion_tokens, truncated=cut, messages=sent, notice=notice)
+        return Completion(
+            text=str(reply.content).strip(),
+            adapter=adapter,
+            prompt_tokens=prompt_tokens or self._count(sent),
+            completion_tokens=completion_tokens,
+            truncated=cut,
+            messages=sent,
+            notice=notice,
+        )
 
     def stream(self, messages, track="default"):
         state: dict = {"adapter": None, "notice": None, "sent": messages, "cut": False, "usage": (0, 0)}
@@ -583,21 +674,35 @@ class OpenAILLM(LLM):
         def finish(written, failure):
             if failure is not None:
                 log.warning("OpenAI-compatible streaming failed: %r", failure)
-            return Completion(text=written.strip(), adapter=state["adapter"],
-                              error=self._error(failure) if failure is not None else None,
-                              prompt_tokens=state["usage"][0] or self._count(state["sent"]),
-                              completion_tokens=state["usage"][1],
-                              truncated=state["cut"], messages=state["sent"], notice=state["notice"])
+            return Completion(
+                text=written.strip(),
+                adapter=state["adapter"],
+                error=self._error(failure) if failure is not None else None,
+                prompt_tokens=state["usage"][0] or self._count(state["sent"]),
+                completion_tokens=state["usage"][1],
+                truncated=state["cut"],
+                messages=state["sent"],
+                notice=state["notice"],
+            )
 
         return Stream(pieces, finish)
 
 
 def make_llm(settings, engine: Engine | None, chat_model: Callable[[], object]) -> LLM:
     """The backend named by APPRENTI_LLM_BACKEND. `chat_model` loads the local model when needed."""
-    common = {"max_new_tokens": settings.max_new_tokens, "temperature": settings.temperature,
-              "max_prompt_tokens": settings.max_prompt_tokens}
+    common = {
+        "max_new_tokens": settings.max_new_tokens,
+        "temperature": settings.temperature,
+        "max_prompt_tokens": settings.max_prompt_tokens,
+    }
     if settings.llm_backend == "openai":
-        return OpenAILLM(settings.openai_base_url, model=settings.openai_model or settings.base_model,
-                         api_key=settings.openai_api_key, engine=engine, timeout=settings.llm_timeout,
-                         tokenizer=settings.base_model, **common)
+        return OpenAILLM(
+            settings.openai_base_url,
+            model=settings.openai_model or settings.base_model,
+            api_key=settings.openai_api_key,
+            engine=engine,
+            timeout=settings.llm_timeout,
+            tokenizer=settings.base_model,
+            **common,
+        )
     return LocalLLM(chat_model(), engine, timeout=settings.llm_timeout, **common)

@@ -29,23 +29,44 @@ log = logging.getLogger("apprenti.metrics")
 ACK_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 3.0, 5.0)
 ANSWER_BUCKETS = (0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 20.0, 30.0, 60.0, 120.0)
 
-ACK_SECONDS = Histogram("apprenti_ack_seconds", "Time from a Slack request's arrival to its acknowledgement.",
-                        ["kind"], buckets=ACK_BUCKETS)
-ANSWER_SECONDS = Histogram("apprenti_answer_seconds", "Time to produce an answer (retrieval, prompt, model).",
-                           ["mode"], buckets=ANSWER_BUCKETS)
-ANSWERS = Counter("apprenti_answers", "Answers produced, by mode, adapter (base: none) and outcome.",
-                  ["mode", "adapter", "outcome"])
-FEEDBACK = Counter("apprenti_feedback", "Votes on answers (up or down); feedback rate = this / answers.",
-                   ["vote"])
-RETRIEVAL = Counter("apprenti_retrieval", "Questions that retrieved: hit (passages cited), miss (none good "
-                    "enough) or error (index unavailable).", ["result"])
+ACK_SECONDS = Histogram(
+    "apprenti_ack_seconds",
+    "Time from a Slack request's arrival to its acknowledgement.",
+    ["kind"],
+    buckets=ACK_BUCKETS,
+)
+ANSWER_SECONDS = Histogram(
+    "apprenti_answer_seconds",
+    "Time to produce an answer (retrieval, prompt, model).",
+    ["mode"],
+    buckets=ANSWER_BUCKETS,
+)
+ANSWERS = Counter(
+    "apprenti_answers",
+    "Answers produced, by mode, adapter (base: none) and outcome.",
+    ["mode", "adapter", "outcome"],
+)
+FEEDBACK = Counter(
+    "apprenti_feedback", "Votes on answers (up or down); feedback rate = this / answers.", ["vote"]
+)
+RETRIEVAL = Counter(
+    "apprenti_retrieval",
+    "Questions that retrieved: hit (passages cited), miss (none good enough) or error (index unavailable).",
+    ["result"],
+)
 QUEUE_DEPTH = Gauge("apprenti_queue_depth", "Jobs waiting or running in this process, by queue.", ["queue"])
 
 
 # Interactivity payload types kept as labels; anything else (a forged request is parsed before Bolt
 # checks its signature) is "other", so no request can grow the label set.
-INTERACTIVE_KINDS = {"block_actions", "block_suggestion", "view_submission", "view_closed", "shortcut",
-                     "message_action"}
+INTERACTIVE_KINDS = {
+    "block_actions",
+    "block_suggestion",
+    "view_submission",
+    "view_closed",
+    "shortcut",
+    "message_action",
+}
 
 
 def kind_of(body: dict) -> str:
@@ -68,8 +89,9 @@ def observe_answer(answer, seconds: float | None = None) -> None:
         return
     seconds = answer.latency_ms / 1000 if seconds is None else seconds
     ANSWER_SECONDS.labels(mode=answer.mode).observe(seconds)
-    ANSWERS.labels(mode=answer.mode, adapter=answer.adapter or "base",
-                   outcome="error" if answer.error else "ok").inc()
+    ANSWERS.labels(
+        mode=answer.mode, adapter=answer.adapter or "base", outcome="error" if answer.error else "ok"
+    ).inc()
     if answer.sources:
         RETRIEVAL.labels(result="hit").inc()
     elif text.NO_SOURCE in answer.notices:
@@ -115,14 +137,23 @@ class DatabaseCollector:
     def _read(engine: Engine) -> list:
         from storage.models import RunStatus, TrainingRun
 
-        runs = GaugeMetricFamily("apprenti_training_runs", "Training runs in the database, by track and status "
-                                 "(queued, running, succeeded, failed, rejected by the gate).",
-                                 labels=["track", "status"])
-        verdicts = GaugeMetricFamily("apprenti_gate_verdicts", "Gate verdicts on trained candidates, by track: "
-                                     "passed (the run succeeded) or failed (rejected).", labels=["track", "verdict"])
+        runs = GaugeMetricFamily(
+            "apprenti_training_runs",
+            "Training runs in the database, by track and status "
+            "(queued, running, succeeded, failed, rejected by the gate).",
+            labels=["track", "status"],
+        )
+        verdicts = GaugeMetricFamily(
+            "apprenti_gate_verdicts",
+            "Gate verdicts on trained candidates, by track: passed (the run succeeded) or failed (rejected).",
+            labels=["track", "verdict"],
+        )
         with engine.connect() as conn:
-            rows = conn.execute(select(TrainingRun.track, TrainingRun.status, func.count())
-                                .group_by(TrainingRun.track, TrainingRun.status)).all()
+            rows = conn.execute(
+                select(TrainingRun.track, TrainingRun.status, func.count()).group_by(
+                    TrainingRun.track, TrainingRun.status
+                )
+            ).all()
         for track, status, count in rows:
             runs.add_metric([track, status], count)
             if status in (RunStatus.succeeded.value, RunStatus.rejected.value):

@@ -16,8 +16,12 @@ class ProfileError(Exception):
 
 
 class Profiles:
-    def __init__(self, default: Profile | None = None, channels: dict[str, Profile] | None = None,
-                 source: str | None = None):
+    def __init__(
+        self,
+        default: Profile | None = None,
+        channels: dict[str, Profile] | None = None,
+        source: str | None = None,
+    ):
         self.default = default or Profile()
         self.channels = channels or {}
         self.source = source
@@ -89,11 +93,16 @@ def load_profiles(path: str | Path | None) -> Profiles:
         raise ProfileError(f"{path}: expected a mapping with `default:` and `channels:`")
     unknown = sorted(set(data) - {"default", "channels"})
     if unknown:
-        raise ProfileError(f"{path}: unknown top-level key(s) {', '.join(unknown)}; allowed: default, channels")
+        raise ProfileError(
+            f"{path}: unknown top-level key(s) {', '.join(unknown)}; allowed: default, channels"
+        )
     source = str(path)
     default = _profile(data.get("default"), "default", source)
     channels_data = data.get("channels") or {}
     if not isinstance(channels_data, dict):
         raise ProfileError(f"{path}: `channels:` must map channel ids to profiles")
-    channels = {str(cid): _profile(conf, f"channels.{cid}", source, base=default) for cid, conf in channels_data.items()}
+    channels = {
+        str(cid): _profile(conf, f"channels.{cid}", source, base=default)
+        for cid, conf in channels_data.items()
+    }
     return Profiles(default, channels, source)

@@ -64,8 +64,14 @@ class Roles:
     (usergroups.users.list); group memberships are cached for `ttl` seconds. If a group cannot be
     resolved, its members get no role from it (refusing is the safe failure) and the error is logged."""
 
-    def __init__(self, admins: Iterable[str] = (), reviewers: Iterable[str] = (), auditors: Iterable[str] = (),
-                 list_group_members: Callable[[str], list[str]] | None = None, ttl: float = 300.0):
+    def __init__(
+        self,
+        admins: Iterable[str] = (),
+        reviewers: Iterable[str] = (),
+        auditors: Iterable[str] = (),
+        list_group_members: Callable[[str], list[str]] | None = None,
+        ttl: float = 300.0,
+    ):
         self.entries = {ADMIN: list(admins), REVIEWER: list(reviewers), AUDITOR: list(auditors)}
         self._list = list_group_members
         self.ttl = ttl
@@ -84,7 +90,9 @@ class Roles:
         try:
             members = frozenset(self._list(group))
         except Exception as exc:  # noqa: BLE001 - a Slack outage must refuse, not crash the request
-            log.error("cannot list the members of user group %s (%s); treating it as empty for now", group, exc)
+            log.error(
+                "cannot list the members of user group %s (%s); treating it as empty for now", group, exc
+            )
             return cached[1] if cached else frozenset()
         with self._lock:
             self._cache[group] = (now, members)

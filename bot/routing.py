@@ -25,24 +25,30 @@ KINDS = ("fact", "behaviour", "both")
 # Lines that belong to a template, not to what the answer says.
 _TEMPLATE_LINE = re.compile(
     r"^\s*(?:[-*•>#]+\s*)?\**\s*(?:answer|r[ée]ponse|source|sources|tl;?dr|summary|r[ée]sum[ée]|note|"
-    r"in short|en bref|steps?|[ée]tapes?|contact|help ?desk)\s*\**\s*:", re.IGNORECASE)
-_SOURCE_LINE = re.compile(r"^\s*(?:[-*•>#]+\s*)?\**\s*(?:sources?|contact|help ?desk|see|voir)\s*\**\s*:",
-                          re.IGNORECASE)
+    r"in short|en bref|steps?|[ée]tapes?|contact|help ?desk)\s*\**\s*:",
+    re.IGNORECASE,
+)
+_SOURCE_LINE = re.compile(
+    r"^\s*(?:[-*•>#]+\s*)?\**\s*(?:sources?|contact|help ?desk|see|voir)\s*\**\s*:", re.IGNORECASE
+)
 _BULLET = re.compile(r"^\s*(?:[-*•]|\d+[.)])\s+")
 _EMPHASIS = re.compile(r"\*\*|__|`|^#+\s", re.MULTILINE)
 _TOKEN = re.compile(r"[\w@./:+-]+", re.UNICODE)
 _SENTENCES = re.compile(r"(?<=[.!?:;])\s+")
 
 # Words that set the tone or open and close a message: changing them is behaviour.
-TONE_WORDS = frozenset("""
+TONE_WORDS = frozenset(
+    """
 hi hello hey dear thanks thank please sorry afraid kindly regards cheers best welcome glad happy hope
 great sure ok okay certainly absolutely unfortunately yes no nope yep yeah hmm well just simply basically
 obviously course really quite very let know feel free tu toi ton ta tes vous votre vos bonjour salut coucou merci svp stp plait desole desolee malheureusement
 cordialement bien belle journee oui non bienvenue volontiers hesitez hesite hesiter n'hesitez bonne
-""".split())
+""".split()
+)
 
 # Words that name a quantity, a rank or a date: a fact, like a digit ("one"/"un" are too often articles).
-FACT_WORDS = frozenset("""
+FACT_WORDS = frozenset(
+    """
 two three four five six seven eight nine ten eleven twelve twenty thirty forty fifty hundred thousand
 first second third fourth fifth sixth seventh eighth ninth tenth half twice daily weekly monthly yearly
 monday tuesday wednesday thursday friday saturday sunday january february march april june july
@@ -51,9 +57,11 @@ deux trois quatre cinq six sept huit neuf dix onze douze vingt trente quarante c
 premier premiere deuxieme troisieme quatrieme cinquieme moitie double
 lundi mardi mercredi jeudi vendredi samedi dimanche janvier fevrier mars avril mai juin juillet aout
 septembre octobre novembre decembre
-""".split())
+""".split()
+)
 
-_STOPWORDS = frozenset("""
+_STOPWORDS = frozenset(
+    """
 a an the and or but if of to in on at by for from with without into onto over under about as is are was
 were be been being am do does did done have has had having can could will would shall should may might
 must it its it's this that these those there here then than so such not no nor only also too very
@@ -66,7 +74,8 @@ sont etait etaient etre ete a ai as avons avez ont avait avaient peut peuvent do
 faire ce cet cette ces il elle ils elles on nous vous je tu me te se lui leur leurs mon ma mes ton ta tes
 son sa ses notre nos votre vos qui que quoi dont ou quand comment pourquoi tout tous toute toutes plus
 moins aussi tres bien ne pas n y c s j qu ca cela ceci deja encore puis alors donc
-""".split())
+""".split()
+)
 
 
 @dataclass(frozen=True)
@@ -133,14 +142,38 @@ def _read(text: str) -> _Reading:
                     facts.add(folded.rstrip("."))
                 elif len(folded) > 2 and folded not in _STOPWORDS and folded not in TONE_WORDS:
                     words.add(folded)
-    return _Reading(facts, words, tone, template, bullets, len(_EMPHASIS.findall(text or "")), len(lines),
-                    len((text or "").strip()))
+    return _Reading(
+        facts,
+        words,
+        tone,
+        template,
+        bullets,
+        len(_EMPHASIS.findall(text or "")),
+        len(lines),
+        len((text or "").strip()),
+    )
 
 
 def _stem(word: str) -> str:
     """A crude stem, enough to see "reimbursed" and "reimbursement" as one word."""
-    for suffix in ("ements", "ement", "ments", "ment", "ings", "ing", "ions", "ion", "ees", "ee", "es", "ed",
-                   "ly", "er", "s", "e"):
+    for suffix in (
+        "ements",
+        "ement",
+        "ments",
+        "ment",
+        "ings",
+        "ing",
+        "ions",
+        "ion",
+        "ees",
+        "ee",
+        "es",
+        "ed",
+        "ly",
+        "er",
+        "s",
+        "e",
+    ):
         if len(word) > len(suffix) + 3 and word.endswith(suffix):
             return word[: -len(suffix)]
     return word

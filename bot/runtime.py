@@ -26,15 +26,18 @@ def _without_credentials(url: str) -> str:
 def plugin_config(settings: Settings) -> dict:
     """The settings as plugins see them at startup: no secrets, no credentials in any URL."""
     config = settings.model_dump(mode="json", exclude=set(SECRET_SETTINGS))
-    return {key: _without_credentials(value) if key.endswith("_url") and isinstance(value, str) else value
-            for key, value in config.items()}
+    return {
+        key: _without_credentials(value) if key.endswith("_url") and isinstance(value, str) else value
+        for key, value in config.items()
+    }
 
 
 class Runtime:
     """Everything a process needs, built lazily so `apprenti doctor` or `--help` stay fast."""
 
-    def __init__(self, settings: Settings | None = None, *, plugins_extra: dict | None = None,
-                 entrypoints: bool = True):
+    def __init__(
+        self, settings: Settings | None = None, *, plugins_extra: dict | None = None, entrypoints: bool = True
+    ):
         self.settings = settings or load_settings()
         self._plugins_extra = plugins_extra
         self._entrypoints = entrypoints
@@ -59,16 +62,25 @@ class Runtime:
         from plugins.manager import PluginError, make_manager
 
         try:
-            pm = make_manager(self.settings.plugins, entrypoints=self._entrypoints,
-                              trace=self.settings.trace_plugins, extra=self._plugins_extra)
+            pm = make_manager(
+                self.settings.plugins,
+                entrypoints=self._entrypoints,
+                trace=self.settings.trace_plugins,
+                extra=self._plugins_extra,
+            )
         except PluginError as exc:
             raise SettingsError(str(exc)) from None
         if self.settings.pii == "on" and not pm.hook.find_pii.get_hookimpls():
-            raise SettingsError("No PII plugin is loaded (none implements find_pii), so personal data would be "
-                                "stored unmasked. Load one (APPRENTI_PLUGINS, e.g. add pii), or set "
-                                "APPRENTI_PII=off to run without masking on purpose.")
-        pm.hook.startup(config=plugin_config(self.settings), database=lambda: self.engine,
-                        documents=lambda: self.documents)
+            raise SettingsError(
+                "No PII plugin is loaded (none implements find_pii), so personal data would be "
+                "stored unmasked. Load one (APPRENTI_PLUGINS, e.g. add pii), or set "
+                "APPRENTI_PII=off to run without masking on purpose."
+            )
+        pm.hook.startup(
+            config=plugin_config(self.settings),
+            database=lambda: self.engine,
+            documents=lambda: self.documents,
+        )
         return pm
 
     @cached_property
@@ -139,8 +151,9 @@ class Runtime:
         from bot.llm import make_llm
 
         if self.settings.llm_backend == "openai" and not self.settings.openai_base_url:
-            raise SettingsError("APPRENTI_LLM_BACKEND=openai needs APPRENTI_OPENAI_BASE_URL "
-                                "(e.g. http://gpu-box:8000/v1)")
+            raise SettingsError(
+                "APPRENTI_LLM_BACKEND=openai needs APPRENTI_OPENAI_BASE_URL (e.g. http://gpu-box:8000/v1)"
+            )
         return make_llm(self.settings, self.engine, lambda: self.chat_model)
 
     @cached_property
@@ -149,8 +162,18 @@ class Runtime:
 
         s = self.settings
         profiles = self.profiles  # validated before the model loads: config errors come first
-        return Assistant(self.engine, self.plugins, self.llm, profiles, rag_k=s.rag_k,
-                         rag_threshold=s.rag_threshold, fewshot_k=s.fewshot_k, layout=self.prompt_layout,
-                         plain_passages=s.plain_passages, plain_chars=s.plain_chars,
-                         team_answer_threshold=s.team_answer_threshold,
-                         team_answer_min=s.team_answer_min, team_answer_k=s.team_answer_k)
+        return Assistant(
+            self.engine,
+            self.plugins,
+            self.llm,
+            profiles,
+            rag_k=s.rag_k,
+            rag_threshold=s.rag_threshold,
+            fewshot_k=s.fewshot_k,
+            layout=self.prompt_layout,
+            plain_passages=s.plain_passages,
+            plain_chars=s.plain_chars,
+            team_answer_threshold=s.team_answer_threshold,
+            team_answer_min=s.team_answer_min,
+            team_answer_k=s.team_answer_k,
+        )

@@ -76,7 +76,9 @@ def in_quiet_hours(quiet_hours: str | None, now: datetime) -> bool:
     return start <= hour < end if start <= end else (hour >= start or hour < end)
 
 
-def readiness(engine, settings, track: str, *, force: bool = False, now: datetime | None = None) -> TrackReadiness:
+def readiness(
+    engine, settings, track: str, *, force: bool = False, now: datetime | None = None
+) -> TrackReadiness:
     """Whether a track should train now, and if not, every reason why."""
     now = now or utcnow()
     approved = count_examples(engine, status=ExampleStatus.approved.value, track=track)
@@ -85,9 +87,15 @@ def readiness(engine, settings, track: str, *, force: bool = False, now: datetim
     finished = [r for r in runs if r.status not in (RunStatus.queued.value, RunStatus.running.value)]
     today = [r for r in runs if r.created_at >= now - timedelta(days=1)]
     flight = active_run(engine, track)
-    state = TrackReadiness(track=track, approved=approved, unused=unused,
-                           threshold=settings.train_threshold, in_flight=flight.id if flight else None,
-                           last_run_at=finished[0].created_at if finished else None, runs_today=len(today))
+    state = TrackReadiness(
+        track=track,
+        approved=approved,
+        unused=unused,
+        threshold=settings.train_threshold,
+        in_flight=flight.id if flight else None,
+        last_run_at=finished[0].created_at if finished else None,
+        runs_today=len(today),
+    )
     if flight:
         state.reasons.append(f"run #{flight.id} is already {flight.status}")
     if approved < settings.min_examples:
@@ -121,7 +129,11 @@ def spawn_training(runtime, run_id: int) -> subprocess.Popen:
     with open(log_path, "ab") as out:
         process = subprocess.Popen(
             [sys.executable, "-m", "bot.cli.main", "train", "--run", str(run_id), "--json"],
-            stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env, start_new_session=True,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            env=env,
+            start_new_session=True,
         )
     _PROCESSES[run_id] = process
     log.info("training run #%s started as pid %s (log %s)", run_id, process.pid, log_path)
@@ -140,7 +152,9 @@ def start_run(runtime, track: str, trigger: str, actor: str | None = None, *, fo
     try:
         spawn_training(runtime, run.id)
     except OSError as exc:
-        finish_run(runtime.engine, run.id, RunStatus.failed, error=f"cannot start the training process: {exc}")
+        finish_run(
+            runtime.engine, run.id, RunStatus.failed, error=f"cannot start the training process: {exc}"
+        )
         raise
     notify = runtime.notify
     if notify is not None:
@@ -208,8 +222,11 @@ def reap_runs(runtime=None) -> list[int]:
         process = _PROCESSES.pop(run.id, None)
         if process is not None and process.poll() is None:
             process.kill()
-        reason = ("the training process exited without finishing the run" if gone
-                  else f"no heartbeat for {runtime.settings.heartbeat_timeout} s")
+        reason = (
+            "the training process exited without finishing the run"
+            if gone
+            else f"no heartbeat for {runtime.settings.heartbeat_timeout} s"
+        )
         tail = _log_tail(run.log_path or str(runtime.settings.logs_dir / f"run-{run.id}.log"))
         if finish_run(engine, run.id, RunStatus.failed, error=f"{reason}\n{tail}".strip()):
             reaped.append(run.id)
@@ -223,7 +240,12 @@ def reap_runs(runtime=None) -> list[int]:
             # The training process has no Slack token: its starter posts the report.
             notify = runtime.notify
             run = get_run(engine, run_id)
-            if notify is not None and run is not None and run_id not in reaped and run.status not in ACTIVE_RUN_STATUSES:
+            if (
+                notify is not None
+                and run is not None
+                and run_id not in reaped
+                and run.status not in ACTIVE_RUN_STATUSES
+            ):
                 try:
                     notify.run_finished(run)
                 except Exception:  # noqa: BLE001 - a Slack failure must not stop the scheduler
@@ -239,8 +261,10 @@ def daily_summary(runtime=None) -> dict[str, Any]:
     summary = {
         "runs": len(runs),
         "by_status": {s: sum(r.status == s for r in runs) for s in {r.status for r in runs}},
-        "tracks": {t: readiness(runtime.engine, runtime.settings, t).to_json()
-                   for t in tracks_with_examples(runtime.engine)},
+        "tracks": {
+            t: readiness(runtime.engine, runtime.settings, t).to_json()
+            for t in tracks_with_examples(runtime.engine)
+        },
     }
     notify = runtime.notify
     if notify is not None:
@@ -282,7 +306,9 @@ def _with_retry(job):
             try:
                 return job(*args)
             except OperationalError as exc:
-                log.warning("database unavailable for %s (attempt %d): %s", job.__name__, attempt + 1, exc.orig)
+                log.warning(
+                    "database unavailable for %s (attempt %d): %s", job.__name__, attempt + 1, exc.orig
+                )
                 time.sleep(delay)
                 delay = min(delay * 2, 30)
         return None
@@ -332,18 +358,49 @@ def make_scheduler(runtime, *, start: bool = True):
     settings = runtime.settings
     # This scheduler's name in the lease table: two schedulers, even in one process, never share it.
     holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
-    scheduler = BackgroundScheduler(job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60})
-    scheduler.add_job(run_check, "interval", args=(runtime, holder), seconds=settings.scheduler_interval,
-                      id="apprenti-check", next_run_time=datetime.now())
-    scheduler.add_job(run_reaper, "interval", args=(runtime,), id="apprenti-reaper",
-                      seconds=max(5, min(60, settings.heartbeat_timeout // 3)))
+    scheduler = BackgroundScheduler(
+        job_defaults={"coalesce": True, "max_instances": 1, "misfire_grace_time": 60}
+    )
+    scheduler.add_job(
+        run_check,
+        "interval",
+        args=(runtime, holder),
+        seconds=settings.scheduler_interval,
+        id="apprenti-check",
+        next_run_time=datetime.now(),
+    )
+    scheduler.add_job(
+        run_reaper,
+        "interval",
+        args=(runtime,),
+        id="apprenti-reaper",
+        seconds=max(5, min(60, settings.heartbeat_timeout // 3)),
+    )
     # The summary's lease outlives every clock skew between processes and expires before the next day.
-    scheduler.add_job(_once("scheduler:daily-summary", timedelta(hours=12), daily_summary), "cron",
-                      args=(runtime, holder), hour=9, minute=0, id="apprenti-daily-summary")
-    scheduler.add_job(_once("scheduler:weekly-documents", timedelta(days=3), weekly_documents), "cron",
-                      args=(runtime, holder), day_of_week="mon", hour=9, minute=5, id="apprenti-weekly-documents")
-    scheduler.add_job(_once("scheduler:prune-events", timedelta(minutes=50), prune_processed_events),
-                      "interval", args=(runtime, holder), hours=1, id="apprenti-prune-events")
+    scheduler.add_job(
+        _once("scheduler:daily-summary", timedelta(hours=12), daily_summary),
+        "cron",
+        args=(runtime, holder),
+        hour=9,
+        minute=0,
+        id="apprenti-daily-summary",
+    )
+    scheduler.add_job(
+        _once("scheduler:weekly-documents", timedelta(days=3), weekly_documents),
+        "cron",
+        args=(runtime, holder),
+        day_of_week="mon",
+        hour=9,
+        minute=5,
+        id="apprenti-weekly-documents",
+    )
+    scheduler.add_job(
+        _once("scheduler:prune-events", timedelta(minutes=50), prune_processed_events),
+        "interval",
+        args=(runtime, holder),
+        hours=1,
+        id="apprenti-prune-events",
+    )
     if start:
         scheduler.start()
     return scheduler

@@ -45,9 +45,15 @@ def contains_answer(answer: str, accepted: tuple[str, ...] | list[str]) -> bool:
 def score(answer: str, item: AnswerItem) -> dict[str, Any]:
     """hit (None when the item has a reference only), f1 and, for a reference, rouge_l."""
     if item.answers:
-        return {"hit": contains_answer(answer, item.answers), "f1": round(m.token_f1(answer, list(item.answers)), 4)}
-    return {"hit": None, "f1": round(m.token_f1(answer, item.reference or ""), 4),
-            "rouge_l": round(m.rouge_l(answer, item.reference or ""), 4)}
+        return {
+            "hit": contains_answer(answer, item.answers),
+            "f1": round(m.token_f1(answer, list(item.answers)), 4),
+        }
+    return {
+        "hit": None,
+        "f1": round(m.token_f1(answer, item.reference or ""), 4),
+        "rouge_l": round(m.rouge_l(answer, item.reference or ""), 4),
+    }
 
 
 def load_items(path: str | Path, scored_by: tuple[str, ...] = ()) -> list[AnswerItem]:
@@ -79,10 +85,15 @@ def load_items(path: str | Path, scored_by: tuple[str, ...] = ()) -> list[Answer
             problems.append(f"line {number}: needs a non-empty 'question'")
         elif not isinstance(answers, list) or not all(isinstance(a, str) and a.strip() for a in answers):
             problems.append(f"line {number}: 'answers' must be a list of non-empty strings")
-        elif not answers and not (isinstance(reference, str) and reference.strip()) and not (
-                scored_by and any(k in obj for k in scored_by)):
-            problems.append(f"line {number}: needs 'answers' (accepted strings) or a 'reference'"
-                            + "".join(f" or a '{k}'" for k in scored_by))
+        elif (
+            not answers
+            and not (isinstance(reference, str) and reference.strip())
+            and not (scored_by and any(k in obj for k in scored_by))
+        ):
+            problems.append(
+                f"line {number}: needs 'answers' (accepted strings) or a 'reference'"
+                + "".join(f" or a '{k}'" for k in scored_by)
+            )
         else:
             extra = {k: v for k, v in obj.items() if k not in ("question", "answers", "reference")}
             items.append(AnswerItem(question.strip(), tuple(answers), reference, extra))
@@ -96,5 +107,8 @@ def load_items(path: str | Path, scored_by: tuple[str, ...] = ()) -> list[Answer
 def summarise(scored: list[dict[str, Any]]) -> dict[str, Any]:
     """count, accuracy (over items with accepted answers; None when none has), token_f1."""
     hits = [s["hit"] for s in scored if s.get("hit") is not None]
-    return {"count": len(scored), "accuracy": round(sum(hits) / len(hits), 4) if hits else None,
-            "token_f1": round(sum(s["f1"] for s in scored) / len(scored), 4) if scored else None}
+    return {
+        "count": len(scored),
+        "accuracy": round(sum(hits) / len(hits), 4) if hits else None,
+        "token_f1": round(sum(s["f1"] for s in scored) / len(scored), 4) if scored else None,
+    }

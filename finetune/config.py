@@ -30,8 +30,10 @@ class AdapterOptions:
         if self.r < 1:
             raise ValueError(f"LoRA rank must be at least 1, got {self.r}")
         if self.r > MAX_SERVABLE_RANK and not self.allow_high_rank:
-            raise ValueError(f"LoRA rank {self.r} is above {MAX_SERVABLE_RANK}: vLLM would refuse the adapter; "
-                             "pass allow_high_rank=True if you serve it elsewhere")
+            raise ValueError(
+                f"LoRA rank {self.r} is above {MAX_SERVABLE_RANK}: vLLM would refuse the adapter; "
+                "pass allow_high_rank=True if you serve it elsewhere"
+            )
         self.target_modules = tuple(self.target_modules)
 
     def to_peft_config(self, num_layers: int | None = None):
@@ -40,9 +42,16 @@ class AdapterOptions:
         layers = None
         if self.top_layers and num_layers and self.top_layers < num_layers:
             layers = list(range(num_layers - self.top_layers, num_layers))
-        return LoraConfig(r=self.r, lora_alpha=self.alpha, lora_dropout=self.dropout,
-                          target_modules=list(self.target_modules), bias="none", task_type="CAUSAL_LM",
-                          modules_to_save=None, layers_to_transform=layers)
+        return LoraConfig(
+            r=self.r,
+            lora_alpha=self.alpha,
+            lora_dropout=self.dropout,
+            target_modules=list(self.target_modules),
+            bias="none",
+            task_type="CAUSAL_LM",
+            modules_to_save=None,
+            layers_to_transform=layers,
+        )
 
 
 @dataclass

@@ -52,14 +52,18 @@ class NotEnoughExamples(Exception):
 
 
 # Words that only a French question uses (accents folded): they switch the labels to French.
-_FRENCH = frozenset("""quel quelle quels quelles combien comment pourquoi quand ou est sont dois doit faut peut
-peux puis je nous vous le la les un une des du de au aux dans pour avec sur qui que qu est-ce""".split())
+_FRENCH = frozenset(
+    """quel quelle quels quelles combien comment pourquoi quand ou est sont dois doit faut peut
+peux puis je nous vous le la les un une des du de au aux dans pour avec sur qui que qu est-ce""".split()
+)
 
 
 def looks_french(text: str) -> bool:
     words = re.findall(r"[a-zàâçéèêëîïôûùüÿœ'-]+", (text or "").lower())
     words = [w.split("'")[-1] for w in words]
-    return sum(w in _FRENCH for w in words) >= 2 or bool(re.search(r"\b(qu'|est-ce|combien|pourquoi)", text.lower()))
+    return sum(w in _FRENCH for w in words) >= 2 or bool(
+        re.search(r"\b(qu'|est-ce|combien|pourquoi)", text.lower())
+    )
 
 
 def user_message(question: str, context: str | None = None) -> str:
@@ -85,7 +89,9 @@ def split_user_message(text: str) -> tuple[str, str | None]:
     return text, None
 
 
-def prompt_messages(question: str, context: str | None = None, system_prompt: str | None = None) -> list[dict]:
+def prompt_messages(
+    question: str, context: str | None = None, system_prompt: str | None = None
+) -> list[dict]:
     messages = [{"role": "system", "content": system_prompt}] if system_prompt else []
     messages.append({"role": "user", "content": user_message(question, context)})
     return messages
@@ -99,7 +105,9 @@ def to_record(example: Example, system_prompt: str | None = DEFAULT_SYSTEM_PROMP
     }
 
 
-def to_preference(example: Example, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT) -> dict[str, Any] | None:
+def to_preference(
+    example: Example, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT
+) -> dict[str, Any] | None:
     """A (corrected, original) preference pair for DPO, or None when there is no distinct original."""
     original = (example.original_answer or "").strip()
     if not original or normalise(original) == normalise(example.corrected_answer):
@@ -154,14 +162,22 @@ def _key(example: Example) -> tuple[str, str]:
 
 def fingerprint(train: Sequence[dict], test: Sequence[dict], system_prompt: str | None) -> str:
     """sha256 of the canonical dataset: order-independent, id-independent, exactly what training sees."""
-    rows = sorted(json.dumps({"split": split, "record": rec}, sort_keys=True, ensure_ascii=False)
-                  for split, records in (("train", train), ("test", test)) for rec in records)
+    rows = sorted(
+        json.dumps({"split": split, "record": rec}, sort_keys=True, ensure_ascii=False)
+        for split, records in (("train", train), ("test", test))
+        for rec in records
+    )
     canonical = json.dumps({"system_prompt": system_prompt, "rows": rows}, sort_keys=True, ensure_ascii=False)
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-def prepare(examples: Iterable[Example], *, track: str = "default", system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
-            min_examples: int = 1) -> TrainingSet:
+def prepare(
+    examples: Iterable[Example],
+    *,
+    track: str = "default",
+    system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
+    min_examples: int = 1,
+) -> TrainingSet:
     """Deduplicate, drop contradictions, split and fingerprint approved examples (no database access).
 
     Raises NotEnoughExamples when fewer than `min_examples` usable pairs remain."""
@@ -224,19 +240,34 @@ def flag_contradictions(engine: Engine, dataset: TrainingSet, track: str) -> Non
         ).all()
         for row in flagged:
             if row.id not in dataset.contradictions:
-                session.execute(update(Example).where(Example.id == row.id).values(flag=None, updated_at=utcnow()))
+                session.execute(
+                    update(Example).where(Example.id == row.id).values(flag=None, updated_at=utcnow())
+                )
         for example_id, others in dataset.contradictions.items():
-            note = f"{CONTRADICTION_FLAG}: same question approved with a different answer in " + ", ".join(
-                f"#{i}" for i in others) + "; reject or edit one of them"
-            result = session.execute(update(Example).where(Example.id == example_id, (Example.flag.is_(None)) | (
-                Example.flag != note)).values(flag=note, updated_at=utcnow()))
+            note = (
+                f"{CONTRADICTION_FLAG}: same question approved with a different answer in "
+                + ", ".join(f"#{i}" for i in others)
+                + "; reject or edit one of them"
+            )
+            result = session.execute(
+                update(Example)
+                .where(Example.id == example_id, (Example.flag.is_(None)) | (Example.flag != note))
+                .values(flag=note, updated_at=utcnow())
+            )
             if result.rowcount:
-                audit_record(session, "system", "example.flag", f"example:{example_id}", reason=CONTRADICTION_FLAG,
-                             conflicts=others)
+                audit_record(
+                    session,
+                    "system",
+                    "example.flag",
+                    f"example:{example_id}",
+                    reason=CONTRADICTION_FLAG,
+                    conflicts=others,
+                )
 
 
-def build_dataset(engine: Engine, track: str, *, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT,
-                  min_examples: int = 50) -> TrainingSet:
+def build_dataset(
+    engine: Engine, track: str, *, system_prompt: str | None = DEFAULT_SYSTEM_PROMPT, min_examples: int = 50
+) -> TrainingSet:
     """The training set of a track from its approved behaviour and both pairs (facts go to the knowledge
     base); contradictions are flagged in the database even when the set turns out too small to train."""
     examples = training_examples(engine, track)

@@ -59,7 +59,9 @@ class GateConfig:
 
     def __post_init__(self):
         if self.target_metric not in TARGET_METRICS:
-            raise ValueError(f"unknown gate metric {self.target_metric!r}; choose one of {', '.join(TARGET_METRICS)}")
+            raise ValueError(
+                f"unknown gate metric {self.target_metric!r}; choose one of {', '.join(TARGET_METRICS)}"
+            )
 
 
 @dataclass
@@ -78,7 +80,9 @@ class Evaluation:
     """Scores per model ("candidate", the active adapter's name, "base") and per set."""
 
     scores: dict[str, dict[str, dict[str, float]]] = field(default_factory=dict)
-    samples: dict[str, list[dict[str, Any]]] = field(default_factory=dict)  # a few answers per model, for the report
+    samples: dict[str, list[dict[str, Any]]] = field(
+        default_factory=dict
+    )  # a few answers per model, for the report
     active: str | None = None
     candidate: str = "candidate"
 
@@ -93,8 +97,11 @@ def _reference(record: dict) -> str:
     return record["completion"][-1]["content"]
 
 
-def score_answers(predictions: Sequence[str], references: Sequence[Sequence[str] | str],
-                  check_format: FormatCheck | None = None) -> dict[str, float]:
+def score_answers(
+    predictions: Sequence[str],
+    references: Sequence[Sequence[str] | str],
+    check_format: FormatCheck | None = None,
+) -> dict[str, float]:
     n = len(predictions)
     if n == 0:
         return {"count": 0}
@@ -111,35 +118,57 @@ def score_answers(predictions: Sequence[str], references: Sequence[Sequence[str]
     return result
 
 
-def _answers(chat_model, adapter: str | None, prompts: Sequence[list[dict]], options: EvalOptions,
-             max_new_tokens: int | None = None) -> list[str]:
+def _answers(
+    chat_model,
+    adapter: str | None,
+    prompts: Sequence[list[dict]],
+    options: EvalOptions,
+    max_new_tokens: int | None = None,
+) -> list[str]:
     """Greedy answers, batched when the model can (ChatModel.generate_batch)."""
     limit = max_new_tokens or options.max_new_tokens
     if adapter is None and options.cache_dir is not None:
         return _cached_base_answers(chat_model, prompts, options, limit)
     if hasattr(chat_model, "generate_batch"):
-        outs = chat_model.generate_batch([list(p) for p in prompts], adapter=adapter, max_new_tokens=limit,
-                                         max_prompt_tokens=options.max_prompt_tokens, batch_size=options.batch_size)
+        outs = chat_model.generate_batch(
+            [list(p) for p in prompts],
+            adapter=adapter,
+            max_new_tokens=limit,
+            max_prompt_tokens=options.max_prompt_tokens,
+            batch_size=options.batch_size,
+        )
         return [o.text for o in outs]
-    return [chat_model.generate(list(p), adapter=adapter, max_new_tokens=limit,
-                                max_prompt_tokens=options.max_prompt_tokens).text for p in prompts]
+    return [
+        chat_model.generate(
+            list(p), adapter=adapter, max_new_tokens=limit, max_prompt_tokens=options.max_prompt_tokens
+        ).text
+        for p in prompts
+    ]
 
 
-def _cached_base_answers(chat_model, prompts: Sequence[list[dict]], options: EvalOptions, limit: int) -> list[str]:
+def _cached_base_answers(
+    chat_model, prompts: Sequence[list[dict]], options: EvalOptions, limit: int
+) -> list[str]:
     """The base model's greedy answers, from the cache where a run already computed them."""
     import hashlib
 
     folder = Path(options.cache_dir)
-    path = folder / f"base-{hashlib.sha256(str(getattr(chat_model, 'name', '')).encode()).hexdigest()[:16]}.json"
+    path = (
+        folder / f"base-{hashlib.sha256(str(getattr(chat_model, 'name', '')).encode()).hexdigest()[:16]}.json"
+    )
     try:
         cache = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         cache = {}
-    keys = [hashlib.sha256(json.dumps([p, limit, options.max_prompt_tokens], sort_keys=True).encode()).hexdigest()
-            for p in prompts]
+    keys = [
+        hashlib.sha256(json.dumps([p, limit, options.max_prompt_tokens], sort_keys=True).encode()).hexdigest()
+        for p in prompts
+    ]
     missing = [i for i, k in enumerate(keys) if k not in cache]
     if missing:
-        fresh = _answers(chat_model, None, [prompts[i] for i in missing], replace(options, cache_dir=None), limit)
+        fresh = _answers(
+            chat_model, None, [prompts[i] for i in missing], replace(options, cache_dir=None), limit
+        )
         cache.update({keys[i]: text for i, text in zip(missing, fresh, strict=True)})
         try:
             folder.mkdir(parents=True, exist_ok=True)
@@ -191,7 +220,9 @@ def leaks(answer: str, template: Sequence[str]) -> bool:
     return bool(template) and any(_opening(line) in template for line in answer.splitlines())
 
 
-def _consistency(chat_model, adapter: str | None, prompts: Sequence[list[dict]], options: EvalOptions) -> float | None:
+def _consistency(
+    chat_model, adapter: str | None, prompts: Sequence[list[dict]], options: EvalOptions
+) -> float | None:
     if options.consistency_samples < 2 or not prompts:
         return None
     import torch
@@ -199,24 +230,38 @@ def _consistency(chat_model, adapter: str | None, prompts: Sequence[list[dict]],
     values = []
     for index, prompt in enumerate(prompts[: options.consistency_questions]):
         torch.manual_seed(index)
-        samples = [chat_model.generate(list(prompt), adapter=adapter, max_new_tokens=options.max_new_tokens,
-                                       temperature=options.temperature,
-                                       max_prompt_tokens=options.max_prompt_tokens).text
-                   for _ in range(options.consistency_samples)]
+        samples = [
+            chat_model.generate(
+                list(prompt),
+                adapter=adapter,
+                max_new_tokens=options.max_new_tokens,
+                temperature=options.temperature,
+                max_prompt_tokens=options.max_prompt_tokens,
+            ).text
+            for _ in range(options.consistency_samples)
+        ]
         values.append(m.consistency(samples))
     return sum(values) / len(values)
 
 
-def evaluate_model(chat_model, adapter: str | None, *, held_out: Sequence[dict] = (), golden: Sequence[dict] = (),
-                   general: Sequence[GeneralItem] = (), check_format: FormatCheck | None = None,
-                   options: EvalOptions | None = None) -> tuple[dict[str, dict[str, float]], list[dict]]:
+def evaluate_model(
+    chat_model,
+    adapter: str | None,
+    *,
+    held_out: Sequence[dict] = (),
+    golden: Sequence[dict] = (),
+    general: Sequence[GeneralItem] = (),
+    check_format: FormatCheck | None = None,
+    options: EvalOptions | None = None,
+) -> tuple[dict[str, dict[str, float]], list[dict]]:
     """Scores of one model (adapter None: the base model) per set; "target" is held-out + golden."""
     options = options or EvalOptions()
     target = list(held_out) + list(golden)
     prompts = [r["prompt"] for r in target]
     refs = [_reference(r) for r in target]
-    answers = _answers(chat_model, adapter, prompts, options,
-                       answer_budget(chat_model, refs, options.max_new_tokens))
+    answers = _answers(
+        chat_model, adapter, prompts, options, answer_budget(chat_model, refs, options.max_new_tokens)
+    )
     scores: dict[str, dict[str, float]] = {"target": score_answers(answers, refs, check_format)}
     if held_out and golden:
         split = len(held_out)
@@ -226,14 +271,23 @@ def evaluate_model(chat_model, adapter: str | None, *, held_out: Sequence[dict] 
     if consistency is not None:
         scores["target"]["consistency"] = consistency
     items = list(general)[: options.general_limit] if options.general_limit else list(general)
-    samples = [{"question": r["prompt"][-1]["content"], "reference": ref, "answer": a}
-               for r, ref, a in list(zip(target, refs, answers, strict=True))[:5]]
+    samples = [
+        {"question": r["prompt"][-1]["content"], "reference": ref, "answer": a}
+        for r, ref, a in list(zip(target, refs, answers, strict=True))[:5]
+    ]
     if items:
-        general_answers = _answers(chat_model, adapter, [i.messages(options.system_prompt) for i in items],
-                                   options, options.general_max_new_tokens)
+        general_answers = _answers(
+            chat_model,
+            adapter,
+            [i.messages(options.system_prompt) for i in items],
+            options,
+            options.general_max_new_tokens,
+        )
         scores.update(score_general(items, general_answers, template_lines(refs)))
-        samples += [{"question": i.question, "skill": i.skill, "answer": a, "general": True}
-                    for i, a in zip(items, general_answers, strict=True)]
+        samples += [
+            {"question": i.question, "skill": i.skill, "answer": a, "general": True}
+            for i, a in zip(items, general_answers, strict=True)
+        ]
     return scores, samples
 
 
@@ -244,14 +298,29 @@ def score_general(items: Sequence[GeneralItem], answers: Sequence[str], template
         by_skill.setdefault(item.skill, []).append(item.score(answer))
     values = [v for vs in by_skill.values() for v in vs]
     leaked = sum(leaks(a, template) for a in answers)
-    return {"general": {"count": len(items), "score": sum(values) / len(values),
-                        "leak_rate": leaked / len(answers), "leaks": leaked, "template": list(template)},
-            "general_by_skill": {k: sum(v) / len(v) for k, v in by_skill.items()}}
+    return {
+        "general": {
+            "count": len(items),
+            "score": sum(values) / len(values),
+            "leak_rate": leaked / len(answers),
+            "leaks": leaked,
+            "template": list(template),
+        },
+        "general_by_skill": {k: sum(v) / len(v) for k, v in by_skill.items()},
+    }
 
 
-def evaluate_candidate(chat_model, candidate: str, *, active: str | None = None, held_out: Sequence[dict] = (),
-                       golden: Sequence[dict] = (), general: Sequence[GeneralItem] = (),
-                       check_format: FormatCheck | None = None, options: EvalOptions | None = None) -> Evaluation:
+def evaluate_candidate(
+    chat_model,
+    candidate: str,
+    *,
+    active: str | None = None,
+    held_out: Sequence[dict] = (),
+    golden: Sequence[dict] = (),
+    general: Sequence[GeneralItem] = (),
+    check_format: FormatCheck | None = None,
+    options: EvalOptions | None = None,
+) -> Evaluation:
     """Evaluate the candidate, the active adapter (when there is one) and the base model; the adapters
     must already be loaded in `chat_model` under those names."""
     evaluation = Evaluation(active=active, candidate=candidate)
@@ -260,8 +329,14 @@ def evaluate_candidate(chat_model, candidate: str, *, active: str | None = None,
             continue
         log.info("evaluating %s", name)
         evaluation.scores[name], evaluation.samples[name] = evaluate_model(
-            chat_model, adapter, held_out=held_out, golden=golden, general=general, check_format=check_format,
-            options=options)
+            chat_model,
+            adapter,
+            held_out=held_out,
+            golden=golden,
+            general=general,
+            check_format=check_format,
+            options=options,
+        )
     return evaluation
 
 
@@ -276,26 +351,36 @@ def gate(evaluation: Evaluation, config: GateConfig | None = None) -> Verdict:
     ref = evaluation.score(reference, metric)
     if cand is None or ref is None:
         passed = False
-        reasons.append(f"no {metric} on held-out or golden data: nothing to compare (add a golden file or more "
-                       "examples so the test split is not empty)")
+        reasons.append(
+            f"no {metric} on held-out or golden data: nothing to compare (add a golden file or more "
+            "examples so the test split is not empty)"
+        )
     elif cand > ref + config.margin + 1e-9:
-        reasons.append(f"{metric} {cand:.3f} beats {reference} {ref:.3f} by more than the margin {config.margin:g}")
+        reasons.append(
+            f"{metric} {cand:.3f} beats {reference} {ref:.3f} by more than the margin {config.margin:g}"
+        )
     else:
         passed = False
-        reasons.append(f"{metric} {cand:.3f} does not beat {reference} {ref:.3f} by more than the margin "
-                       f"{config.margin:g}")
+        reasons.append(
+            f"{metric} {cand:.3f} does not beat {reference} {ref:.3f} by more than the margin "
+            f"{config.margin:g}"
+        )
 
     general = evaluation.score("candidate", "score", "general")
     baseline = evaluation.score(BASE, "score", "general")
     if general is not None and baseline is not None:
         floor = config.general_ratio * baseline - config.general_tolerance
         if general + 1e-9 >= floor:
-            reasons.append(f"general skills {general:.3f} >= {config.general_ratio:g} x base {baseline:.3f} "
-                           f"(tolerance {config.general_tolerance:g})")
+            reasons.append(
+                f"general skills {general:.3f} >= {config.general_ratio:g} x base {baseline:.3f} "
+                f"(tolerance {config.general_tolerance:g})"
+            )
         else:
             passed = False
-            reasons.append(f"general skills regressed: {general:.3f} < {config.general_ratio:g} x base {baseline:.3f} "
-                           f"(tolerance {config.general_tolerance:g})")
+            reasons.append(
+                f"general skills regressed: {general:.3f} < {config.general_ratio:g} x base {baseline:.3f} "
+                f"(tolerance {config.general_tolerance:g})"
+            )
 
     leak = evaluation.score("candidate", "leak_rate", "general")
     if leak is not None:
@@ -305,9 +390,13 @@ def gate(evaluation: Evaluation, config: GateConfig | None = None) -> Verdict:
             reasons.append(f"template kept out of general answers: leak rate {leak:.2f} <= {allowed:.2f}")
         else:
             passed = False
-            template = ", ".join(repr(t) for t in evaluation.scores["candidate"]["general"].get("template", []))
-            reasons.append(f"the track's template leaks into general answers: {leak:.2f} of them carry "
-                           f"{template} (allowed {allowed:.2f}, base model {base_leak:.2f})")
+            template = ", ".join(
+                repr(t) for t in evaluation.scores["candidate"]["general"].get("template", [])
+            )
+            reasons.append(
+                f"the track's template leaks into general answers: {leak:.2f} of them carry "
+                f"{template} (allowed {allowed:.2f}, base model {base_leak:.2f})"
+            )
 
     if config.format_not_lower:
         fmt_c = evaluation.score("candidate", "format_compliance")
@@ -322,29 +411,55 @@ def gate(evaluation: Evaluation, config: GateConfig | None = None) -> Verdict:
 
 
 # --- report -----------------------------------------------------------------------------------------
-_REPORT_METRICS = ("exact_match", "token_f1", "rouge_l", "bleu", "format_compliance", "consistency", "score",
-                   "leak_rate")
+_REPORT_METRICS = (
+    "exact_match",
+    "token_f1",
+    "rouge_l",
+    "bleu",
+    "format_compliance",
+    "consistency",
+    "score",
+    "leak_rate",
+)
 
 
 def _cell(value: Any) -> str:
     return "–" if value is None else f"{value:.3f}" if isinstance(value, float) else str(value)
 
 
-def report_markdown(name: str, evaluation: Evaluation, verdict: Verdict, *, dataset: dict | None = None,
-                    training: dict | None = None) -> str:
+def report_markdown(
+    name: str,
+    evaluation: Evaluation,
+    verdict: Verdict,
+    *,
+    dataset: dict | None = None,
+    training: dict | None = None,
+) -> str:
     models = ["candidate", *([evaluation.active] if evaluation.active else []), BASE]
     header = [name if m_ == "candidate" else m_ for m_ in models]
-    lines = [f"# Training report: {name}", "",
-             f"**Gate: {'passed' if verdict.passed else 'failed'}** (target {verdict.target_metric}, "
-             f"compared with {verdict.compared_to})", ""]
+    lines = [
+        f"# Training report: {name}",
+        "",
+        f"**Gate: {'passed' if verdict.passed else 'failed'}** (target {verdict.target_metric}, "
+        f"compared with {verdict.compared_to})",
+        "",
+    ]
     lines += [f"- {reason}" for reason in verdict.reasons] + [""]
-    for subset, title in (("target", "Held-out split and golden set"), ("held_out", "Held-out split"),
-                          ("golden", "Golden set"), ("general", "General skills")):
+    for subset, title in (
+        ("target", "Held-out split and golden set"),
+        ("held_out", "Held-out split"),
+        ("golden", "Golden set"),
+        ("general", "General skills"),
+    ):
         if not any(subset in evaluation.scores.get(m_, {}) for m_ in models):
             continue
         count = evaluation.score("candidate", "count", subset)
-        lines += [f"## {title} ({count} questions)", "", "| metric | " + " | ".join(header) + " |",
-                  "|---|" + "---|" * len(models)]
+        lines += [
+            f"## {title} ({count} questions)",
+            "",
+            "| metric | " + " | ".join(header) + " |",
+            "|---|" + "---|" * len(models),
+        ]
         for metric in _REPORT_METRICS:
             row = [evaluation.score(m_, metric, subset) for m_ in models]
             if any(v is not None for v in row):
@@ -352,11 +467,21 @@ def report_markdown(name: str, evaluation: Evaluation, verdict: Verdict, *, data
         lines.append("")
     skills = evaluation.scores.get("candidate", {}).get("general_by_skill")
     if skills:
-        lines += ["## General skills by skill (token F1)", "", "| skill | " + " | ".join(header) + " |",
-                  "|---|" + "---|" * len(models)]
+        lines += [
+            "## General skills by skill (token F1)",
+            "",
+            "| skill | " + " | ".join(header) + " |",
+            "|---|" + "---|" * len(models),
+        ]
         for skill in skills:
-            lines.append(f"| {skill} | " + " | ".join(
-                _cell(evaluation.scores.get(m_, {}).get("general_by_skill", {}).get(skill)) for m_ in models) + " |")
+            lines.append(
+                f"| {skill} | "
+                + " | ".join(
+                    _cell(evaluation.scores.get(m_, {}).get("general_by_skill", {}).get(skill))
+                    for m_ in models
+                )
+                + " |"
+            )
         lines.append("")
     if dataset:
         lines += ["## Dataset", "", "```json", json.dumps(dataset, indent=2), "```", ""]
@@ -366,8 +491,9 @@ def report_markdown(name: str, evaluation: Evaluation, verdict: Verdict, *, data
     return "\n".join(lines)
 
 
-def plot_report(path: str | Path, loss_log: Sequence[dict], history: Sequence[tuple[str, float]],
-                metric: str) -> Path:
+def plot_report(
+    path: str | Path, loss_log: Sequence[dict], history: Sequence[tuple[str, float]], metric: str
+) -> Path:
     """Loss curve (left) and the target metric per version (right) as a PNG."""
     import matplotlib
 
@@ -395,13 +521,23 @@ def plot_report(path: str | Path, loss_log: Sequence[dict], history: Sequence[tu
     return path
 
 
-def write_report(folder: str | Path, name: str, evaluation: Evaluation, verdict: Verdict, *,
-                 loss_log: Sequence[dict] = (), history: Sequence[tuple[str, float]] = (),
-                 dataset: dict | None = None, training: dict | None = None) -> tuple[Path, Path]:
+def write_report(
+    folder: str | Path,
+    name: str,
+    evaluation: Evaluation,
+    verdict: Verdict,
+    *,
+    loss_log: Sequence[dict] = (),
+    history: Sequence[tuple[str, float]] = (),
+    dataset: dict | None = None,
+    training: dict | None = None,
+) -> tuple[Path, Path]:
     """report.md and report.png in `folder` (the adapter's folder)."""
     folder = Path(folder)
     md = folder / "report.md"
-    md.write_text(report_markdown(name, evaluation, verdict, dataset=dataset, training=training), encoding="utf-8")
+    md.write_text(
+        report_markdown(name, evaluation, verdict, dataset=dataset, training=training), encoding="utf-8"
+    )
     metric = verdict.target_metric
     bars = list(history) + [(name, evaluation.score("candidate", metric) or 0.0)]
     png = plot_report(folder / "report.png", loss_log, bars, metric)

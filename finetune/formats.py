@@ -21,8 +21,14 @@ FORMATS = ("alpaca", "sharegpt", "openai")
 MAX_CHARS = 16_000  # ~4,000 tokens: a message longer than this cannot fit a training sequence
 HISTORY_HEADER = "Earlier in this conversation:"
 
-_SHAREGPT_ROLES = {"human": "user", "user": "user", "gpt": "assistant", "assistant": "assistant",
-                   "model": "assistant", "system": "system"}
+_SHAREGPT_ROLES = {
+    "human": "user",
+    "user": "user",
+    "gpt": "assistant",
+    "assistant": "assistant",
+    "model": "assistant",
+    "system": "system",
+}
 _OPENAI_ROLES = {"system", "user", "assistant"}
 
 
@@ -124,7 +130,9 @@ def read_json_records(path: str | Path, problems: list[Problem]) -> list[tuple[s
 
 
 # --- record parsers ---------------------------------------------------------------------------------
-def _text(value: Any, name: str, errors: list[str], *, required: bool = True, max_chars: int = MAX_CHARS) -> str | None:
+def _text(
+    value: Any, name: str, errors: list[str], *, required: bool = True, max_chars: int = MAX_CHARS
+) -> str | None:
     if value is None or (isinstance(value, str) and not value.strip()):
         if required:
             errors.append(f"{name} is missing or empty")
@@ -133,8 +141,10 @@ def _text(value: Any, name: str, errors: list[str], *, required: bool = True, ma
         errors.append(f"{name} must be a string, not {type(value).__name__}")
         return None
     if len(value) > max_chars:
-        errors.append(f"{name} has {len(value):,} characters (limit {max_chars:,}): too long to train on; "
-                      "shorten it or split the record")
+        errors.append(
+            f"{name} has {len(value):,} characters (limit {max_chars:,}): too long to train on; "
+            "shorten it or split the record"
+        )
         return None
     return value
 
@@ -151,8 +161,13 @@ def _history_context(turns: Sequence[tuple[str, str]], embedded: str | None) -> 
 
 def _pair(question: str, answer: str, history=(), system=None, rejected=None) -> Pair:
     question, embedded = split_user_message(question)
-    return Pair(question=question, answer=answer, context=_history_context(list(history), embedded),
-                system=system, rejected=rejected)
+    return Pair(
+        question=question,
+        answer=answer,
+        context=_history_context(list(history), embedded),
+        system=system,
+        rejected=rejected,
+    )
 
 
 def _parse_alpaca(obj: dict, errors: list[str], max_chars: int) -> Pair | None:
@@ -163,7 +178,8 @@ def _parse_alpaca(obj: dict, errors: list[str], max_chars: int) -> Pair | None:
     history = obj.get("history") or []
     turns: list[tuple[str, str]] = []
     if not isinstance(history, list) or not all(
-            isinstance(h, list | tuple) and len(h) == 2 and all(isinstance(x, str) for x in h) for h in history):
+        isinstance(h, list | tuple) and len(h) == 2 and all(isinstance(x, str) for x in h) for h in history
+    ):
         errors.append("history must be a list of [question, answer] string pairs")
     else:
         for q, a in history:
@@ -252,7 +268,9 @@ def _parse_openai(obj: dict, errors: list[str], max_chars: int) -> Pair | None:
             continue
         role = message.get("role")
         if role not in _OPENAI_ROLES:
-            errors.append(f"message {i} has an unsupported role {role!r} (expected system, user or assistant)")
+            errors.append(
+                f"message {i} has an unsupported role {role!r} (expected system, user or assistant)"
+            )
             continue
         content = _text(message.get("content"), f"message {i} ({role}) content", errors, max_chars=max_chars)
         if content is not None:
@@ -269,7 +287,10 @@ def _parse_openai(obj: dict, errors: list[str], max_chars: int) -> Pair | None:
 
 
 _PARSERS: dict[str, Callable[[dict, list[str], int], Pair | None]] = {
-    "alpaca": _parse_alpaca, "sharegpt": _parse_sharegpt, "openai": _parse_openai}
+    "alpaca": _parse_alpaca,
+    "sharegpt": _parse_sharegpt,
+    "openai": _parse_openai,
+}
 
 
 def parse_file(path: str | Path, fmt: str, *, max_chars: int = MAX_CHARS) -> ParseResult:
@@ -282,7 +303,9 @@ def parse_file(path: str | Path, fmt: str, *, max_chars: int = MAX_CHARS) -> Par
     for where, obj in read_json_records(path, result.problems):
         result.records += 1
         if not isinstance(obj, dict):
-            result.problems.append(Problem(where, f"a record must be a JSON object, not {type(obj).__name__}"))
+            result.problems.append(
+                Problem(where, f"a record must be a JSON object, not {type(obj).__name__}")
+            )
             continue
         errors: list[str] = []
         pair = parser(obj, errors, max_chars)
@@ -292,15 +315,18 @@ def parse_file(path: str | Path, fmt: str, *, max_chars: int = MAX_CHARS) -> Par
         if fmt == "openai":
             has_system.append((where, pair.system is not None))
             if obj.get("label") is False:
-                result.skipped.append(Problem(where, "label is false (a thumbs-down answer): not a training pair",
-                                              "warning"))
+                result.skipped.append(
+                    Problem(where, "label is false (a thumbs-down answer): not a training pair", "warning")
+                )
                 continue
         result.pairs.append(pair)
     with_system = sum(flag for _, flag in has_system)
     if 0 < with_system < len(has_system):
         result.problems += [
             Problem(where, f"no system message, while {with_system} other record(s) have one", "warning")
-            for where, flag in has_system if not flag]
+            for where, flag in has_system
+            if not flag
+        ]
     if result.records == 0 and not result.problems:
         result.problems.append(Problem("line 1", "the file holds no records"))
     return result
@@ -318,14 +344,20 @@ def to_format(pair: Pair, fmt: str, *, preference: bool = False) -> dict[str, An
         return record
     if fmt == "sharegpt":
         turns = ([{"from": "system", "value": pair.system}] if pair.system else []) + [
-            {"from": "human", "value": question}]
+            {"from": "human", "value": question}
+        ]
         if preference and pair.rejected:
-            return {"conversations": turns, "chosen": {"from": "gpt", "value": pair.answer},
-                    "rejected": {"from": "gpt", "value": pair.rejected}}
+            return {
+                "conversations": turns,
+                "chosen": {"from": "gpt", "value": pair.answer},
+                "rejected": {"from": "gpt", "value": pair.rejected},
+            }
         return {"conversations": [*turns, {"from": "gpt", "value": pair.answer}]}
     if fmt == "openai":
         messages = ([{"role": "system", "content": pair.system}] if pair.system else []) + [
-            {"role": "user", "content": question}, {"role": "assistant", "content": pair.answer}]
+            {"role": "user", "content": question},
+            {"role": "assistant", "content": pair.answer},
+        ]
         return {"messages": messages}
     raise FormatError(f"unknown format {fmt!r}; choose one of {', '.join(FORMATS)}")
 
@@ -352,12 +384,15 @@ def people_of(engine, examples: Iterable[Any]) -> list[str]:
     asked = [e.interaction_id for e in examples if e.interaction_id is not None]
     if asked:
         with session_scope(engine) as session:
-            people |= {u for u in session.exec(select(Interaction.user_id).where(Interaction.id.in_(asked))) if u}
+            people |= {
+                u for u in session.exec(select(Interaction.user_id).where(Interaction.id.in_(asked))) if u
+            }
     return sorted(people)
 
 
-def write_file(pairs: Iterable[Pair], fmt: str, path: str | Path, *, preference: bool = False,
-               actor: str = "cli") -> int:
+def write_file(
+    pairs: Iterable[Pair], fmt: str, path: str | Path, *, preference: bool = False, actor: str = "cli"
+) -> int:
     """Write pairs to `path`: a JSON array when it ends in .json, JSON Lines otherwise. Returns the count.
 
     Pairs read from the database (`training_pairs`) are recorded as an export of `path` with the ids
@@ -379,8 +414,16 @@ def write_file(pairs: Iterable[Pair], fmt: str, path: str | Path, *, preference:
         from storage.audit import record_export
 
         where = str(path.resolve())
-        record_export(pairs.engine, actor, where, pairs.people, count=len(records), file=where, format=fmt,
-                      sha256=hashlib.sha256(path.read_bytes()).hexdigest())
+        record_export(
+            pairs.engine,
+            actor,
+            where,
+            pairs.people,
+            count=len(records),
+            file=where,
+            format=fmt,
+            sha256=hashlib.sha256(path.read_bytes()).hexdigest(),
+        )
     return len(records)
 
 
@@ -407,8 +450,10 @@ def read_records(path: str | Path, system_prompt: str | None = None) -> list[dic
         raise FormatError(f"{path}: the file holds no records")
     fmt = detect_format(raw[0][1]) if isinstance(raw[0][1], dict) else None
     if fmt is None:
-        raise FormatError(f"{path}: {raw[0][0]}: unrecognised record; expected prompt/completion, messages, "
-                          "conversations or instruction/output")
+        raise FormatError(
+            f"{path}: {raw[0][0]}: unrecognised record; expected prompt/completion, messages, "
+            "conversations or instruction/output"
+        )
     if fmt == "prompt-completion":
         return [obj for _, obj in raw]
     result = parse_file(path, fmt)
@@ -416,14 +461,27 @@ def read_records(path: str | Path, system_prompt: str | None = None) -> list[dic
         raise FormatError(f"{path}: " + "; ".join(map(str, result.errors)))
     from finetune.dataset import prompt_messages
 
-    return [{"prompt": prompt_messages(p.question, p.context, p.system or system_prompt),
-             "completion": [{"role": "assistant", "content": p.answer}]} for p in result.pairs]
+    return [
+        {
+            "prompt": prompt_messages(p.question, p.context, p.system or system_prompt),
+            "completion": [{"role": "assistant", "content": p.answer}],
+        }
+        for p in result.pairs
+    ]
 
 
 # --- the database side: import into review, export what training uses ------------------------------
-def import_pairs(engine, pairs: Sequence[Pair], *, track: str = "default", approved: bool = False,
-                 actor: str = "cli", scrub: Callable[[str | None], str | None] | None = None,
-                 source: str | None = None, kind: str = "behaviour"):
+def import_pairs(
+    engine,
+    pairs: Sequence[Pair],
+    *,
+    track: str = "default",
+    approved: bool = False,
+    actor: str = "cli",
+    scrub: Callable[[str | None], str | None] | None = None,
+    source: str | None = None,
+    kind: str = "behaviour",
+):
     """Store pairs as examples of a kind (fact, behaviour, both), pending review unless approved,
     scrubbed, in one transaction. Returns (stored examples, duplicates skipped)."""
     from storage.examples import add_examples, new_example
@@ -435,9 +493,17 @@ def import_pairs(engine, pairs: Sequence[Pair], *, track: str = "default", appro
     status = ExampleStatus.approved.value if approved else ExampleStatus.pending.value
     rows = []
     for pair in pairs:
-        fields = dict(context=clean(pair.context), original_answer=clean(pair.rejected), track=track,
-                      origin=ExampleOrigin.imported.value, status=status, author_id=actor,
-                      note=f"imported from {source}" if source else None, kind=kind, kind_source="import")
+        fields = dict(
+            context=clean(pair.context),
+            original_answer=clean(pair.rejected),
+            track=track,
+            origin=ExampleOrigin.imported.value,
+            status=status,
+            author_id=actor,
+            note=f"imported from {source}" if source else None,
+            kind=kind,
+            kind_source="import",
+        )
         if approved:
             fields.update(reviewer_id=actor, reviewed_at=utcnow())
         rows.append(new_example(clean(pair.question), clean(pair.answer), **fields))
@@ -453,6 +519,13 @@ def training_pairs(engine, track: str = "default") -> DatabasePairs:
     examples = {e.id: e for e in training_examples(engine, track)}
     dataset = prepare(examples.values(), track=track, min_examples=0)
     used = [examples[i] for i in dataset.example_ids]
-    return DatabasePairs((Pair(question=e.question, answer=e.corrected_answer, context=e.context,
-                               rejected=e.original_answer) for e in used),
-                         engine=engine, people=people_of(engine, used))
+    return DatabasePairs(
+        (
+            Pair(
+                question=e.question, answer=e.corrected_answer, context=e.context, rejected=e.original_answer
+            )
+            for e in used
+        ),
+        engine=engine,
+        people=people_of(engine, used),
+    )

@@ -42,7 +42,10 @@ class GeneralItem:
     def messages(self, system_prompt: str | None = None) -> list[dict[str, str]]:
         """The prompt as a served question without sources: the track's system prompt when given
         (what the adapter will be asked with), else a neutral one."""
-        return [{"role": "system", "content": system_prompt or SYSTEM_PROMPT}, {"role": "user", "content": self.question}]
+        return [
+            {"role": "system", "content": system_prompt or SYSTEM_PROMPT},
+            {"role": "user", "content": self.question},
+        ]
 
     def score(self, answer: str) -> float:
         """1.0 or 0.0 for accepted answers and checks; token F1 for a reference."""
@@ -78,11 +81,20 @@ def load_general(path: str | Path | None = None) -> list[GeneralItem]:
         check = item.extra.get("check") or {}
         unknown = set(check) - set(CHECKS) if isinstance(check, dict) else {"(not an object)"}
         if unknown:
-            problems.append(f"item {number} ({item.question[:40]!r}): unknown check(s) {', '.join(sorted(unknown))}; "
-                            f"use {', '.join(CHECKS)}")
+            problems.append(
+                f"item {number} ({item.question[:40]!r}): unknown check(s) {', '.join(sorted(unknown))}; "
+                f"use {', '.join(CHECKS)}"
+            )
             continue
-        out.append(GeneralItem(skill=str(item.extra.get("skill", "general")), question=item.question,
-                               answers=item.answers, reference=item.reference, check=check))
+        out.append(
+            GeneralItem(
+                skill=str(item.extra.get("skill", "general")),
+                question=item.question,
+                answers=item.answers,
+                reference=item.reference,
+                check=check,
+            )
+        )
     if problems:
         raise GeneralSetError(f"general-skills file {path}: " + "; ".join(problems))
     return out

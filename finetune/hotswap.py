@@ -32,8 +32,15 @@ class Swap:
 
 
 class AdapterWatcher:
-    def __init__(self, engine: Engine, chat_model, tracks: Iterable[str] | None = None, *,
-                 keep_loaded: int = 2, preload_candidates: bool = True):
+    def __init__(
+        self,
+        engine: Engine,
+        chat_model,
+        tracks: Iterable[str] | None = None,
+        *,
+        keep_loaded: int = 2,
+        preload_candidates: bool = True,
+    ):
         """tracks: only follow these tracks (None: every track). keep_loaded: versions kept in memory
         after they leave service, so a rollback is a pointer switch. preload_candidates: load candidate
         versions as soon as they are registered, so activating one is a pointer switch too."""
@@ -60,8 +67,11 @@ class AdapterWatcher:
     def refresh(self) -> list[Swap]:
         """Bring the loaded adapters in line with the registry; returns what changed."""
         with self._lock:
-            wanted = {t: a for t, a in active_adapters(self.engine).items()
-                      if self.tracks is None or t in self.tracks}
+            wanted = {
+                t: a
+                for t, a in active_adapters(self.engine).items()
+                if self.tracks is None or t in self.tracks
+            }
             swaps: list[Swap] = []
             for track in sorted(set(wanted) | set(self._serving)):
                 row = wanted.get(track)
@@ -102,7 +112,9 @@ class AdapterWatcher:
         with session_scope(self.engine) as session:
             rows = session.exec(select(Adapter).where(Adapter.status == AdapterStatus.candidate.value)).all()
         for row in rows:
-            if (self.tracks is not None and row.track not in self.tracks) or row.name in self.chat_model.adapters:
+            if (
+                self.tracks is not None and row.track not in self.tracks
+            ) or row.name in self.chat_model.adapters:
                 continue
             try:
                 self.chat_model.load_adapter(row.name, row.path)

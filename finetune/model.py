@@ -50,7 +50,9 @@ def resolve_model(name: str) -> str:
     path = Path(name).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise ModelError(f"model folder {path} has no config.json: it is not a Hugging Face model folder.")
+            raise ModelError(
+                f"model folder {path} has no config.json: it is not a Hugging Face model folder."
+            )
         return str(path)
     if _looks_like_path(name) or path.exists():
         raise ModelError(
@@ -60,8 +62,11 @@ def resolve_model(name: str) -> str:
     from huggingface_hub import constants, snapshot_download
 
     try:
-        return snapshot_download(name, allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"],
-                                 local_files_only=constants.HF_HUB_OFFLINE)
+        return snapshot_download(
+            name,
+            allow_patterns=["*.json", "*.safetensors", "*.model", "*.txt", "*.jinja"],
+            local_files_only=constants.HF_HUB_OFFLINE,
+        )
     except Exception as exc:  # noqa: BLE001 - hub errors come in many types; all mean the same here
         offline = " (HF_HUB_OFFLINE=1: only the local cache is searched)" if constants.HF_HUB_OFFLINE else ""
         raise ModelError(
@@ -86,7 +91,12 @@ def parameter_estimate(name: str) -> int | None:
     try:
         c = json.loads(config_path.read_text(encoding="utf-8"))
         c = c.get("text_config", c)
-        h, layers, ffn, vocab = c["hidden_size"], c["num_hidden_layers"], c["intermediate_size"], c["vocab_size"]
+        h, layers, ffn, vocab = (
+            c["hidden_size"],
+            c["num_hidden_layers"],
+            c["intermediate_size"],
+            c["vocab_size"],
+        )
     except (OSError, ValueError, KeyError, TypeError):
         return None
     return int(vocab * h + layers * (4 * h * h + 3 * h * ffn))
@@ -104,8 +114,12 @@ def quantization_config(load_in_4bit: bool, compute_dtype: Any = None):
         compute_dtype = torch.bfloat16 if torch.cuda.is_available() else torch.float32
     # The packed 4-bit weights stay in uint8 storage (bnb's default): same bytes, and no float-typed
     # tensors that the trainer or peft could mistake for weights to cast.
-    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                              bnb_4bit_compute_dtype=compute_dtype)
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=compute_dtype,
+    )
 
 
 @contextmanager
@@ -227,8 +241,8 @@ def loop_length(tokens, repeats: int = 3, longest: int = 12) -> int:
         times = _repeats(k, repeats)
         if n < k * times:
             continue
-        tail = tokens[n - k:]
-        if all(tokens[n - (r + 1) * k:n - r * k] == tail for r in range(1, times)):
+        tail = tokens[n - k :]
+        if all(tokens[n - (r + 1) * k : n - r * k] == tail for r in range(1, times)):
             return k
     return 0
 
@@ -312,8 +326,9 @@ class ChatModel:
                 if isinstance(self.model, PeftModel):
                     self.model.load_adapter(str(path), adapter_name=key, is_trainable=False)
                 else:
-                    self.model = PeftModel.from_pretrained(self.model, str(path), adapter_name=key,
-                                                           is_trainable=False)
+                    self.model = PeftModel.from_pretrained(
+                        self.model, str(path), adapter_name=key, is_trainable=False
+                    )
             except Exception as exc:
                 raise ModelError(f"adapter {name} ({path}) cannot be loaded: {exc}") from None
             self.model.eval()
@@ -358,7 +373,9 @@ class ChatModel:
             truncated = True
         return ids.to(self.device), truncated
 
-    def _generate_kwargs(self, max_new_tokens: int, temperature: float, max_time: float | None = None) -> dict:
+    def _generate_kwargs(
+        self, max_new_tokens: int, temperature: float, max_time: float | None = None
+    ) -> dict:
         kwargs = {
             "max_new_tokens": max_new_tokens,
             "pad_token_id": self.tokenizer.pad_token_id,
@@ -395,8 +412,12 @@ class ChatModel:
         Called with the model held, so the cache matches the selected adapter."""
         if self.prefix_cache is None:
             return {}
-        past = self.prefix_cache.past_for(model, ids, prefix_length(self.tokenizer, messages, ids),
-                                          (adapter, self.adapters.get(adapter) if adapter else None))
+        past = self.prefix_cache.past_for(
+            model,
+            ids,
+            prefix_length(self.tokenizer, messages, ids),
+            (adapter, self.adapters.get(adapter) if adapter else None),
+        )
         return {} if past is None else {"past_key_values": past}
 
     def _timed_out(self, new_tokens, max_new_tokens: int, max_time: float | None, started: float) -> bool:
@@ -405,27 +426,48 @@ class ChatModel:
             return False
         return len(new_tokens) == 0 or int(new_tokens[-1]) != self.tokenizer.eos_token_id
 
-    def generate(self, messages: list[dict[str, str]], *, adapter: str | None = None, max_new_tokens: int = 256,
-                 temperature: float = 0.0, max_prompt_tokens: int | None = None,
-                 max_time: float | None = None) -> Generation:
+    def generate(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        adapter: str | None = None,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        max_prompt_tokens: int | None = None,
+        max_time: float | None = None,
+    ) -> Generation:
         """The whole answer; with ``max_time`` (seconds) generation stops there and says so (``timed_out``)."""
         import torch
 
         ids, truncated = self._inputs(messages, max_prompt_tokens)
         with self.using(adapter) as model, torch.inference_mode():
             started = time.monotonic()
-            out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                 stopping_criteria=self._stops(ids.shape[1]),
-                                 **self._decoding(model, messages, ids, adapter, temperature),
-                                 **self._generate_kwargs(max_new_tokens, temperature, max_time))
-        new = out[0, ids.shape[1]:]
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                stopping_criteria=self._stops(ids.shape[1]),
+                **self._decoding(model, messages, ids, adapter, temperature),
+                **self._generate_kwargs(max_new_tokens, temperature, max_time),
+            )
+        new = out[0, ids.shape[1] :]
         text = self.tokenizer.decode(trim_loop(new.tolist()), skip_special_tokens=True).strip()
-        return Generation(text=text, prompt_tokens=int(ids.shape[1]), completion_tokens=int(new.shape[0]),
-                          truncated=truncated, timed_out=self._timed_out(new, max_new_tokens, max_time, started))
+        return Generation(
+            text=text,
+            prompt_tokens=int(ids.shape[1]),
+            completion_tokens=int(new.shape[0]),
+            truncated=truncated,
+            timed_out=self._timed_out(new, max_new_tokens, max_time, started),
+        )
 
-    def generate_batch(self, conversations: list[list[dict[str, str]]], *, adapter: str | None = None,
-                       max_new_tokens: int = 256, max_prompt_tokens: int | None = None,
-                       batch_size: int = 16) -> list[Generation]:
+    def generate_batch(
+        self,
+        conversations: list[list[dict[str, str]]],
+        *,
+        adapter: str | None = None,
+        max_new_tokens: int = 256,
+        max_prompt_tokens: int | None = None,
+        batch_size: int = 16,
+    ) -> list[Generation]:
         """Greedy answers to many prompts, in order, a batch at a time (left-padded, prompts of similar
         length together so little is computed on padding). On a CPU a batch of 16 decodes in about
         the time of two or three single answers: evaluation and `apprenti eval answers` use this."""
@@ -442,30 +484,45 @@ class ChatModel:
         pad = self.tokenizer.pad_token_id
         kwargs = self._generate_kwargs(max_new_tokens, 0.0)
         for start in range(0, len(order), max(1, batch_size)):
-            chunk = order[start:start + batch_size]
+            chunk = order[start : start + batch_size]
             width = max(len(encoded[i][0]) for i in chunk)
             ids = torch.full((len(chunk), width), pad, dtype=torch.long)
             mask = torch.zeros((len(chunk), width), dtype=torch.long)
             for row, i in enumerate(chunk):
                 seq = encoded[i][0]
-                ids[row, width - len(seq):] = seq
-                mask[row, width - len(seq):] = 1
+                ids[row, width - len(seq) :] = seq
+                mask[row, width - len(seq) :] = 1
             with self.using(adapter) as model, torch.inference_mode():
-                out = model.generate(input_ids=ids.to(self.device), attention_mask=mask.to(self.device),
-                                     stopping_criteria=self._stops(width), **kwargs)
+                out = model.generate(
+                    input_ids=ids.to(self.device),
+                    attention_mask=mask.to(self.device),
+                    stopping_criteria=self._stops(width),
+                    **kwargs,
+                )
             for row, i in enumerate(chunk):
                 new = out[row, width:]
                 stop = (new == self.tokenizer.eos_token_id).nonzero()
                 if len(stop):
                     new = new[: int(stop[0]) + 1]
                 text = self.tokenizer.decode(trim_loop(new.tolist()), skip_special_tokens=True).strip()
-                results[i] = Generation(text=text, prompt_tokens=len(encoded[i][0]),
-                                        completion_tokens=int(new.shape[0]), truncated=encoded[i][1])
+                results[i] = Generation(
+                    text=text,
+                    prompt_tokens=len(encoded[i][0]),
+                    completion_tokens=int(new.shape[0]),
+                    truncated=encoded[i][1],
+                )
         return results  # type: ignore[return-value]
 
-    def stream(self, messages: list[dict[str, str]], *, adapter: str | None = None, max_new_tokens: int = 256,
-               temperature: float = 0.0, max_prompt_tokens: int | None = None,
-               max_time: float | None = None) -> Generator[str, None, bool]:
+    def stream(
+        self,
+        messages: list[dict[str, str]],
+        *,
+        adapter: str | None = None,
+        max_new_tokens: int = 256,
+        temperature: float = 0.0,
+        max_prompt_tokens: int | None = None,
+        max_time: float | None = None,
+    ) -> Generator[str, None, bool]:
         """Yield the answer in pieces as it is generated; return True if ``max_time`` cut it."""
         import torch
         from transformers import TextIteratorStreamer
@@ -479,11 +536,17 @@ class ChatModel:
             try:
                 with self.using(adapter) as model, torch.inference_mode():
                     started = time.monotonic()
-                    out = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), streamer=streamer,
-                                         stopping_criteria=self._stops(ids.shape[1]),
-                                         **self._decoding(model, messages, ids, adapter, temperature),
-                                         **self._generate_kwargs(max_new_tokens, temperature, max_time))
-                    timed_out.append(self._timed_out(out[0, ids.shape[1]:], max_new_tokens, max_time, started))
+                    out = model.generate(
+                        input_ids=ids,
+                        attention_mask=torch.ones_like(ids),
+                        streamer=streamer,
+                        stopping_criteria=self._stops(ids.shape[1]),
+                        **self._decoding(model, messages, ids, adapter, temperature),
+                        **self._generate_kwargs(max_new_tokens, temperature, max_time),
+                    )
+                    timed_out.append(
+                        self._timed_out(out[0, ids.shape[1] :], max_new_tokens, max_time, started)
+                    )
             except BaseException as exc:  # re-raised in the consumer's thread
                 errors.append(exc)
                 streamer.end()

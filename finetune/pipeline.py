@@ -125,8 +125,10 @@ def _claim(engine: Engine, options: TrainOptions, run_id: int | None, log_path: 
             # Everything track-dependent (system prompt, format check) was built for options.track.
             raise RunRefused(f"run #{run_id} is for track {run.track!r}, not {options.track!r}")
     if not start_run(engine, run_id, log_path=log_path):
-        raise RunRefused(f"run #{run_id} is not queued (it is {get_run(engine, run_id).status}); "
-                         "the scheduler queues a new run")
+        raise RunRefused(
+            f"run #{run_id} is not queued (it is {get_run(engine, run_id).status}); "
+            "the scheduler queues a new run"
+        )
     return run_id
 
 
@@ -139,9 +141,15 @@ def _history(registry: Registry, track: str, metric: str) -> list[tuple[str, flo
     return points[-8:]
 
 
-def run_training(engine: Engine, options: TrainOptions, *, run_id: int | None = None,
-                 should_stop: Callable[[], bool] | None = None, on_log: Callable[[dict], Any] | None = None,
-                 log_path: str | None = None) -> RunOutcome:
+def run_training(
+    engine: Engine,
+    options: TrainOptions,
+    *,
+    run_id: int | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    on_log: Callable[[dict], Any] | None = None,
+    log_path: str | None = None,
+) -> RunOutcome:
     """Run the whole pipeline once for options.track (or for the queued run `run_id`).
 
     Raises RunRefused when the run cannot start; every other failure is returned as a failed
@@ -208,13 +216,22 @@ def _erased(engine: Engine, example_ids) -> list[int]:
     return sorted(wanted - present)
 
 
-def _run(engine, options: TrainOptions, registry: Registry, run_id: int, work: Path, outcome: RunOutcome,
-         stop, on_log) -> None:
+def _run(
+    engine,
+    options: TrainOptions,
+    registry: Registry,
+    run_id: int,
+    work: Path,
+    outcome: RunOutcome,
+    stop,
+    on_log,
+) -> None:
     from finetune.formats import read_records
     from finetune.model import ChatModel
 
-    dataset: TrainingSet = build_dataset(engine, options.track, system_prompt=options.system_prompt,
-                                         min_examples=options.min_examples)
+    dataset: TrainingSet = build_dataset(
+        engine, options.track, system_prompt=options.system_prompt, min_examples=options.min_examples
+    )
     outcome.dataset = dataset.summary()
     golden = list(dataset.golden)
     if options.golden_path:
@@ -223,8 +240,15 @@ def _run(engine, options: TrainOptions, registry: Registry, run_id: int, work: P
 
     work.mkdir(parents=True, exist_ok=True)
     candidate_dir = work / "adapter"
-    result = train_adapter(options.base_model, dataset.train, candidate_dir, options.train,
-                           preferences=dataset.preferences, should_stop=stop, on_log=on_log)
+    result = train_adapter(
+        options.base_model,
+        dataset.train,
+        candidate_dir,
+        options.train,
+        preferences=dataset.preferences,
+        should_stop=stop,
+        on_log=on_log,
+    )
     outcome.training = result.summary()
     gc.collect()
     if stop():
@@ -243,11 +267,21 @@ def _run(engine, options: TrainOptions, registry: Registry, run_id: int, work: P
         chat.load_adapter(active.name, active.path)
     chat.load_adapter("candidate", candidate_dir)
     # General questions are asked with the track's system prompt, as the adapter will be asked them.
-    eval_options = replace(options.evaluation, system_prompt=options.evaluation.system_prompt or options.system_prompt,
-                           cache_dir=options.evaluation.cache_dir or Path(options.adapters_dir) / ".eval-cache")
-    evaluation = evaluate_candidate(chat, "candidate", active=active.name if active else None,
-                                    held_out=dataset.test, golden=golden, general=general,
-                                    check_format=options.check_format, options=eval_options)
+    eval_options = replace(
+        options.evaluation,
+        system_prompt=options.evaluation.system_prompt or options.system_prompt,
+        cache_dir=options.evaluation.cache_dir or Path(options.adapters_dir) / ".eval-cache",
+    )
+    evaluation = evaluate_candidate(
+        chat,
+        "candidate",
+        active=active.name if active else None,
+        held_out=dataset.test,
+        golden=golden,
+        general=general,
+        check_format=options.check_format,
+        options=eval_options,
+    )
     del chat
     gc.collect()
     verdict = gate(evaluation, options.gate)
@@ -258,18 +292,34 @@ def _run(engine, options: TrainOptions, registry: Registry, run_id: int, work: P
 
     version = registry.list(options.track)
     name_hint = f"{options.track}/v{max([a.version for a in version], default=0) + 1}"
-    write_report(candidate_dir, name_hint, evaluation, verdict, loss_log=result.loss_log + result.dpo_loss_log,
-                 history=_history(registry, options.track, options.gate.target_metric),
-                 dataset=outcome.dataset, training=outcome.training)
+    write_report(
+        candidate_dir,
+        name_hint,
+        evaluation,
+        verdict,
+        loss_log=result.loss_log + result.dpo_loss_log,
+        history=_history(registry, options.track, options.gate.target_metric),
+        dataset=outcome.dataset,
+        training=outcome.training,
+    )
     status = AdapterStatus.candidate if verdict.passed else AdapterStatus.rejected
     adapter = registry.register(
-        candidate_dir, track=options.track, base_model=options.base_model, status=status,
-        dataset_fingerprint=dataset.fingerprint, example_ids=dataset.example_ids,
-        hyperparameters={**options.train.hyperparameters(), "system_prompt": options.system_prompt,
-                         "gate": options.gate.__dict__},
+        candidate_dir,
+        track=options.track,
+        base_model=options.base_model,
+        status=status,
+        dataset_fingerprint=dataset.fingerprint,
+        example_ids=dataset.example_ids,
+        hyperparameters={
+            **options.train.hyperparameters(),
+            "system_prompt": options.system_prompt,
+            "gate": options.gate.__dict__,
+        },
         metrics={**outcome.metrics, "verdict": verdict.as_dict(), "training": outcome.training},
-        run_id=run_id, triggered_by=options.triggered_by or options.trigger,
-        extra_card={"dataset": outcome.dataset, "train_ids": dataset.train_ids, "test_ids": dataset.test_ids})
+        run_id=run_id,
+        triggered_by=options.triggered_by or options.trigger,
+        extra_card={"dataset": outcome.dataset, "train_ids": dataset.train_ids, "test_ids": dataset.test_ids},
+    )
     outcome.adapter = adapter.name
     outcome.report = str(Path(adapter.path) / "report.md")
     erased = _erased(engine, dataset.example_ids)
@@ -277,8 +327,10 @@ def _run(engine, options: TrainOptions, registry: Registry, run_id: int, work: P
         # A person was erased while this run trained on their data: it must never serve (the run fails,
         # which discards it); the erasure's retrain, or the next one, trains without them.
         registry.mark_tainted(erased, "system")
-        raise RuntimeError(f"{len(erased)} example(s) of this run were erased while it trained; "
-                           "its adapter is discarded. Retrain.")
+        raise RuntimeError(
+            f"{len(erased)} example(s) of this run were erased while it trained; "
+            "its adapter is discarded. Retrain."
+        )
     if verdict.passed and options.auto_promote:
         registry.activate(adapter.name, "auto-promote")
         outcome.activated = True

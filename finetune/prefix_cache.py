@@ -79,8 +79,12 @@ class PrefixCache:
         config = getattr(model, "config", None)
         cache = DynamicCache(config=config) if config is not None else DynamicCache()
         with torch.inference_mode():
-            model(input_ids=prefix_ids, attention_mask=torch.ones_like(prefix_ids), past_key_values=cache,
-                  use_cache=True)
+            model(
+                input_ids=prefix_ids,
+                attention_mask=torch.ones_like(prefix_ids),
+                past_key_values=cache,
+                use_cache=True,
+            )
         return cache
 
 

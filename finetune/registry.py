@@ -59,12 +59,22 @@ def _iso(value: datetime | None) -> str | None:
 def describe(adapter: Adapter) -> dict[str, Any]:
     """A JSON-ready view of an adapter row (what `apprenti adapters list/show --json` prints)."""
     return {
-        "name": adapter.name, "track": adapter.track, "version": adapter.version, "status": adapter.status,
-        "base_model": adapter.base_model, "path": adapter.path, "folder_present": folder_ok(adapter),
-        "created_at": _iso(adapter.created_at), "dataset_fingerprint": adapter.dataset_fingerprint,
-        "examples": len(adapter.example_ids), "parent_version": adapter.parent_version, "run_id": adapter.run_id,
-        "activated_by": adapter.activated_by, "activated_at": _iso(adapter.activated_at),
-        "tainted": adapter.tainted, "gate": (adapter.metrics or {}).get("verdict"),
+        "name": adapter.name,
+        "track": adapter.track,
+        "version": adapter.version,
+        "status": adapter.status,
+        "base_model": adapter.base_model,
+        "path": adapter.path,
+        "folder_present": folder_ok(adapter),
+        "created_at": _iso(adapter.created_at),
+        "dataset_fingerprint": adapter.dataset_fingerprint,
+        "examples": len(adapter.example_ids),
+        "parent_version": adapter.parent_version,
+        "run_id": adapter.run_id,
+        "activated_by": adapter.activated_by,
+        "activated_at": _iso(adapter.activated_at),
+        "tainted": adapter.tainted,
+        "gate": (adapter.metrics or {}).get("verdict"),
     }
 
 
@@ -117,11 +127,22 @@ class Registry:
         return {**card, **describe(adapter)}
 
     # --- registration ---------------------------------------------------------------------------------
-    def register(self, folder: str | Path, *, track: str, base_model: str, status: AdapterStatus | str,
-                 dataset_fingerprint: str | None = None, example_ids: Sequence[int] = (),
-                 hyperparameters: dict | None = None, metrics: dict | None = None, run_id: int | None = None,
-                 triggered_by: str | None = None, base_revision: str | None = None,
-                 extra_card: dict | None = None) -> Adapter:
+    def register(
+        self,
+        folder: str | Path,
+        *,
+        track: str,
+        base_model: str,
+        status: AdapterStatus | str,
+        dataset_fingerprint: str | None = None,
+        example_ids: Sequence[int] = (),
+        hyperparameters: dict | None = None,
+        metrics: dict | None = None,
+        run_id: int | None = None,
+        triggered_by: str | None = None,
+        base_revision: str | None = None,
+        extra_card: dict | None = None,
+    ) -> Adapter:
         """Move a finished PEFT folder into the registry as the track's next version and insert its row."""
         status = AdapterStatus(status)
         if status not in (AdapterStatus.candidate, AdapterStatus.rejected):
@@ -138,34 +159,66 @@ class Registry:
         track_dir.mkdir(parents=True, exist_ok=True)
         for attempt in range(5):
             with session_scope(self.engine) as session:
-                version = (session.exec(select(func.max(Adapter.version)).where(Adapter.track == track)).one() or 0) + 1
+                version = (
+                    session.exec(select(func.max(Adapter.version)).where(Adapter.track == track)).one() or 0
+                ) + 1
             name, target = f"{track}/v{version}", track_dir / f"v{version}"
             if target.exists():
                 # A folder without a row (a crash between move and insert): keep it aside, never overwrite.
                 target.rename(track_dir / f"v{version}.orphan-{utcnow():%Y%m%d%H%M%S}-{attempt}")
             card = {
-                "name": name, "track": track, "version": version, "base_model": base_model,
-                "base_revision": base_revision, "dataset_fingerprint": dataset_fingerprint,
-                "example_ids": list(example_ids), "hyperparameters": hyperparameters or {},
-                "lora": {k: config.get(k) for k in ("r", "lora_alpha", "lora_dropout", "target_modules",
-                                                     "modules_to_save")},
-                "libraries": library_versions(), "metrics": metrics or {}, "status": status.value,
-                "parent_version": parent.name if parent else None, "run_id": run_id,
-                "triggered_by": triggered_by, "activated_by": None, "activated_at": None,
-                "created_at": utcnow().isoformat(), **(extra_card or {}),
+                "name": name,
+                "track": track,
+                "version": version,
+                "base_model": base_model,
+                "base_revision": base_revision,
+                "dataset_fingerprint": dataset_fingerprint,
+                "example_ids": list(example_ids),
+                "hyperparameters": hyperparameters or {},
+                "lora": {
+                    k: config.get(k)
+                    for k in ("r", "lora_alpha", "lora_dropout", "target_modules", "modules_to_save")
+                },
+                "libraries": library_versions(),
+                "metrics": metrics or {},
+                "status": status.value,
+                "parent_version": parent.name if parent else None,
+                "run_id": run_id,
+                "triggered_by": triggered_by,
+                "activated_by": None,
+                "activated_at": None,
+                "created_at": utcnow().isoformat(),
+                **(extra_card or {}),
             }
             (folder / "card.json").write_text(json.dumps(card, indent=2, default=str), encoding="utf-8")
             folder.rename(target)
             try:
                 with session_scope(self.engine) as session:
-                    row = Adapter(track=track, version=version, name=name, base_model=base_model, path=str(target),
-                                  status=status.value, dataset_fingerprint=dataset_fingerprint,
-                                  example_ids=list(example_ids), hyperparameters=hyperparameters or {},
-                                  metrics=metrics or {}, parent_version=card["parent_version"], run_id=run_id)
+                    row = Adapter(
+                        track=track,
+                        version=version,
+                        name=name,
+                        base_model=base_model,
+                        path=str(target),
+                        status=status.value,
+                        dataset_fingerprint=dataset_fingerprint,
+                        example_ids=list(example_ids),
+                        hyperparameters=hyperparameters or {},
+                        metrics=metrics or {},
+                        parent_version=card["parent_version"],
+                        run_id=run_id,
+                    )
                     session.add(row)
                     session.flush()
-                    record(session, triggered_by or "system", "adapter.register", name, status=status.value,
-                           run=run_id, fingerprint=dataset_fingerprint)
+                    record(
+                        session,
+                        triggered_by or "system",
+                        "adapter.register",
+                        name,
+                        status=status.value,
+                        run=run_id,
+                        fingerprint=dataset_fingerprint,
+                    )
                     session.refresh(row)
                     return row
             except IntegrityError:
@@ -188,42 +241,74 @@ class Registry:
         if adapter.status == AdapterStatus.active.value:
             return Change(adapter.track, name, name, "unchanged")
         if adapter.tainted:
-            raise RegistryError(f"{name} was trained on data of a person since erased; it can never serve again. "
-                                "Activate a clean version, or retrain.")
+            raise RegistryError(
+                f"{name} was trained on data of a person since erased; it can never serve again. "
+                "Activate a clean version, or retrain."
+            )
         if adapter.status not in ACTIVATABLE:
-            raise RegistryError(f"{name} is {adapter.status}; only a candidate, retired or rejected adapter "
-                                "can be activated")
+            raise RegistryError(
+                f"{name} is {adapter.status}; only a candidate, retired or rejected adapter can be activated"
+            )
         if not folder_ok(adapter):
-            raise RegistryError(f"{name}: its folder {adapter.path} is missing or incomplete (deleted by hand?); "
-                                "it cannot be activated. Retrain, or pick another version.")
+            raise RegistryError(
+                f"{name}: its folder {adapter.path} is missing or incomplete (deleted by hand?); "
+                "it cannot be activated. Retrain, or pick another version."
+            )
         now = utcnow()
         try:
             with session_scope(self.engine) as session:
-                previous = session.exec(select(Adapter).where(Adapter.track == adapter.track,
-                                                              Adapter.status == AdapterStatus.active.value)).first()
+                previous = session.exec(
+                    select(Adapter).where(
+                        Adapter.track == adapter.track, Adapter.status == AdapterStatus.active.value
+                    )
+                ).first()
                 if previous is not None:
-                    session.execute(update(Adapter).where(Adapter.id == previous.id).values(
-                        status=AdapterStatus.retired.value))
-                result = session.execute(update(Adapter).where(
-                    Adapter.id == adapter.id, Adapter.status == adapter.status).values(
-                    status=AdapterStatus.active.value, activated_by=actor, activated_at=now))
+                    session.execute(
+                        update(Adapter)
+                        .where(Adapter.id == previous.id)
+                        .values(status=AdapterStatus.retired.value)
+                    )
+                result = session.execute(
+                    update(Adapter)
+                    .where(Adapter.id == adapter.id, Adapter.status == adapter.status)
+                    .values(status=AdapterStatus.active.value, activated_by=actor, activated_at=now)
+                )
                 if result.rowcount != 1:
                     raise RegistryError(f"{name} changed while activating it; try again")
-                record(session, actor, f"adapter.{reason}", name, track=adapter.track,
-                       previous=previous.name if previous else None, gate=(adapter.metrics or {}).get("verdict"))
+                record(
+                    session,
+                    actor,
+                    f"adapter.{reason}",
+                    name,
+                    track=adapter.track,
+                    previous=previous.name if previous else None,
+                    gate=(adapter.metrics or {}).get("verdict"),
+                )
         except IntegrityError:  # the one-active-per-track index: another activation committed first
-            raise RegistryError(f"another version of track {adapter.track!r} was put in service at the same "
-                                f"time; {name} was not activated. `apprenti adapters list` shows which serves.") from None
-        self._update_card(adapter, status=AdapterStatus.active.value, activated_by=actor,
-                          activated_at=now.isoformat())
+            raise RegistryError(
+                f"another version of track {adapter.track!r} was put in service at the same "
+                f"time; {name} was not activated. `apprenti adapters list` shows which serves."
+            ) from None
+        self._update_card(
+            adapter, status=AdapterStatus.active.value, activated_by=actor, activated_at=now.isoformat()
+        )
         return Change(adapter.track, name, previous.name if previous else None, reason)
 
     def _served_before(self, track: str) -> list[Adapter]:
         """The clean (never tainted) retired versions that were in service, most recent first."""
         with session_scope(self.engine) as session:
-            return list(session.exec(select(Adapter).where(
-                Adapter.track == track, Adapter.status == AdapterStatus.retired.value, Adapter.tainted.is_(False),
-                Adapter.activated_at.is_not(None)).order_by(Adapter.activated_at.desc(), Adapter.id.desc())))
+            return list(
+                session.exec(
+                    select(Adapter)
+                    .where(
+                        Adapter.track == track,
+                        Adapter.status == AdapterStatus.retired.value,
+                        Adapter.tainted.is_(False),
+                        Adapter.activated_at.is_not(None),
+                    )
+                    .order_by(Adapter.activated_at.desc(), Adapter.id.desc())
+                )
+            )
 
     def previous_active(self, track: str) -> Adapter | None:
         """The clean (never tainted) retired version that was in service most recently."""
@@ -238,25 +323,40 @@ class Registry:
                 raise RegistryError(f"{target.name} belongs to track {target.track!r}, not {track!r}")
             return self.activate(target.name, actor, reason="rollback")
         if self.active(track) is None:
-            raise RegistryError(f"track {track!r} has no active adapter: nothing to roll back "
-                                "(activate a version with `apprenti adapters activate track/vN`)")
+            raise RegistryError(
+                f"track {track!r} has no active adapter: nothing to roll back "
+                "(activate a version with `apprenti adapters activate track/vN`)"
+            )
         target = self.previous_active(track)
         if target is not None:
             if not folder_ok(target):
-                raise RegistryError(f"the previous version {target.name} has lost its folder ({target.path}); "
-                                    "name another version: `apprenti adapters rollback track/vN`")
+                raise RegistryError(
+                    f"the previous version {target.name} has lost its folder ({target.path}); "
+                    "name another version: `apprenti adapters rollback track/vN`"
+                )
             return self.activate(target.name, actor, reason="rollback")
         return self._to_base_model(track, actor, "rollback")
 
     def _to_base_model(self, track: str, actor: str, reason: str) -> Change:
         """Retire the version in service: the base model serves the track."""
         with session_scope(self.engine) as session:
-            current = session.exec(select(Adapter).where(Adapter.track == track,
-                                                         Adapter.status == AdapterStatus.active.value)).first()
+            current = session.exec(
+                select(Adapter).where(Adapter.track == track, Adapter.status == AdapterStatus.active.value)
+            ).first()
             if current is None:
                 raise RegistryError(f"track {track!r} has no active adapter: nothing to roll back")
-            session.execute(update(Adapter).where(Adapter.id == current.id).values(status=AdapterStatus.retired.value))
-            record(session, actor, f"adapter.{reason}", current.name, track=track, previous=current.name, active=None)
+            session.execute(
+                update(Adapter).where(Adapter.id == current.id).values(status=AdapterStatus.retired.value)
+            )
+            record(
+                session,
+                actor,
+                f"adapter.{reason}",
+                current.name,
+                track=track,
+                previous=current.name,
+                active=None,
+            )
         self._update_card(current, status=AdapterStatus.retired.value)
         return Change(track, None, current.name, reason)
 
@@ -290,33 +390,51 @@ class Registry:
         """Delete the weights of every tainted version not in service (they learnt erased data and can
         never serve again); a tainted candidate becomes rejected. Cards stay. Returns the names purged."""
         with session_scope(self.engine) as session:
-            tainted = list(session.exec(select(Adapter).where(
-                Adapter.tainted.is_(True), Adapter.status != AdapterStatus.active.value)))
+            tainted = list(
+                session.exec(
+                    select(Adapter).where(
+                        Adapter.tainted.is_(True), Adapter.status != AdapterStatus.active.value
+                    )
+                )
+            )
             for adapter in tainted:
                 if adapter.status == AdapterStatus.candidate.value:
-                    session.execute(update(Adapter).where(Adapter.id == adapter.id).values(
-                        status=AdapterStatus.rejected.value))
+                    session.execute(
+                        update(Adapter)
+                        .where(Adapter.id == adapter.id)
+                        .values(status=AdapterStatus.rejected.value)
+                    )
         purged = []
         for adapter in tainted:
             if any((Path(adapter.path) / name).exists() for name in ADAPTER_FILES):
                 self._delete_weights(adapter)
                 purged.append(adapter.name)
-            rejected = {"status": AdapterStatus.rejected.value} if adapter.status == AdapterStatus.candidate.value else {}
+            rejected = (
+                {"status": AdapterStatus.rejected.value}
+                if adapter.status == AdapterStatus.candidate.value
+                else {}
+            )
             self._update_card(adapter, weights_deleted="trained on erased data", **rejected)
         if purged:
             with session_scope(self.engine) as session:
-                record(session, actor, "adapter.purge", None, adapters=purged, reason="trained on erased data")
+                record(
+                    session, actor, "adapter.purge", None, adapters=purged, reason="trained on erased data"
+                )
         return purged
 
     def discard(self, name: str, actor: str) -> Change:
         """Reject a candidate (or retired) version and delete its weights; the card stays for the record."""
         adapter = self.get(name)
         if adapter.status == AdapterStatus.active.value:
-            raise RegistryError(f"{name} is in service; roll back or activate another version before discarding it")
+            raise RegistryError(
+                f"{name} is in service; roll back or activate another version before discarding it"
+            )
         with session_scope(self.engine) as session:
-            result = session.execute(update(Adapter).where(
-                Adapter.id == adapter.id, Adapter.status != AdapterStatus.active.value).values(
-                status=AdapterStatus.rejected.value))
+            result = session.execute(
+                update(Adapter)
+                .where(Adapter.id == adapter.id, Adapter.status != AdapterStatus.active.value)
+                .values(status=AdapterStatus.rejected.value)
+            )
             if result.rowcount != 1:
                 raise RegistryError(f"{name} changed while discarding it; try again")
             record(session, actor, "adapter.discard", name, track=adapter.track, was=adapter.status)
@@ -348,8 +466,12 @@ class Registry:
         """Delete the weights of retired, rejected and failed versions beyond the newest `keep`; the active
         version, candidates and every card are kept. Returns the names pruned."""
         keep = self.keep if keep is None else keep
-        old = [a for a in self.list(track) if a.status in (AdapterStatus.retired.value, AdapterStatus.rejected.value,
-                                                            AdapterStatus.failed.value)]
+        old = [
+            a
+            for a in self.list(track)
+            if a.status
+            in (AdapterStatus.retired.value, AdapterStatus.rejected.value, AdapterStatus.failed.value)
+        ]
         old.sort(key=lambda a: a.version, reverse=True)
         pruned = []
         for adapter in old[keep:]:

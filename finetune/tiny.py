@@ -68,8 +68,13 @@ def build_tokenizer(vocab_size: int = 2048):
     return fast
 
 
-def make_tiny(directory: str | Path, size: str = "tiny", seed: int = 0, vocab_size: int = 2048,
-              initializer_range: float = 0.02) -> Path:
+def make_tiny(
+    directory: str | Path,
+    size: str = "tiny",
+    seed: int = 0,
+    vocab_size: int = 2048,
+    initializer_range: float = 0.02,
+) -> Path:
     """Write a random Llama model and its tokenizer to `directory` in Hugging Face format."""
     import torch
     from transformers import GenerationConfig, LlamaConfig, LlamaForCausalLM

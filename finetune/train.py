@@ -48,9 +48,15 @@ class TrainResult:
     device: str = "cpu"
 
     def summary(self) -> dict[str, Any]:
-        return {"steps": self.steps, "train_loss": self.train_loss, "wall_seconds": round(self.wall_seconds, 2),
-                "examples": self.examples, "replay_examples": self.replay_examples, "device": self.device,
-                "dpo": bool(self.dpo_loss_log)}
+        return {
+            "steps": self.steps,
+            "train_loss": self.train_loss,
+            "wall_seconds": round(self.wall_seconds, 2),
+            "examples": self.examples,
+            "replay_examples": self.replay_examples,
+            "device": self.device,
+            "dpo": bool(self.dpo_loss_log),
+        }
 
 
 def _control_callback(should_stop, heartbeat, on_log, heartbeat_every: float, phase: str):
@@ -76,8 +82,12 @@ def _control_callback(should_stop, heartbeat, on_log, heartbeat_every: float, ph
 
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
-                entry = {"phase": phase, "step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
-                         "loss": float(logs["loss"])}
+                entry = {
+                    "phase": phase,
+                    "step": state.global_step,
+                    "epoch": round(state.epoch or 0.0, 4),
+                    "loss": float(logs["loss"]),
+                }
                 if "learning_rate" in logs:
                     entry["learning_rate"] = float(logs["learning_rate"])
                 self.losses.append(entry)
@@ -134,8 +144,10 @@ def _describe(exc: BaseException) -> str:
     import torch
 
     if isinstance(exc, torch.OutOfMemoryError) or "out of memory" in str(exc).lower():
-        return ("out of memory while training: lower APPRENTI_TRAIN_MAX_LENGTH or the batch size, "
-                f"or use a smaller base model ({exc})")
+        return (
+            "out of memory while training: lower APPRENTI_TRAIN_MAX_LENGTH or the batch size, "
+            f"or use a smaller base model ({exc})"
+        )
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
         return f"disk full while writing the adapter: free space in the adapters folder ({exc})"
     return f"{type(exc).__name__}: {exc}"
@@ -177,10 +189,20 @@ def _prepare_4bit(model, gradient_checkpointing: bool) -> None:
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
 
 
-def train_adapter(base_model: str, records: Sequence[dict], output_dir: str | Path, config: TrainConfig | None = None,
-                  *, preferences: Sequence[dict] = (), replay: Sequence[dict] | None = None,
-                  should_stop: Callable[[], bool] | None = None, heartbeat: Callable[[], Any] | None = None,
-                  on_log: Callable[[dict], Any] | None = None, model=None, tokenizer=None) -> TrainResult:
+def train_adapter(
+    base_model: str,
+    records: Sequence[dict],
+    output_dir: str | Path,
+    config: TrainConfig | None = None,
+    *,
+    preferences: Sequence[dict] = (),
+    replay: Sequence[dict] | None = None,
+    should_stop: Callable[[], bool] | None = None,
+    heartbeat: Callable[[], Any] | None = None,
+    on_log: Callable[[dict], Any] | None = None,
+    model=None,
+    tokenizer=None,
+) -> TrainResult:
     """Train an adapter on prompt-completion records and save it as a PEFT folder in `output_dir`.
 
     `model`/`tokenizer` may be passed already loaded with `load_for_training` (benchmarks, tests).
@@ -203,8 +225,12 @@ def train_adapter(base_model: str, records: Sequence[dict], output_dir: str | Pa
         from finetune.formats import read_records
 
         # Asked as the track's questions are: with its system prompt.
-        replay = read_records(replay_path, system_prompt=records[0]["prompt"][0]["content"]
-                              if records[0]["prompt"][0]["role"] == "system" else None)
+        replay = read_records(
+            replay_path,
+            system_prompt=records[0]["prompt"][0]["content"]
+            if records[0]["prompt"][0]["role"] == "system"
+            else None,
+        )
     mixed = mix_replay(records, replay or [], config.replay_ratio, config.seed)
     training_heap_settings()
     started = time.perf_counter()
@@ -219,7 +245,9 @@ def train_adapter(base_model: str, records: Sequence[dict], output_dir: str | Pa
             args=_sft_config(config, work_dir, cuda),
             train_dataset=Dataset.from_list(list(mixed)),
             processing_class=tokenizer,
-            peft_config=config.resolved_adapter(cuda).to_peft_config(getattr(model.config, "num_hidden_layers", None)),
+            peft_config=config.resolved_adapter(cuda).to_peft_config(
+                getattr(model.config, "num_hidden_layers", None)
+            ),
             callbacks=[control],
         )
         output = trainer.train()
@@ -228,22 +256,30 @@ def train_adapter(base_model: str, records: Sequence[dict], output_dir: str | Pa
         peft_model = trainer.model
         dpo_losses: list[dict] = []
         if config.dpo and preferences:
-            dpo_losses = _dpo_pass(peft_model, tokenizer, preferences, config, work_dir, cuda,
-                                   should_stop, heartbeat, on_log)
+            dpo_losses = _dpo_pass(
+                peft_model, tokenizer, preferences, config, work_dir, cuda, should_stop, heartbeat, on_log
+            )
         tmp_dir = output_dir.with_name(output_dir.name + ".partial")
         shutil.rmtree(tmp_dir, ignore_errors=True)
         peft_model.save_pretrained(str(tmp_dir))
         (tmp_dir / "training_log.jsonl").write_text(
-            "".join(json.dumps(e) + "\n" for e in control.losses + dpo_losses), encoding="utf-8")
+            "".join(json.dumps(e) + "\n" for e in control.losses + dpo_losses), encoding="utf-8"
+        )
         missing = [name for name in ADAPTER_FILES if not (tmp_dir / name).is_file()]
         if missing:
             raise TrainingError(f"the saved adapter lacks {', '.join(missing)}")
         tmp_dir.replace(output_dir)
-        return TrainResult(adapter_dir=output_dir, steps=output.global_step,
-                           train_loss=float(output.training_loss) if output.training_loss is not None else None,
-                           wall_seconds=time.perf_counter() - started, loss_log=control.losses,
-                           dpo_loss_log=dpo_losses, examples=len(records), replay_examples=len(mixed) - len(records),
-                           device="cuda" if cuda else "cpu")
+        return TrainResult(
+            adapter_dir=output_dir,
+            steps=output.global_step,
+            train_loss=float(output.training_loss) if output.training_loss is not None else None,
+            wall_seconds=time.perf_counter() - started,
+            loss_log=control.losses,
+            dpo_loss_log=dpo_losses,
+            examples=len(records),
+            replay_examples=len(mixed) - len(records),
+            device="cuda" if cuda else "cpu",
+        )
     except TrainingCancelled:
         shutil.rmtree(output_dir.with_name(output_dir.name + ".partial"), ignore_errors=True)
         raise
@@ -257,8 +293,17 @@ def train_adapter(base_model: str, records: Sequence[dict], output_dir: str | Pa
         shutil.rmtree(work_dir, ignore_errors=True)
 
 
-def _dpo_pass(peft_model, tokenizer, preferences, config: TrainConfig, work_dir: Path, cuda: bool,
-              should_stop, heartbeat, on_log) -> list[dict]:
+def _dpo_pass(
+    peft_model,
+    tokenizer,
+    preferences,
+    config: TrainConfig,
+    work_dir: Path,
+    cuda: bool,
+    should_stop,
+    heartbeat,
+    on_log,
+) -> list[dict]:
     """DPO on (corrected, original) pairs, continuing the SFT adapter; the reference is the base model
     (the adapter disabled)."""
     from datasets import Dataset
@@ -284,8 +329,13 @@ def _dpo_pass(peft_model, tokenizer, preferences, config: TrainConfig, work_dir:
     )
     control = _control_callback(should_stop, heartbeat, on_log, config.heartbeat_every, "dpo")
     peft_model.train()
-    trainer = DPOTrainer(model=peft_model, args=args, train_dataset=Dataset.from_list(list(preferences)),
-                         processing_class=tokenizer, callbacks=[control])
+    trainer = DPOTrainer(
+        model=peft_model,
+        args=args,
+        train_dataset=Dataset.from_list(list(preferences)),
+        processing_class=tokenizer,
+        callbacks=[control],
+    )
     trainer.train()
     if control.cancelled:
         raise TrainingCancelled("training was cancelled during the DPO pass")

@@ -43,8 +43,12 @@ def shape(value) -> str:
 
 def _trace(pm: pluggy.PluginManager) -> None:
     def before(hook_name, hook_impls, kwargs):
-        log.warning("hook %s(%s) -> %s", hook_name, ", ".join(f"{k}={shape(v)}" for k, v in kwargs.items()),
-                    [impl.plugin_name for impl in hook_impls])
+        log.warning(
+            "hook %s(%s) -> %s",
+            hook_name,
+            ", ".join(f"{k}={shape(v)}" for k, v in kwargs.items()),
+            [impl.plugin_name for impl in hook_impls],
+        )
 
     def after(outcome, hook_name, hook_impls, kwargs):
         try:
@@ -55,8 +59,13 @@ def _trace(pm: pluggy.PluginManager) -> None:
     pm.add_hookcall_monitoring(before, after)
 
 
-def make_manager(enabled: list[str] | None = None, *, entrypoints: bool = True, trace: bool = False,
-                 extra: dict[str, object] | None = None) -> pluggy.PluginManager:
+def make_manager(
+    enabled: list[str] | None = None,
+    *,
+    entrypoints: bool = True,
+    trace: bool = False,
+    extra: dict[str, object] | None = None,
+) -> pluggy.PluginManager:
     """Load the built-in plugins, then installed ones from the `apprenti` entry-point group.
 
     `enabled` (APPRENTI_PLUGINS) limits which load, by name; naming one that does not exist is an

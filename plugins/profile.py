@@ -6,8 +6,17 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-PROFILE_KEYS = ("mode", "tone", "format", "format_options", "track", "collections", "ephemeral", "language",
-                "team_answers")
+PROFILE_KEYS = (
+    "mode",
+    "tone",
+    "format",
+    "format_options",
+    "track",
+    "collections",
+    "ephemeral",
+    "language",
+    "team_answers",
+)
 
 
 class Profile(BaseModel):

@@ -112,7 +112,10 @@ class LexicalIndex:
                 self._db.execute("DELETE FROM source WHERE collection=? AND source=?", (collection, source))
             self._db.executemany(
                 "INSERT OR REPLACE INTO chunk (id, collection, source, tokens) VALUES (?, ?, ?, ?)",
-                [(cid, col, src, " ".join(toks)) for (cid, col, src, _), toks in zip(add, tokens, strict=True)],
+                [
+                    (cid, col, src, " ".join(toks))
+                    for (cid, col, src, _), toks in zip(add, tokens, strict=True)
+                ],
             )
             self._db.executemany(
                 "INSERT OR REPLACE INTO source (collection, source, file_hash, chunks, indexed_at) "
@@ -128,7 +131,9 @@ class LexicalIndex:
             return 0
         marks = ",".join("?" * len(sources))
         with self._lock, self._db:
-            removed = self._db.execute(f"DELETE FROM chunk WHERE source IN ({marks})", tuple(sources)).rowcount
+            removed = self._db.execute(
+                f"DELETE FROM chunk WHERE source IN ({marks})", tuple(sources)
+            ).rowcount
             self._db.execute(f"DELETE FROM source WHERE source IN ({marks})", tuple(sources))
             if removed:
                 self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key='version'")

@@ -52,8 +52,9 @@ def _bounded(client: ClientAPI, timeout: float) -> None:
         session.timeout = httpx.Timeout(timeout)
 
 
-def open_client(path: str | os.PathLike | None = None, url: str | None = None,
-                timeout: float = CHROMA_TIMEOUT) -> ClientAPI:
+def open_client(
+    path: str | os.PathLike | None = None, url: str | None = None, timeout: float = CHROMA_TIMEOUT
+) -> ClientAPI:
     """A Chroma client: a server at ``url`` (``http://host:port``) if given, else embedded at ``path``.
 
     A server must answer each request within ``timeout`` seconds, this first contact included, so
@@ -120,24 +121,32 @@ def purge_deleted(path: str | os.PathLike) -> dict:
         db.execute("BEGIN IMMEDIATE")
         try:
             # The last delete of each record, indexed, so the log is read once (not once per row).
-            db.execute("CREATE TEMP TABLE gone AS SELECT topic, id, MAX(seq_id) AS last FROM embeddings_queue "
-                       "WHERE operation = ? GROUP BY topic, id", (_DELETE,))
+            db.execute(
+                "CREATE TEMP TABLE gone AS SELECT topic, id, MAX(seq_id) AS last FROM embeddings_queue "
+                "WHERE operation = ? GROUP BY topic, id",
+                (_DELETE,),
+            )
             db.execute("CREATE INDEX temp.gone_key ON gone (topic, id)")
             rows = db.execute(
                 "SELECT q.seq_id, q.vector, q.metadata FROM embeddings_queue q JOIN gone g "
                 "ON g.topic = q.topic AND g.id = q.id WHERE q.operation != ? AND q.seq_id < g.last",
-                (_DELETE,)).fetchall()
+                (_DELETE,),
+            ).fetchall()
             redacted = 0
             for seq_id, vector, metadata in rows:
                 dims = len(vector) // 4 if vector else 0
                 unit = struct.pack(f"<{dims}f", 1.0, *([0.0] * (dims - 1))) if dims else None
                 if metadata is None and vector == unit:
                     continue  # redacted by an earlier purge
-                db.execute("UPDATE embeddings_queue SET metadata = NULL, vector = ? WHERE seq_id = ?", (unit, seq_id))
+                db.execute(
+                    "UPDATE embeddings_queue SET metadata = NULL, vector = ? WHERE seq_id = ?", (unit, seq_id)
+                )
                 redacted += 1
             db.execute("DROP TABLE temp.gone")
             if db.execute("SELECT 1 FROM sqlite_master WHERE name = 'embedding_fulltext_search'").fetchone():
-                db.execute("INSERT INTO embedding_fulltext_search(embedding_fulltext_search) VALUES ('optimize')")
+                db.execute(
+                    "INSERT INTO embedding_fulltext_search(embedding_fulltext_search) VALUES ('optimize')"
+                )
             db.execute("COMMIT")
         except BaseException:
             db.execute("ROLLBACK")
@@ -329,7 +338,10 @@ class DocumentIndex:
                 rows.append((cid, key[0], key[1], index_text(meta, doc)))
                 old = records.get(key)
                 records[key] = SourceRecord(
-                    key[0], key[1], meta.get("file_hash", ""), (old.chunks if old else 0) + 1,
+                    key[0],
+                    key[1],
+                    meta.get("file_hash", ""),
+                    (old.chunks if old else 0) + 1,
                     float(meta.get("indexed_at", 0.0)),
                 )
             self.lexical.write(add=rows)
@@ -413,7 +425,10 @@ class DocumentIndex:
                 metadatas=metas[start : start + step],
             )
         self.lexical.write(
-            add=[(cid, collection, m["source"], c.index_text) for cid, m, c in zip(ids, metas, batch.chunks, strict=True)],
+            add=[
+                (cid, collection, m["source"], c.index_text)
+                for cid, m, c in zip(ids, metas, batch.chunks, strict=True)
+            ],
             delete_sources=[(collection, s) for s in batch.chunks_by_source],
             records=[
                 SourceRecord(collection, s, fhash, len(chunks), now)

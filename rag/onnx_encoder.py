@@ -121,8 +121,14 @@ def _export(st, input_names: list[str], target: Path) -> None:
         with warnings.catch_warnings(), torch.no_grad():
             warnings.simplefilter("ignore")  # tracer and deprecation notices about the legacy exporter
             torch.onnx.export(
-                LastHiddenState(), args, str(target), input_names=input_names,
-                output_names=["last_hidden_state"], dynamic_axes=axes, opset_version=17, dynamo=False,
+                LastHiddenState(),
+                args,
+                str(target),
+                input_names=input_names,
+                output_names=["last_hidden_state"],
+                dynamic_axes=axes,
+                opset_version=17,
+                dynamo=False,
             )
     finally:
         model.train(was_training)
@@ -154,8 +160,12 @@ def _optimise(source: Path, target: Path, config) -> bool:
     from onnxruntime.transformers.optimizer import optimize_model
 
     with _quiet():
-        optimised = optimize_model(str(source), model_type="bert", num_heads=config.num_attention_heads,
-                                   hidden_size=config.hidden_size)
+        optimised = optimize_model(
+            str(source),
+            model_type="bert",
+            num_heads=config.num_attention_heads,
+            hidden_size=config.hidden_size,
+        )
         optimised.save_model_to_file(str(target))
     return True
 
@@ -166,8 +176,14 @@ def _quantise(source: Path, target: Path) -> None:
 
     with _quiet():
         # DefaultTensorType: the fused operators' outputs have no inferred type; they are float32.
-        quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8, per_channel=True,
-                         reduce_range=True, extra_options={"DefaultTensorType": TensorProto.FLOAT})
+        quantize_dynamic(
+            str(source),
+            str(target),
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            reduce_range=True,
+            extra_options={"DefaultTensorType": TensorProto.FLOAT},
+        )
 
 
 def cached_export(st, model: str, quantised: bool, cache_dir: Path, input_names: list[str]) -> Path:
@@ -205,15 +221,23 @@ class OnnxEncoder:
     other cost more than they save, and more so on a busy machine) and ``threads`` for batches.
     """
 
-    def __init__(self, st, model: str, backend: str = "onnx-int8", cache_dir: Path | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(
+        self,
+        st,
+        model: str,
+        backend: str = "onnx-int8",
+        cache_dir: Path | None = None,
+        threads: int | None = None,
+    ) -> None:
         if backend not in ("onnx", "onnx-int8"):
             raise ValueError(f"not an ONNX backend: {backend!r}")
         self.st = st
         self.backend = backend
         self.pooling = _pooling_config(st)
         probe = st.preprocess(["probe"])
-        self.input_names = [name for name in ("input_ids", "attention_mask", "token_type_ids") if name in probe]
+        self.input_names = [
+            name for name in ("input_ids", "attention_mask", "token_type_ids") if name in probe
+        ]
         self.threads = threads
         self._sessions: dict[int, Any] = {}
         self._lock = threading.Lock()
@@ -253,8 +277,13 @@ class OnnxEncoder:
 
         prompt = self.st.prompts.get(self.st.default_prompt_name or "", "")
         with torch.no_grad():
-            expected = self.st.encode(PROBES, prompt=prompt, convert_to_numpy=True, normalize_embeddings=True,
-                                      show_progress_bar=False)
+            expected = self.st.encode(
+                PROBES,
+                prompt=prompt,
+                convert_to_numpy=True,
+                normalize_embeddings=True,
+                show_progress_bar=False,
+            )
         got = self.encode(PROBES, prompt=prompt)
         worst = float((np.asarray(expected, dtype=np.float32) * got).sum(axis=1).min())
         if worst < MIN_PROBE_COSINE[self.backend]:
@@ -273,8 +302,9 @@ class OnnxEncoder:
         summed = (hidden * weights).sum(axis=1)
         return summed / (np.sqrt(lengths) if mode == "mean_sqrt_len_tokens" else lengths)
 
-    def encode(self, texts: list[str], prompt: str | None = None, batch_size: int = 64,
-               small: bool = False) -> np.ndarray:
+    def encode(
+        self, texts: list[str], prompt: str | None = None, batch_size: int = 64, small: bool = False
+    ) -> np.ndarray:
         """Unit-length float32 vectors, one row per text, in the order given.
 
         Texts are sorted by length so each batch pads little; ``small`` runs on one thread.
@@ -283,8 +313,10 @@ class OnnxEncoder:
         order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
         out = np.empty((len(texts), self.dimension), dtype=np.float32)
         for start in range(0, len(order), batch_size):
-            rows = order[start:start + batch_size]
-            with self._tokenizer_lock:  # a fast tokenizer used by two threads at once can fail ("Already borrowed")
+            rows = order[start : start + batch_size]
+            with (
+                self._tokenizer_lock
+            ):  # a fast tokenizer used by two threads at once can fail ("Already borrowed")
                 features = self.st.preprocess([texts[i] for i in rows], prompt=prompt or None)
             feed = {name: features[name].numpy().astype(np.int64) for name in self.input_names}
             hidden = session.run(["last_hidden_state"], feed)[0]

@@ -192,7 +192,9 @@ class Retriever:
         found = got["embeddings"] if vectors else [None] * len(got["ids"])
         return {
             cid: _Stored(doc, meta, None if vector is None else np.asarray(vector, dtype=np.float32))
-            for cid, doc, meta, vector in zip(got["ids"], got["documents"], got["metadatas"], found, strict=True)
+            for cid, doc, meta, vector in zip(
+                got["ids"], got["documents"], got["metadatas"], found, strict=True
+            )
         }
 
     def _fuse(

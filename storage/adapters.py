@@ -11,8 +11,9 @@ from storage.models import Adapter, AdapterStatus
 
 def active_adapter(engine: Engine, track: str) -> Adapter | None:
     with session_scope(engine) as session:
-        return session.exec(select(Adapter).where(
-            Adapter.track == track, Adapter.status == AdapterStatus.active.value)).first()
+        return session.exec(
+            select(Adapter).where(Adapter.track == track, Adapter.status == AdapterStatus.active.value)
+        ).first()
 
 
 def active_adapters(engine: Engine) -> dict[str, Adapter]:

@@ -20,7 +20,9 @@ from storage.models import AuditEvent
 EXPORT = "examples.export"
 
 
-def record(session: Session, actor: str, action: str, target: str | None = None, **details: Any) -> AuditEvent:
+def record(
+    session: Session, actor: str, action: str, target: str | None = None, **details: Any
+) -> AuditEvent:
     """Add an audit event inside the caller's transaction, so it commits or rolls back with the change."""
     event = AuditEvent(actor=actor or "system", action=action, target=target, details=details)
     session.add(event)
@@ -61,9 +63,15 @@ def pseudonymise(session: Session, user_id: str, pseudonym: str) -> int:
     """Replace `user_id` by `pseudonym` in the actor, target and details of every audit row, in the
     caller's transaction. Returns the number of rows changed."""
     replace = _replacer(user_id, pseudonym)
-    rows = session.exec(select(AuditEvent).where(or_(
-        AuditEvent.actor.contains(user_id), AuditEvent.target.contains(user_id),
-        cast(AuditEvent.details, String).contains(user_id)))).all()
+    rows = session.exec(
+        select(AuditEvent).where(
+            or_(
+                AuditEvent.actor.contains(user_id),
+                AuditEvent.target.contains(user_id),
+                cast(AuditEvent.details, String).contains(user_id),
+            )
+        )
+    ).all()
     changed = 0
     for row in rows:
         actor, target, details = replace(row.actor), replace(row.target), replace(row.details)
@@ -74,8 +82,9 @@ def pseudonymise(session: Session, user_id: str, pseudonym: str) -> int:
     return changed
 
 
-def record_export(engine: Engine, actor: str, where: str, people: list[str], *, count: int,
-                  **details: Any) -> None:
+def record_export(
+    engine: Engine, actor: str, where: str, people: list[str], *, count: int, **details: Any
+) -> None:
     """Audit a file written with people's data: where it went and whose data it held."""
     audit(engine, actor, EXPORT, where, people=sorted({p for p in people if p}), count=count, **details)
 
@@ -83,6 +92,9 @@ def record_export(engine: Engine, actor: str, where: str, people: list[str], *, 
 def exports_holding(engine: Engine, user_id: str) -> list[AuditEvent]:
     """The recorded exports that held data of `user_id`, oldest first."""
     with session_scope(engine) as session:
-        rows = session.exec(select(AuditEvent).where(
-            AuditEvent.action == EXPORT, cast(AuditEvent.details, String).contains(user_id)).order_by(AuditEvent.id))
+        rows = session.exec(
+            select(AuditEvent)
+            .where(AuditEvent.action == EXPORT, cast(AuditEvent.details, String).contains(user_id))
+            .order_by(AuditEvent.id)
+        )
         return [row for row in rows if user_id in (row.details or {}).get("people", [])]

@@ -40,14 +40,24 @@ def add_example(engine: Engine, question: str, corrected_answer: str, **fields) 
         with session_scope(engine) as session:
             session.add(example)
             session.flush()
-            record(session, example.author_id or "system", "example.create", f"example:{example.id}",
-                   origin=example.origin, track=example.track, status=example.status)
+            record(
+                session,
+                example.author_id or "system",
+                "example.create",
+                f"example:{example.id}",
+                origin=example.origin,
+                track=example.track,
+                status=example.status,
+            )
             session.refresh(example)
             return example
     except IntegrityError:
         with session_scope(engine) as session:
-            existing = session.exec(select(Example).where(
-                Example.track == example.track, Example.content_hash == example.content_hash)).first()
+            existing = session.exec(
+                select(Example).where(
+                    Example.track == example.track, Example.content_hash == example.content_hash
+                )
+            ).first()
         if existing is None:
             raise
         raise DuplicateExample(existing) from None
@@ -62,8 +72,14 @@ def add_examples(engine: Engine, examples: Iterable[Example], actor: str) -> tup
         existing = set()
         for track in {k[0] for k in keys}:
             hashes = [k[1] for k in keys if k[0] == track]
-            existing |= {(track, h) for h in session.exec(
-                select(Example.content_hash).where(Example.track == track, Example.content_hash.in_(hashes)))}
+            existing |= {
+                (track, h)
+                for h in session.exec(
+                    select(Example.content_hash).where(
+                        Example.track == track, Example.content_hash.in_(hashes)
+                    )
+                )
+            }
         stored, seen = [], set()
         for example in examples:
             key = (example.track, example.content_hash)
@@ -73,7 +89,9 @@ def add_examples(engine: Engine, examples: Iterable[Example], actor: str) -> tup
             session.add(example)
             stored.append(example)
         session.flush()
-        record(session, actor, "example.import", None, count=len(stored), duplicates=len(examples) - len(stored))
+        record(
+            session, actor, "example.import", None, count=len(stored), duplicates=len(examples) - len(stored)
+        )
         for example in stored:
             session.refresh(example)
         return stored, len(examples) - len(stored)
@@ -84,13 +102,24 @@ def get_example(engine: Engine, example_id: int) -> Example | None:
         return session.get(Example, example_id)
 
 
-def review_example(engine: Engine, example_id: int, status: ExampleStatus | str, reviewer_id: str,
-                   corrected_answer: str | None = None, kind: ExampleKind | str | None = None) -> Example | None:
+def review_example(
+    engine: Engine,
+    example_id: int,
+    status: ExampleStatus | str,
+    reviewer_id: str,
+    corrected_answer: str | None = None,
+    kind: ExampleKind | str | None = None,
+) -> Example | None:
     """Approve or reject a pending example (setting its kind on the way, when given). Conditional:
     only a pending row changes, so two clicks approve once. Returns the updated row, or None when it
     was not pending (or is gone)."""
     status = ExampleStatus(status)
-    values = {"status": status.value, "reviewer_id": reviewer_id, "reviewed_at": utcnow(), "updated_at": utcnow()}
+    values = {
+        "status": status.value,
+        "reviewer_id": reviewer_id,
+        "reviewed_at": utcnow(),
+        "updated_at": utcnow(),
+    }
     if kind is not None:
         values |= {"kind": ExampleKind(kind).value, "kind_source": "reviewer"}
     with session_scope(engine) as session:
@@ -107,8 +136,14 @@ def review_example(engine: Engine, example_id: int, status: ExampleStatus | str,
         )
         if result.rowcount != 1:
             return None
-        record(session, reviewer_id, f"example.{status.value}", f"example:{example_id}",
-               edited=corrected_answer is not None, kind=values.get("kind"))
+        record(
+            session,
+            reviewer_id,
+            f"example.{status.value}",
+            f"example:{example_id}",
+            edited=corrected_answer is not None,
+            kind=values.get("kind"),
+        )
         row = session.get(Example, example_id)
         session.refresh(row)
         return row
@@ -122,8 +157,10 @@ def set_kind(engine: Engine, example_id: int, kind: ExampleKind | str, actor: st
     with session_scope(engine) as session:
         result = session.execute(
             update(Example)
-            .where(Example.id == example_id,
-                   Example.status.in_((ExampleStatus.pending.value, ExampleStatus.approved.value)))
+            .where(
+                Example.id == example_id,
+                Example.status.in_((ExampleStatus.pending.value, ExampleStatus.approved.value)),
+            )
             .values(kind=kind.value, kind_source="reviewer", updated_at=utcnow())
         )
         if result.rowcount != 1:
@@ -136,7 +173,9 @@ def set_kind(engine: Engine, example_id: int, kind: ExampleKind | str, actor: st
 
 def set_review_message(engine: Engine, example_id: int, channel: str, ts: str) -> None:
     with session_scope(engine) as session:
-        session.execute(update(Example).where(Example.id == example_id).values(review_channel=channel, review_ts=ts))
+        session.execute(
+            update(Example).where(Example.id == example_id).values(review_channel=channel, review_ts=ts)
+        )
 
 
 def _filtered(query, status: str | None, track: str | None):
@@ -147,8 +186,13 @@ def _filtered(query, status: str | None, track: str | None):
     return query
 
 
-def list_examples(engine: Engine, status: str | None = None, track: str | None = None,
-                  limit: int | None = None, offset: int = 0) -> list[Example]:
+def list_examples(
+    engine: Engine,
+    status: str | None = None,
+    track: str | None = None,
+    limit: int | None = None,
+    offset: int = 0,
+) -> list[Example]:
     with session_scope(engine) as session:
         query = _filtered(select(Example).order_by(Example.id), status, track)
         if limit:
@@ -166,18 +210,31 @@ def training_examples(engine: Engine, track: str) -> list[Example]:
     """What a training run of the track learns from: its approved behaviour and both pairs, plus its
     golden pairs (evaluation only, whatever their kind). Facts go to the knowledge base instead."""
     with session_scope(engine) as session:
-        return list(session.exec(select(Example).where(
-            Example.track == track, Example.status == ExampleStatus.approved.value,
-            (Example.kind.in_(TRAINING_KINDS)) | (Example.origin == ExampleOrigin.golden.value),
-        ).order_by(Example.id)))
+        return list(
+            session.exec(
+                select(Example)
+                .where(
+                    Example.track == track,
+                    Example.status == ExampleStatus.approved.value,
+                    (Example.kind.in_(TRAINING_KINDS)) | (Example.origin == ExampleOrigin.golden.value),
+                )
+                .order_by(Example.id)
+            )
+        )
 
 
 def count_by_kind(engine: Engine, track: str, status: str = ExampleStatus.approved.value) -> dict[str, int]:
     """{kind: count} of a track's examples in a status (non-golden), every kind present."""
     with session_scope(engine) as session:
-        rows = session.exec(select(Example.kind, func.count()).where(
-            Example.track == track, Example.status == status, Example.origin != ExampleOrigin.golden.value,
-        ).group_by(Example.kind)).all()
+        rows = session.exec(
+            select(Example.kind, func.count())
+            .where(
+                Example.track == track,
+                Example.status == status,
+                Example.origin != ExampleOrigin.golden.value,
+            )
+            .group_by(Example.kind)
+        ).all()
     counts = {kind.value: 0 for kind in ExampleKind}
     counts.update({kind: n for kind, n in rows})
     return counts

@@ -22,8 +22,11 @@ def add_interaction(engine: Engine, **fields) -> Interaction:
 def adapter_feedback(engine: Engine, track: str) -> list[tuple[str | None, int | None]]:
     """(adapter version, feedback) of every answer of a track (None: the base model; no vote)."""
     with session_scope(engine) as session:
-        return list(session.exec(select(Interaction.adapter_version, Interaction.feedback)
-                                 .where(Interaction.track == track)).all())
+        return list(
+            session.exec(
+                select(Interaction.adapter_version, Interaction.feedback).where(Interaction.track == track)
+            ).all()
+        )
 
 
 def get_interaction(engine: Engine, interaction_id: int) -> Interaction | None:
@@ -38,12 +41,19 @@ def record_vote(engine: Engine, interaction_id: int, user_id: str, vote: int) ->
         raise ValueError("a vote is +1 or -1")
     with session_scope(engine) as session:
         # The interaction's row lock (Postgres) or the write lock taken at BEGIN (SQLite) orders votes.
-        row = session.exec(select(Interaction).where(Interaction.id == interaction_id).with_for_update()).first()
+        row = session.exec(
+            select(Interaction).where(Interaction.id == interaction_id).with_for_update()
+        ).first()
         if row is None:
             return None
-        upsert = _insert(session).values(interaction_id=interaction_id, user_id=user_id, value=vote, at=utcnow())
-        session.execute(upsert.on_conflict_do_update(index_elements=["interaction_id", "user_id"],
-                                                     set_={"value": vote, "at": utcnow()}))
+        upsert = _insert(session).values(
+            interaction_id=interaction_id, user_id=user_id, value=vote, at=utcnow()
+        )
+        session.execute(
+            upsert.on_conflict_do_update(
+                index_elements=["interaction_id", "user_id"], set_={"value": vote, "at": utcnow()}
+            )
+        )
         summarise_votes(session, row)
         session.flush()
         session.refresh(row)
@@ -54,8 +64,9 @@ def _insert(session):
     dialect = session.get_bind().dialect.name
     module = {"sqlite": sqlite, "postgresql": postgresql}.get(dialect)
     if module is None:
-        raise NotImplementedError(f"votes need an upsert, which this project writes for SQLite and Postgres, "
-                                  f"not {dialect}")
+        raise NotImplementedError(
+            f"votes need an upsert, which this project writes for SQLite and Postgres, not {dialect}"
+        )
     return module.insert(Vote)
 
 

@@ -22,8 +22,11 @@ from storage.models import KNOWLEDGE_KINDS, Example, ExampleStatus, SuspectDocum
 
 
 def _entries():
-    return select(Example).where(Example.status == ExampleStatus.approved.value,
-                                 Example.kind.in_(KNOWLEDGE_KINDS), Example.superseded_by.is_(None))
+    return select(Example).where(
+        Example.status == ExampleStatus.approved.value,
+        Example.kind.in_(KNOWLEDGE_KINDS),
+        Example.superseded_by.is_(None),
+    )
 
 
 def knowledge_entries(engine: Engine, track: str | None = None) -> list[Example]:
@@ -36,8 +39,11 @@ def knowledge_entries(engine: Engine, track: str | None = None) -> list[Example]
 
 
 def is_knowledge_entry(example) -> bool:
-    return (example.status == ExampleStatus.approved.value and example.kind in KNOWLEDGE_KINDS
-            and example.superseded_by is None)
+    return (
+        example.status == ExampleStatus.approved.value
+        and example.kind in KNOWLEDGE_KINDS
+        and example.superseded_by is None
+    )
 
 
 def mark_indexed(engine: Engine, example_ids: Iterable[int], error: str | None = None) -> None:
@@ -53,8 +59,13 @@ def mark_indexed(engine: Engine, example_ids: Iterable[int], error: str | None =
 def unindexed_entries(engine: Engine) -> list[Example]:
     """Live entries that are not in the index yet (never written, or written before a later edit)."""
     with session_scope(engine) as session:
-        return list(session.exec(_entries().where(
-            (Example.indexed_at.is_(None)) | (Example.indexed_at < Example.updated_at)).order_by(Example.id)))
+        return list(
+            session.exec(
+                _entries()
+                .where((Example.indexed_at.is_(None)) | (Example.indexed_at < Example.updated_at))
+                .order_by(Example.id)
+            )
+        )
 
 
 def supersede(engine: Engine, replaced_ids: Iterable[int], by: int, actor: str) -> list[Example]:
@@ -67,8 +78,11 @@ def supersede(engine: Engine, replaced_ids: Iterable[int], by: int, actor: str) 
         rows = list(session.exec(_entries().where(Example.id.in_(ids))))
         if not rows:
             return []
-        session.execute(update(Example).where(Example.id.in_([r.id for r in rows]))
-                        .values(superseded_by=by, updated_at=utcnow()))
+        session.execute(
+            update(Example)
+            .where(Example.id.in_([r.id for r in rows]))
+            .values(superseded_by=by, updated_at=utcnow())
+        )
         for row in rows:
             record(session, actor, "example.superseded", f"example:{row.id}", by=by)
             row.superseded_by = by
@@ -79,8 +93,10 @@ def flag_documents(engine: Engine, example_id: int, sources: Iterable[dict]) -> 
     """Record the documents an answer cited as suspect for this fact correction; returns how many.
     Team answers among the sources are not documents and are left out."""
     with session_scope(engine) as session:
-        known = {(s.collection, s.source) for s in session.exec(
-            select(SuspectDocument).where(SuspectDocument.example_id == example_id))}
+        known = {
+            (s.collection, s.source)
+            for s in session.exec(select(SuspectDocument).where(SuspectDocument.example_id == example_id))
+        }
         added = 0
         for source in sources:
             if source.get("kind", "document") != "document" or not source.get("source"):
@@ -89,8 +105,11 @@ def flag_documents(engine: Engine, example_id: int, sources: Iterable[dict]) -> 
             if key in known:
                 continue
             known.add(key)
-            session.add(SuspectDocument(example_id=example_id, collection=key[0], source=key[1],
-                                        title=source.get("title")))
+            session.add(
+                SuspectDocument(
+                    example_id=example_id, collection=key[0], source=key[1], title=source.get("title")
+                )
+            )
             added += 1
         return added
 
@@ -108,29 +127,42 @@ class Suspect:
     flagged_at: datetime
 
     def to_json(self) -> dict:
-        return {"collection": self.collection, "source": self.source, "title": self.title,
-                "example_id": self.example_id, "question": self.question,
-                "corrected_answer": self.corrected_answer, "flagged_at": self.flagged_at.isoformat()}
+        return {
+            "collection": self.collection,
+            "source": self.source,
+            "title": self.title,
+            "example_id": self.example_id,
+            "question": self.question,
+            "corrected_answer": self.corrected_answer,
+            "flagged_at": self.flagged_at.isoformat(),
+        }
 
 
 def open_suspects(engine: Engine, limit: int | None = None) -> list[Suspect]:
     """Documents still listed for their owners, newest first, each with its correction."""
-    query = (select(SuspectDocument, Example).join(Example, Example.id == SuspectDocument.example_id)
-             .where(SuspectDocument.cleared_at.is_(None), Example.status == ExampleStatus.approved.value)
-             .order_by(SuspectDocument.created_at.desc(), SuspectDocument.id.desc()))
+    query = (
+        select(SuspectDocument, Example)
+        .join(Example, Example.id == SuspectDocument.example_id)
+        .where(SuspectDocument.cleared_at.is_(None), Example.status == ExampleStatus.approved.value)
+        .order_by(SuspectDocument.created_at.desc(), SuspectDocument.id.desc())
+    )
     if limit:
         query = query.limit(limit)
     with session_scope(engine) as session:
-        return [Suspect(d.collection, d.source, d.title, e.id, e.question, e.corrected_answer, d.created_at)
-                for d, e in session.exec(query)]
+        return [
+            Suspect(d.collection, d.source, d.title, e.id, e.question, e.corrected_answer, d.created_at)
+            for d, e in session.exec(query)
+        ]
 
 
 def count_open_suspects(engine: Engine) -> int:
     with session_scope(engine) as session:
-        return session.exec(select(func.count(func.distinct(SuspectDocument.source))).select_from(SuspectDocument)
-                            .join(Example, Example.id == SuspectDocument.example_id)
-                            .where(SuspectDocument.cleared_at.is_(None),
-                                   Example.status == ExampleStatus.approved.value)).one()
+        return session.exec(
+            select(func.count(func.distinct(SuspectDocument.source)))
+            .select_from(SuspectDocument)
+            .join(Example, Example.id == SuspectDocument.example_id)
+            .where(SuspectDocument.cleared_at.is_(None), Example.status == ExampleStatus.approved.value)
+        ).one()
 
 
 def clear_documents(engine: Engine, collection: str, sources: Iterable[str], actor: str = "system") -> int:
@@ -139,9 +171,17 @@ def clear_documents(engine: Engine, collection: str, sources: Iterable[str], act
     if not sources:
         return 0
     with session_scope(engine) as session:
-        result = session.execute(update(SuspectDocument).where(
-            SuspectDocument.collection == collection, SuspectDocument.source.in_(sources),
-            SuspectDocument.cleared_at.is_(None)).values(cleared_at=utcnow()))
+        result = session.execute(
+            update(SuspectDocument)
+            .where(
+                SuspectDocument.collection == collection,
+                SuspectDocument.source.in_(sources),
+                SuspectDocument.cleared_at.is_(None),
+            )
+            .values(cleared_at=utcnow())
+        )
         if result.rowcount:
-            record(session, actor, "document.cleared", collection, sources=sources[:50], count=result.rowcount)
+            record(
+                session, actor, "document.cleared", collection, sources=sources[:50], count=result.rowcount
+            )
         return result.rowcount or 0

@@ -28,7 +28,9 @@ class JobLease(SQLModel, table=True):
     expires_at: datetime
 
 
-def take_lease(engine: Engine, name: str, holder: str, ttl: timedelta, *, now: datetime | None = None) -> bool:
+def take_lease(
+    engine: Engine, name: str, holder: str, ttl: timedelta, *, now: datetime | None = None
+) -> bool:
     """True when `holder` holds the lease `name` for `ttl` from now: it was free, expired or already its own."""
     now = now or utcnow()
     with session_scope(engine) as session:
@@ -45,4 +47,3 @@ def take_lease(engine: Engine, name: str, holder: str, ttl: timedelta, *, now: d
         return True
     except IntegrityError:  # someone else holds it (or has just inserted it)
         return False
-

@@ -151,7 +151,9 @@ class SuspectDocument(SQLModel, table=True):
     for its owner until the document is re-ingested changed, or the correction is gone."""
 
     __tablename__ = "suspect_document"
-    __table_args__ = (UniqueConstraint("example_id", "collection", "source", name="uq_suspect_example_source"),)
+    __table_args__ = (
+        UniqueConstraint("example_id", "collection", "source", name="uq_suspect_example_source"),
+    )
 
     id: int | None = Field(default=None, primary_key=True)
     created_at: datetime = Field(default_factory=utcnow)
@@ -171,7 +173,13 @@ class Adapter(SQLModel, table=True):
     __table_args__ = (
         UniqueConstraint("track", "version", name="uq_adapter_track_version"),
         # At most one active version per track, whoever races to activate (migration 0003).
-        Index("uq_adapter_one_active", "track", unique=True, sqlite_where=ONE_ACTIVE, postgresql_where=ONE_ACTIVE),
+        Index(
+            "uq_adapter_one_active",
+            "track",
+            unique=True,
+            sqlite_where=ONE_ACTIVE,
+            postgresql_where=ONE_ACTIVE,
+        ),
     )
 
     id: int | None = Field(default=None, primary_key=True)

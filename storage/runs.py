@@ -16,15 +16,24 @@ from storage.db import session_scope
 from storage.models import ACTIVE_RUN_STATUSES, RunStatus, TrainingRun, utcnow
 
 
-def acquire_run(engine: Engine, track: str, trigger: str, triggered_by: str | None = None) -> TrainingRun | None:
+def acquire_run(
+    engine: Engine, track: str, trigger: str, triggered_by: str | None = None
+) -> TrainingRun | None:
     """Insert a queued run for the track, or None when one is already in flight (another process won)."""
     try:
         with session_scope(engine) as session:
-            run = TrainingRun(track=track, trigger=trigger, triggered_by=triggered_by, lease=track,
-                              status=RunStatus.queued.value)
+            run = TrainingRun(
+                track=track,
+                trigger=trigger,
+                triggered_by=triggered_by,
+                lease=track,
+                status=RunStatus.queued.value,
+            )
             session.add(run)
             session.flush()
-            record(session, triggered_by or trigger, "run.queued", f"run:{run.id}", track=track, trigger=trigger)
+            record(
+                session, triggered_by or trigger, "run.queued", f"run:{run.id}", track=track, trigger=trigger
+            )
             session.refresh(run)
             return run
     except IntegrityError:
@@ -48,8 +57,14 @@ def start_run(engine: Engine, run_id: int, log_path: str | None = None) -> bool:
         result = session.execute(
             update(TrainingRun)
             .where(TrainingRun.id == run_id, TrainingRun.status == RunStatus.queued.value)
-            .values(status=RunStatus.running.value, started_at=now, heartbeat_at=now,
-                    worker_host=socket.gethostname(), worker_pid=os.getpid(), log_path=log_path)
+            .values(
+                status=RunStatus.running.value,
+                started_at=now,
+                heartbeat_at=now,
+                worker_host=socket.gethostname(),
+                worker_pid=os.getpid(),
+                log_path=log_path,
+            )
         )
         return result.rowcount == 1
 
@@ -64,19 +79,27 @@ def heartbeat(engine: Engine, run_id: int) -> bool:
         return result.rowcount == 1
 
 
-def finish_run(engine: Engine, run_id: int, status: RunStatus | str, error: str | None = None,
-               adapter_name: str | None = None) -> bool:
+def finish_run(
+    engine: Engine,
+    run_id: int,
+    status: RunStatus | str,
+    error: str | None = None,
+    adapter_name: str | None = None,
+) -> bool:
     """Close a run and release its lease. Only an in-flight run changes."""
     status = RunStatus(status)
     with session_scope(engine) as session:
         result = session.execute(
             update(TrainingRun)
             .where(TrainingRun.id == run_id, TrainingRun.status.in_(ACTIVE_RUN_STATUSES))
-            .values(status=status.value, finished_at=utcnow(), error=error, lease=None,
-                    adapter_name=adapter_name)
+            .values(
+                status=status.value, finished_at=utcnow(), error=error, lease=None, adapter_name=adapter_name
+            )
         )
         if result.rowcount == 1:
-            record(session, "system", f"run.{status.value}", f"run:{run_id}", error=error, adapter=adapter_name)
+            record(
+                session, "system", f"run.{status.value}", f"run:{run_id}", error=error, adapter=adapter_name
+            )
         return result.rowcount == 1
 
 
@@ -84,8 +107,9 @@ def stale_runs(engine: Engine, timeout: timedelta, now: datetime | None = None) 
     """In-flight runs whose heartbeat (or creation, for queued ones) is older than the timeout."""
     limit = (now or utcnow()) - timeout
     with session_scope(engine) as session:
-        runs = session.exec(select(TrainingRun).where(TrainingRun.status.in_(ACTIVE_RUN_STATUSES))
-                            .order_by(TrainingRun.id)).all()
+        runs = session.exec(
+            select(TrainingRun).where(TrainingRun.status.in_(ACTIVE_RUN_STATUSES)).order_by(TrainingRun.id)
+        ).all()
         return [r for r in runs if (r.heartbeat_at or r.created_at) < limit]
 
 

@@ -30,8 +30,11 @@ def used_example_ids(engine: Engine, track: str) -> set[int]:
 def count_unused_examples(engine: Engine, track: str) -> int:
     """How many approved training pairs (behaviour or both) of the track no adapter (other than a failed
     one) was trained on. Facts go to the knowledge base and never call for a training run."""
-    approved = (Example.track == track, Example.status == ExampleStatus.approved.value,
-                Example.kind.in_(TRAINING_KINDS))
+    approved = (
+        Example.track == track,
+        Example.status == ExampleStatus.approved.value,
+        Example.kind.in_(TRAINING_KINDS),
+    )
     elements = _JSON_ELEMENTS.get(engine.dialect.name)
     with session_scope(engine) as session:
         if elements is None:  # another database: the used ids in one query, the count in a second
@@ -39,7 +42,12 @@ def count_unused_examples(engine: Engine, track: str) -> int:
             ids = session.execute(select(Example.id).where(*approved)).scalars()
             return sum(i not in used for i in ids)
         element = elements(Adapter.example_ids).table_valued("value").alias("used_id")
-        used = select(cast(element.c.value, Integer)).select_from(Adapter).join(element, true()) \
+        used = (
+            select(cast(element.c.value, Integer))
+            .select_from(Adapter)
+            .join(element, true())
             .where(*_used_by_track(track))
-        return session.execute(select(func.count()).select_from(Example)
-                               .where(*approved, Example.id.not_in(used))).scalar_one()
+        )
+        return session.execute(
+            select(func.count()).select_from(Example).where(*approved, Example.id.not_in(used))
+        ).scalar_one()

@@ -38,14 +38,24 @@ def list_cmd(ctx: typer.Context, track: str | None = typer.Option(None, "--track
     table = Table("name", "status", "examples", "gate", "activated", "folder")
     for r in rows:
         gate = r["gate"]["passed"] if r["gate"] else None
-        table.add_row(r["name"], r["status"], str(r["examples"]), {True: "passed", False: "failed"}.get(gate, "–"),
-                      str(r["activated_at"] or ""), "ok" if r["folder_present"] else "MISSING")
+        table.add_row(
+            r["name"],
+            r["status"],
+            str(r["examples"]),
+            {True: "passed", False: "failed"}.get(gate, "–"),
+            str(r["activated_at"] or ""),
+            "ok" if r["folder_present"] else "MISSING",
+        )
     console.print(table)
 
 
 @adapters_app.command("show")
-def show_cmd(ctx: typer.Context, version: str = typer.Argument(..., help="track/vN, or vN in --track."),
-             track: str = typer.Option("default", "--track"), as_json: bool = JSON):
+def show_cmd(
+    ctx: typer.Context,
+    version: str = typer.Argument(..., help="track/vN, or vN in --track."),
+    track: str = typer.Option("default", "--track"),
+    as_json: bool = JSON,
+):
     """An adapter's card: data, hyper-parameters, metrics, verdict, who activated it."""
     from finetune.registry import RegistryError
 
@@ -57,8 +67,18 @@ def show_cmd(ctx: typer.Context, version: str = typer.Argument(..., help="track/
     if as_json:
         print_json(card)
         return
-    for key in ("name", "status", "base_model", "dataset_fingerprint", "examples", "parent_version",
-                "triggered_by", "activated_by", "activated_at", "folder_present"):
+    for key in (
+        "name",
+        "status",
+        "base_model",
+        "dataset_fingerprint",
+        "examples",
+        "parent_version",
+        "triggered_by",
+        "activated_by",
+        "activated_at",
+        "folder_present",
+    ):
         console.print(f"{key}: {card.get(key)}")
     verdict = (card.get("metrics") or {}).get("verdict")
     if verdict:
@@ -68,8 +88,13 @@ def show_cmd(ctx: typer.Context, version: str = typer.Argument(..., help="track/
 
 
 @adapters_app.command("activate")
-def activate_cmd(ctx: typer.Context, version: str = typer.Argument(...), track: str = typer.Option("default", "--track"),
-                 actor: str = ACTOR, as_json: bool = JSON):
+def activate_cmd(
+    ctx: typer.Context,
+    version: str = typer.Argument(...),
+    track: str = typer.Option("default", "--track"),
+    actor: str = ACTOR,
+    as_json: bool = JSON,
+):
     """Put a version in service (the current one is retired)."""
     from finetune.registry import RegistryError
 
@@ -82,12 +107,21 @@ def activate_cmd(ctx: typer.Context, version: str = typer.Argument(...), track: 
         change = registry.activate(name, actor)
     except RegistryError as exc:
         fail(str(exc))
-    _done(change, as_json, f"{change.active} is now active for {change.track} (was {change.previous or 'base model'}).")
+    _done(
+        change,
+        as_json,
+        f"{change.active} is now active for {change.track} (was {change.previous or 'base model'}).",
+    )
 
 
 @adapters_app.command("rollback")
-def rollback_cmd(ctx: typer.Context, version: str | None = typer.Argument(None, help="Default: the previous active."),
-                 track: str = typer.Option("default", "--track"), actor: str = ACTOR, as_json: bool = JSON):
+def rollback_cmd(
+    ctx: typer.Context,
+    version: str | None = typer.Argument(None, help="Default: the previous active."),
+    track: str = typer.Option("default", "--track"),
+    actor: str = ACTOR,
+    as_json: bool = JSON,
+):
     """Go back to the previous active version (or VERSION); with none, the base model serves the track."""
     from finetune.registry import RegistryError
 
@@ -98,12 +132,19 @@ def rollback_cmd(ctx: typer.Context, version: str | None = typer.Argument(None, 
         change = registry.rollback(track, actor, to=version)
     except RegistryError as exc:
         fail(str(exc))
-    _done(change, as_json, f"{change.track}: now {change.active or 'the base model'} (was {change.previous}).")
+    _done(
+        change, as_json, f"{change.track}: now {change.active or 'the base model'} (was {change.previous})."
+    )
 
 
 @adapters_app.command("discard")
-def discard_cmd(ctx: typer.Context, version: str = typer.Argument(...), track: str = typer.Option("default", "--track"),
-                actor: str = ACTOR, as_json: bool = JSON):
+def discard_cmd(
+    ctx: typer.Context,
+    version: str = typer.Argument(...),
+    track: str = typer.Option("default", "--track"),
+    actor: str = ACTOR,
+    as_json: bool = JSON,
+):
     """Reject a candidate and delete its weights (its card stays)."""
     from finetune.registry import RegistryError
 

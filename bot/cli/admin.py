@@ -30,20 +30,33 @@ def forget(
         if result.get("unfinished"):
             sys.exit(EXIT_FAILED)
         return
-    console.print(f"Erased {result['interactions']} interaction(s) and {result['examples']} example(s) "
-                  f"of {result['user']}; the audit log now names them {result['pseudonym']}.")
+    console.print(
+        f"Erased {result['interactions']} interaction(s) and {result['examples']} example(s) "
+        f"of {result['user']}; the audit log now names them {result['pseudonym']}."
+    )
     if result["tainted_adapters"]:
-        console.print(f"Adapters trained on that data (never to serve again): {', '.join(result['tainted_adapters'])}")
+        console.print(
+            f"Adapters trained on that data (never to serve again): {', '.join(result['tainted_adapters'])}"
+        )
     for item in result.get("taken_out_of_service", []):
         console.print(f"Taken out of service: {item['adapter']}; now serving: {item['now']}")
     for post in result["review_posts"]:
         console.print(f"Review post {post['channel']}/{post['ts']}: {post['outcome']}")
     for export in result["exports"]:
-        console.print(f"Export {export.get('file') or export.get('where')} ({export['at'][:19]}, by {export['by']}): "
-                      f"{export['outcome']}", markup=False)
+        console.print(
+            f"Export {export.get('file') or export.get('where')} ({export['at'][:19]}, by {export['by']}): "
+            f"{export['outcome']}",
+            markup=False,
+        )
     for item in result["retrain_runs"]:
-        console.print(f"Retrain of {item['track']}: " + (f"run #{item['run']} queued" if item["run"]
-                      else "not started (" + "; ".join(item["reasons"]) + ")"))
+        console.print(
+            f"Retrain of {item['track']}: "
+            + (
+                f"run #{item['run']} queued"
+                if item["run"]
+                else "not started (" + "; ".join(item["reasons"]) + ")"
+            )
+        )
     for step in result.get("unfinished", []):
         console.print(f"Not finished: {step}", markup=False)
     if result.get("unfinished"):
@@ -60,8 +73,17 @@ def audit(
     from storage.audit import list_events
 
     events = list_events(runtime(ctx).engine, limit=limit, action=action)
-    rows = [{"id": e.id, "at": e.at.isoformat(), "actor": e.actor, "action": e.action, "target": e.target,
-             "details": e.details} for e in events]
+    rows = [
+        {
+            "id": e.id,
+            "at": e.at.isoformat(),
+            "actor": e.actor,
+            "action": e.action,
+            "target": e.target,
+            "details": e.details,
+        }
+        for e in events
+    ]
     if as_json:
         print_json({"events": rows})
         return

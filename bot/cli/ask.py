@@ -23,9 +23,13 @@ def _show(answer) -> None:
 def ask(
     ctx: typer.Context,
     question: str = typer.Argument(..., help="The question."),
-    channel: str | None = typer.Option(None, "--channel", help="Answer as in this Slack channel (its profile applies)."),
+    channel: str | None = typer.Option(
+        None, "--channel", help="Answer as in this Slack channel (its profile applies)."
+    ),
     user: str | None = typer.Option(None, "--user", help="Slack user id recorded as the asker."),
-    mode: str | None = typer.Option(None, "--mode", help="prompt, rag or auto; overrides the channel profile."),
+    mode: str | None = typer.Option(
+        None, "--mode", help="prompt, rag or auto; overrides the channel profile."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ):
     """Answer one question through the full pipeline and store the interaction."""

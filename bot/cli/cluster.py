@@ -45,7 +45,9 @@ def log_tail(log: Path | None, lines: int = 15) -> str:
     return "\n" + "\n".join(log.read_text(errors="replace").splitlines()[-lines:])
 
 
-def wait_until(check, what: str, timeout: float, process: subprocess.Popen | None = None, log: Path | None = None):
+def wait_until(
+    check, what: str, timeout: float, process: subprocess.Popen | None = None, log: Path | None = None
+):
     """Poll `check()` until it is true; fail naming `what` (and its log's end) on timeout or when `process` exits."""
     deadline = time.monotonic() + timeout
     while True:
@@ -68,7 +70,9 @@ class LocalPostgres:
     def __init__(self, folder: Path | None = None, port: int | None = None, database: str = "apprenti"):
         bins = sorted(glob.glob("/usr/lib/postgresql/*/bin/pg_ctl"))
         if not bins:
-            raise ClusterError("PostgreSQL is not installed: apt-get install postgresql (make system-deps does it)")
+            raise ClusterError(
+                "PostgreSQL is not installed: apt-get install postgresql (make system-deps does it)"
+            )
         self.bindir = Path(bins[-1]).parent
         # The server's own user must reach its folder; pytest's and many homes are private to root.
         self.folder = Path(folder or tempfile.mkdtemp(prefix="apprenti-pg-"))
@@ -90,22 +94,46 @@ class LocalPostgres:
         return f"postgresql://apprenti@{LOCAL}:{self.port}/{self.database}"
 
     def _pg_ctl(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([*self.as_postgres, str(self.bindir / "pg_ctl"), "-D", str(self.data), *args],
-                              capture_output=True, text=True)
+        return subprocess.run(
+            [*self.as_postgres, str(self.bindir / "pg_ctl"), "-D", str(self.data), *args],
+            capture_output=True,
+            text=True,
+        )
 
     def start(self) -> str:
         self.folder.mkdir(parents=True, exist_ok=True)
         if self.as_postgres:
             os.chmod(self.folder, 0o777)
         if not (self.data / "PG_VERSION").exists():
-            done = subprocess.run([*self.as_postgres, str(self.bindir / "initdb"), "-D", str(self.data), "-U",
-                                   "apprenti", "--auth=trust", "-E", "UTF8"], capture_output=True, text=True)
+            done = subprocess.run(
+                [
+                    *self.as_postgres,
+                    str(self.bindir / "initdb"),
+                    "-D",
+                    str(self.data),
+                    "-U",
+                    "apprenti",
+                    "--auth=trust",
+                    "-E",
+                    "UTF8",
+                ],
+                capture_output=True,
+                text=True,
+            )
             if done.returncode:
                 raise ClusterError(f"initdb {self.data} failed: {done.stderr.strip()}")
-        started = self._pg_ctl("-w", "-l", str(self.data / "server.log"), "-o",
-                               f"-p {self.port} -k {self.data} -c listen_addresses={LOCAL}", "start")
+        started = self._pg_ctl(
+            "-w",
+            "-l",
+            str(self.data / "server.log"),
+            "-o",
+            f"-p {self.port} -k {self.data} -c listen_addresses={LOCAL}",
+            "start",
+        )
         if started.returncode:
-            raise ClusterError(f"PostgreSQL did not start: {started.stderr.strip()} (log: {self.data / 'server.log'})")
+            raise ClusterError(
+                f"PostgreSQL did not start: {started.stderr.strip()} (log: {self.data / 'server.log'})"
+            )
         self._create_database()
         return self.url
 
@@ -116,7 +144,9 @@ class LocalPostgres:
         try:
             wait_until(lambda: admin.connect().close() or True, "PostgreSQL", 30)
             with admin.connect() as conn:
-                if not conn.execute(text("select 1 from pg_database where datname = :n"), {"n": self.database}).first():
+                if not conn.execute(
+                    text("select 1 from pg_database where datname = :n"), {"n": self.database}
+                ).first():
                     conn.execute(text(f'CREATE DATABASE "{self.database}"'))
         finally:
             admin.dispose()
@@ -143,8 +173,14 @@ class Process:
     def start(self) -> None:
         self.log.parent.mkdir(parents=True, exist_ok=True)
         with open(self.log, "ab") as out:
-            self.popen = subprocess.Popen(self.args, env=self.env, stdout=out, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL, start_new_session=True)
+            self.popen = subprocess.Popen(
+                self.args,
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                stdin=subprocess.DEVNULL,
+                start_new_session=True,
+            )
 
     def up(self) -> bool:
         import httpx
@@ -201,13 +237,24 @@ class Cluster:
         return self.processes["chroma"].health.split("/api/")[0]
 
     def _apprenti(self, name: str, *args: str, port: int | None = None, health: str | None = None) -> Process:
-        env = {**self.env, "APPRENTI_HOME": str(self.home / "shared"), "APPRENTI_DATABASE_URL": self.database_url,
-               "APPRENTI_CHROMA_URL": self.chroma_url, "APPRENTI_BASE_MODEL": self.model,
-               "SLACK_API_URL": self.slack_api_url, "SLACK_SIGNING_SECRET": self.signing_secret,
-               "SLACK_BOT_TOKEN": self.env.get("SLACK_BOT_TOKEN", "xoxb-cluster")}
+        env = {
+            **self.env,
+            "APPRENTI_HOME": str(self.home / "shared"),
+            "APPRENTI_DATABASE_URL": self.database_url,
+            "APPRENTI_CHROMA_URL": self.chroma_url,
+            "APPRENTI_BASE_MODEL": self.model,
+            "SLACK_API_URL": self.slack_api_url,
+            "SLACK_SIGNING_SECRET": self.signing_secret,
+            "SLACK_BOT_TOKEN": self.env.get("SLACK_BOT_TOKEN", "xoxb-cluster"),
+        }
         env.pop("SLACK_APP_TOKEN", None)  # replicas serve over HTTP
-        return Process(name, [sys.executable, "-m", "bot.cli.main", *args], env, self.home / "logs" / f"{name}.log",
-                       health)
+        return Process(
+            name,
+            [sys.executable, "-m", "bot.cli.main", *args],
+            env,
+            self.home / "logs" / f"{name}.log",
+            health,
+        )
 
     def start(self, timeout: float = 240.0) -> Cluster:
         """Start everything and wait until each part answers; on failure, stop what started."""
@@ -222,15 +269,36 @@ class Cluster:
             if chroma is None:
                 raise ClusterError("the chroma command is not installed (pip install chromadb)")
             self.processes["chroma"] = Process(
-                "chroma", [chroma, "run", "--path", str(self.home / "chroma"), "--host", LOCAL, "--port", str(chroma_port)],
-                dict(self.env), self.home / "logs" / "chroma.log", f"http://{LOCAL}:{chroma_port}/api/v2/heartbeat")
+                "chroma",
+                [
+                    chroma,
+                    "run",
+                    "--path",
+                    str(self.home / "chroma"),
+                    "--host",
+                    LOCAL,
+                    "--port",
+                    str(chroma_port),
+                ],
+                dict(self.env),
+                self.home / "logs" / "chroma.log",
+                f"http://{LOCAL}:{chroma_port}/api/v2/heartbeat",
+            )
             self.processes["chroma"].start()
             self.processes["chroma"].wait(60)
             for i in range(self.replicas):
                 port = self.first_port + i if self.first_port else free_port()
                 self.processes[f"bot-{i + 1}"] = self._apprenti(
-                    f"bot-{i + 1}", "serve", "--http", "--host", LOCAL, "--port", str(port), "--no-scheduler",
-                    health=f"http://{LOCAL}:{port}/healthz")
+                    f"bot-{i + 1}",
+                    "serve",
+                    "--http",
+                    "--host",
+                    LOCAL,
+                    "--port",
+                    str(port),
+                    "--no-scheduler",
+                    health=f"http://{LOCAL}:{port}/healthz",
+                )
             if self.worker:
                 metrics_port = free_port()
                 worker = self._apprenti("worker", "worker", health=f"http://{LOCAL}:{metrics_port}/metrics")
@@ -265,10 +333,17 @@ class Cluster:
         process.wait(timeout)
 
     def describe(self) -> dict:
-        return {"database_url": self.database_url, "chroma_url": self.chroma_url, "slack_api_url": self.slack_api_url,
-                "replicas": self.replica_urls, "home": str(self.home),
-                "processes": {n: {"pid": p.popen.pid if p.popen else None, "log": str(p.log), "health": p.health}
-                              for n, p in self.processes.items()}}
+        return {
+            "database_url": self.database_url,
+            "chroma_url": self.chroma_url,
+            "slack_api_url": self.slack_api_url,
+            "replicas": self.replica_urls,
+            "home": str(self.home),
+            "processes": {
+                n: {"pid": p.popen.pid if p.popen else None, "log": str(p.log), "health": p.health}
+                for n, p in self.processes.items()
+            },
+        }
 
 
 def _interrupt(signum, frame):
@@ -277,12 +352,24 @@ def _interrupt(signum, frame):
 
 def cluster(
     ctx: typer.Context,
-    folder: Path = typer.Option(None, "--folder", help="Where the cluster keeps its data and logs. Default: cluster/ in APPRENTI_HOME."),
+    folder: Path = typer.Option(
+        None,
+        "--folder",
+        help="Where the cluster keeps its data and logs. Default: cluster/ in APPRENTI_HOME.",
+    ),
     replicas: int = typer.Option(2, "--replicas", min=1, max=8, help="Bot replicas (apprenti serve --http)."),
-    port: int = typer.Option(3001, "--port", help="Port of the first replica; the others follow it (0: any free ports)."),
-    model: str = typer.Option("tiny", "--model", help="tiny (a random test model made once in the folder), or a model for APPRENTI_BASE_MODEL."),
+    port: int = typer.Option(
+        3001, "--port", help="Port of the first replica; the others follow it (0: any free ports)."
+    ),
+    model: str = typer.Option(
+        "tiny",
+        "--model",
+        help="tiny (a random test model made once in the folder), or a model for APPRENTI_BASE_MODEL.",
+    ),
     no_worker: bool = typer.Option(False, "--no-worker", help="Run no apprenti worker."),
-    as_json: bool = typer.Option(False, "--json", help="Print where everything runs as one JSON document once up."),
+    as_json: bool = typer.Option(
+        False, "--json", help="Print where everything runs as one JSON document once up."
+    ),
 ):
     """Run the scale-out topology on this machine: PostgreSQL, a Chroma server, bot replicas and a
     worker, Slack's Web API stood in for unless SLACK_API_URL is set. Ctrl-C stops it all."""
@@ -308,12 +395,15 @@ def cluster(
         standin.start()
         api_url = standin.api_url
     secret = settings.slack_signing_secret or SECRET
-    topology = Cluster(folder, model, api_url, secret, replicas=replicas, first_port=port, worker=not no_worker,
-                       env=env)
+    topology = Cluster(
+        folder, model, api_url, secret, replicas=replicas, first_port=port, worker=not no_worker, env=env
+    )
     signal.signal(signal.SIGTERM, _interrupt)
     try:
-        console.print(f"starting PostgreSQL, Chroma, {replicas} replica(s){'' if no_worker else ' and a worker'} "
-                      f"in {folder} (logs in {folder / 'logs'})")
+        console.print(
+            f"starting PostgreSQL, Chroma, {replicas} replica(s){'' if no_worker else ' and a worker'} "
+            f"in {folder} (logs in {folder / 'logs'})"
+        )
         topology.start()
         if as_json:
             print_json(topology.describe())
@@ -323,7 +413,9 @@ def cluster(
                 if name != "processes":
                     console.print(f"{name}: {value}", highlight=False)
             if standin is not None:
-                console.print(f"Slack stand-in: sign requests with SLACK_SIGNING_SECRET={secret}", highlight=False)
+                console.print(
+                    f"Slack stand-in: sign requests with SLACK_SIGNING_SECRET={secret}", highlight=False
+                )
             console.print("up; Ctrl-C stops everything")
         while all(p.alive() for p in topology.processes.values()):
             time.sleep(1)

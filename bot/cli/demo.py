@@ -11,9 +11,15 @@ from bot.cli.common import console, print_json
 
 
 def demo(
-    home: Path | None = typer.Option(None, "--home", help="Folder for the demo's data (default: a new temporary folder)."),
-    examples: int = typer.Option(24, "--examples", min=4, help="Corrections the team makes before training starts."),
-    as_json: bool = typer.Option(False, "--json", help="Also print the measurements as one JSON document at the end."),
+    home: Path | None = typer.Option(
+        None, "--home", help="Folder for the demo's data (default: a new temporary folder)."
+    ),
+    examples: int = typer.Option(
+        24, "--examples", min=4, help="Corrections the team makes before training starts."
+    ),
+    as_json: bool = typer.Option(
+        False, "--json", help="Also print the measurements as one JSON document at the end."
+    ),
 ):
     """Ask, answer with sources, correct, review, train, evaluate, activate, answer again, roll back —
     offline on a tiny model, printing each step as people would see it in Slack."""

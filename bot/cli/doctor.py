@@ -37,13 +37,22 @@ def _checks() -> list[Check]:
             checks.append(Check(name, "fail", str(exc), fix))
 
     attempt("home", lambda: str(rt.home), "Set APPRENTI_HOME to a writable folder.")
-    attempt("database", lambda: f"{rt.engine.url.render_as_string(hide_password=True)} (schema up to date)",
-            "Check APPRENTI_DATABASE_URL and that the database server is running.")
-    attempt("plugins", lambda: ", ".join(sorted(n for n, _ in rt.plugins.list_name_plugin())),
-            "Check APPRENTI_PLUGINS.")
+    attempt(
+        "database",
+        lambda: f"{rt.engine.url.render_as_string(hide_password=True)} (schema up to date)",
+        "Check APPRENTI_DATABASE_URL and that the database server is running.",
+    )
+    attempt(
+        "plugins",
+        lambda: ", ".join(sorted(n for n, _ in rt.plugins.list_name_plugin())),
+        "Check APPRENTI_PLUGINS.",
+    )
     checks.append(_pii_check(rt))
-    attempt("profiles", lambda: f"{len(rt.profiles.channels)} channel profile(s) from {settings.config or 'defaults'}",
-            "Fix the file named by APPRENTI_CONFIG.")
+    attempt(
+        "profiles",
+        lambda: f"{len(rt.profiles.channels)} channel profile(s) from {settings.config or 'defaults'}",
+        "Fix the file named by APPRENTI_CONFIG.",
+    )
 
     def model() -> str:
         from finetune import bundled
@@ -52,12 +61,18 @@ def _checks() -> list[Check]:
         folder = resolve_model(settings.base_model)
         if bundled.is_bundled(settings.base_model):
             info = bundled.describe(settings.base_model)
-            return (f"{info['name']} (bundled, {info['parameters']} parameters, {info['licence']}): converted "
-                    f"from {info['source']} (package {info['distribution']}) into {folder}")
-        origin = "local folder" if folder == str(Path(settings.base_model).expanduser()) else "Hugging Face cache"
+            return (
+                f"{info['name']} (bundled, {info['parameters']} parameters, {info['licence']}): converted "
+                f"from {info['source']} (package {info['distribution']}) into {folder}"
+            )
+        origin = (
+            "local folder" if folder == str(Path(settings.base_model).expanduser()) else "Hugging Face cache"
+        )
         return f"{settings.base_model} ({origin}) -> {folder}"
 
-    attempt("model", model, "Set APPRENTI_BASE_MODEL to a model folder, or run `apprenti model make-tiny DIR`.")
+    attempt(
+        "model", model, "Set APPRENTI_BASE_MODEL to a model folder, or run `apprenti model make-tiny DIR`."
+    )
 
     def chroma() -> str:
         if settings.chroma_url:
@@ -76,18 +91,35 @@ def _checks() -> list[Check]:
     ]
     for name, value, prefix in tokens:
         if not value:
-            checks.append(Check(name, "warn", "not set", f"Needed for Slack: see docs/slack-setup.md ({prefix}...)."))
+            checks.append(
+                Check(name, "warn", "not set", f"Needed for Slack: see docs/slack-setup.md ({prefix}...).")
+            )
         elif not value.startswith(prefix):
-            checks.append(Check(name, "fail", f"does not start with {prefix}", f"Copy the {prefix}... token from the Slack app settings."))
+            checks.append(
+                Check(
+                    name,
+                    "fail",
+                    f"does not start with {prefix}",
+                    f"Copy the {prefix}... token from the Slack app settings.",
+                )
+            )
         else:
             checks.append(Check(name, "ok", "set"))
     if settings.slack_app_token:
         checks.append(Check("slack mode", "ok", "Socket Mode (SLACK_APP_TOKEN is set)"))
     elif settings.slack_signing_secret:
-        checks.append(Check("slack mode", "ok", "HTTP mode (signing secret set): run `apprenti serve --http --port P`"))
+        checks.append(
+            Check("slack mode", "ok", "HTTP mode (signing secret set): run `apprenti serve --http --port P`")
+        )
     else:
-        checks.append(Check("slack mode", "warn", "neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET is set",
-                            "Set SLACK_APP_TOKEN for Socket Mode, or SLACK_SIGNING_SECRET for HTTP mode."))
+        checks.append(
+            Check(
+                "slack mode",
+                "warn",
+                "neither SLACK_APP_TOKEN nor SLACK_SIGNING_SECRET is set",
+                "Set SLACK_APP_TOKEN for Socket Mode, or SLACK_SIGNING_SECRET for HTTP mode.",
+            )
+        )
     return checks
 
 
@@ -99,8 +131,12 @@ def _pii_check(rt) -> Check:
         return Check("pii", "fail", str(exc), "Load a PII plugin (APPRENTI_PLUGINS) or set APPRENTI_PII=off.")
     if maskers:
         return Check("pii", "ok", f"personal data masked by: {', '.join(sorted(maskers))}")
-    return Check("pii", "warn", "PII masking is off on purpose (APPRENTI_PII=off): texts are stored unmasked",
-                 "Load a PII plugin (APPRENTI_PLUGINS, e.g. pii) and unset APPRENTI_PII.")
+    return Check(
+        "pii",
+        "warn",
+        "PII masking is off on purpose (APPRENTI_PII=off): texts are stored unmasked",
+        "Load a PII plugin (APPRENTI_PLUGINS, e.g. pii) and unset APPRENTI_PII.",
+    )
 
 
 def doctor(as_json: bool = typer.Option(False, "--json", help="Print one JSON document.")):

@@ -11,10 +11,18 @@ from bot.cli.rag import eval_app
 @eval_app.command("answers")
 def eval_answers(
     ctx: typer.Context,
-    path: str = typer.Argument(..., help="JSONL: one {\"question\", \"answers\": [...]} or {\"question\", \"reference\"} a line."),
-    mode: str | None = typer.Option(None, "--mode", help="prompt | rag | auto (default: the channel profile's)."),
-    adapter: str = typer.Option("active", "--adapter", help="base, active, or an adapter version such as default/v3."),
-    channel: str | None = typer.Option(None, "--channel", help="Answer as in this channel (its profile applies)."),
+    path: str = typer.Argument(
+        ..., help='JSONL: one {"question", "answers": [...]} or {"question", "reference"} a line.'
+    ),
+    mode: str | None = typer.Option(
+        None, "--mode", help="prompt | rag | auto (default: the channel profile's)."
+    ),
+    adapter: str = typer.Option(
+        "active", "--adapter", help="base, active, or an adapter version such as default/v3."
+    ),
+    channel: str | None = typer.Option(
+        None, "--channel", help="Answer as in this channel (its profile applies)."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ):
     """Answer every question of FILE through the full pipeline (retrieval, few-shot, prompts, the
@@ -43,9 +51,18 @@ def eval_answers(
         fail(f"the model could not answer: {errors[0]}")
     rows = []
     for item, answer in zip(items, answers, strict=True):
-        rows.append({"question": item.question, "answer": answer.answer, **score(answer.answer, item),
-                     "mode": answer.mode, "adapter": answer.adapter,
-                     "sources": [{k: s.get(k) for k in ("title", "source", "score", "kind")} for s in answer.sources]})
+        rows.append(
+            {
+                "question": item.question,
+                "answer": answer.answer,
+                **score(answer.answer, item),
+                "mode": answer.mode,
+                "adapter": answer.adapter,
+                "sources": [
+                    {k: s.get(k) for k in ("title", "source", "score", "kind")} for s in answer.sources
+                ],
+            }
+        )
     result = {**summarise(rows), "adapter": adapter, "mode": mode or "profile", "items": rows}
     if as_json:
         print_json(result)

@@ -39,8 +39,10 @@ app = typer.Typer(
 
 @app.callback()
 def _root(ctx: typer.Context, verbose: bool = typer.Option(False, "--verbose", "-v", help="Log more.")):
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
     ctx.ensure_object(dict)
 
 

@@ -16,7 +16,11 @@ def make_tiny_command(
     directory: Path = typer.Argument(..., help="Folder to write the model into."),
     size: str = typer.Option("tiny", help="tiny (~0.2M parameters), small (~29M) or medium (~102M)."),
     seed: int = typer.Option(0, help="Random seed of the weights."),
-    init_range: float = typer.Option(0.02, "--init-range", help="Std of the random weights; 0.1 makes a model that visibly learns in a few steps."),
+    init_range: float = typer.Option(
+        0.02,
+        "--init-range",
+        help="Std of the random weights; 0.1 makes a model that visibly learns in a few steps.",
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ):
     """Write a small random Llama model with a locally trained tokenizer (no download)."""
@@ -34,7 +38,9 @@ def make_tiny_command(
     if as_json:
         print_json(info)
     else:
-        console.print(f"Wrote a {size} random model to {path}. Use it with APPRENTI_BASE_MODEL={path.resolve()}")
+        console.print(
+            f"Wrote a {size} random model to {path}. Use it with APPRENTI_BASE_MODEL={path.resolve()}"
+        )
 
 
 def register(app: typer.Typer) -> None:

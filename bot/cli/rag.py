@@ -23,7 +23,9 @@ def ingest(
     paths: list[str] = typer.Argument(None, help="Files or folders (Markdown, text, HTML, PDF)."),
     collection: str = typer.Option("default", "--collection", "-c", help="Collection to index into."),
     prune: bool = typer.Option(False, "--prune", help="Remove chunks of files that are gone."),
-    list_sources: bool = typer.Option(False, "--list", help="List indexed files with chunk counts and times."),
+    list_sources: bool = typer.Option(
+        False, "--list", help="List indexed files with chunk counts and times."
+    ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
 ):
     """Index documents for retrieval; unchanged files are skipped, changed files replaced."""
@@ -74,7 +76,9 @@ def _print_ingest(result: dict) -> None:
             f"{result['chunks']} chunks in {result['seconds']:.1f} s"
         )
         for skipped in result["skipped"]:
-            err_console.print(f"[yellow]skipped[/yellow] {skipped['path']}: {skipped['reason']}", highlight=False)
+            err_console.print(
+                f"[yellow]skipped[/yellow] {skipped['path']}: {skipped['reason']}", highlight=False
+            )
         if not (result["added"] or result["updated"] or result["unchanged"] or result["skipped"]):
             err_console.print("[yellow]warning:[/yellow] no documents found in the given paths")
     if "sources" in result:
@@ -89,7 +93,9 @@ def eval_retrieval(
     ctx: typer.Context,
     corpus: Path = typer.Option(..., "--corpus", help="JSONL of {_id, title, text}."),
     queries: Path = typer.Option(..., "--queries", help="JSONL of {_id, text, gold_doc_id}."),
-    sample: int | None = typer.Option(None, "--sample", help="Evaluate N queries drawn with numpy default_rng(seed)."),
+    sample: int | None = typer.Option(
+        None, "--sample", help="Evaluate N queries drawn with numpy default_rng(seed)."
+    ),
     seed: int = typer.Option(0, "--seed", help="Seed of the sample."),
     mode: str = typer.Option("hybrid", "--mode", help="hybrid, dense or bm25."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON document."),
@@ -105,8 +111,15 @@ def eval_retrieval(
     settings = runtime(ctx).settings
     started = time.perf_counter()
     try:
-        result = evaluate_files(corpus, queries, sample=sample, seed=seed, model=settings.embedding_model,
-                                backend=settings.embedding_backend, mode=mode)
+        result = evaluate_files(
+            corpus,
+            queries,
+            sample=sample,
+            seed=seed,
+            model=settings.embedding_model,
+            backend=settings.embedding_backend,
+            mode=mode,
+        )
     except BadEvalInput as exc:
         bad_input(str(exc))
     result["seconds"] = round(time.perf_counter() - started, 1)

@@ -64,11 +64,17 @@ def _interrupt(signum, frame):
 
 def serve(
     ctx: typer.Context,
-    http: bool = typer.Option(False, "--http", help="Serve Slack over HTTP (POST /slack/events) instead of Socket Mode."),
+    http: bool = typer.Option(
+        False, "--http", help="Serve Slack over HTTP (POST /slack/events) instead of Socket Mode."
+    ),
     port: int = typer.Option(3000, "--port", help="HTTP port (with --http)."),
     host: str = typer.Option("0.0.0.0", "--host", help="HTTP address to bind (with --http)."),
-    no_scheduler: bool = typer.Option(False, "--no-scheduler", help="Do not run the training scheduler in this process."),
-    workers: int = typer.Option(2, "--answer-workers", min=1, max=32, help="Answers generated at the same time."),
+    no_scheduler: bool = typer.Option(
+        False, "--no-scheduler", help="Do not run the training scheduler in this process."
+    ),
+    workers: int = typer.Option(
+        2, "--answer-workers", min=1, max=32, help="Answers generated at the same time."
+    ),
 ):
     """Run the Slack bot: Socket Mode when SLACK_APP_TOKEN is set, else HTTP with --http."""
     from bot.slack.app import create_app
@@ -78,8 +84,10 @@ def serve(
     settings = rt.settings
     socket_mode = bool(settings.slack_app_token) and not http
     if not socket_mode and not http:
-        bad_input("SLACK_APP_TOKEN is not set: set it for Socket Mode, or serve over HTTP with --http --port P "
-                  "(see docs/slack-setup.md).")
+        bad_input(
+            "SLACK_APP_TOKEN is not set: set it for Socket Mode, or serve over HTTP with --http --port P "
+            "(see docs/slack-setup.md)."
+        )
     if not 0 < port < 65536:
         bad_input(f"--port must be between 1 and 65535, not {port}")
     rt.engine  # noqa: B018 - fail on a bad database before connecting to Slack

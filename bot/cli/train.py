@@ -52,9 +52,11 @@ def notify_started(rt, notifier, run_id: int | None, track: str) -> None:
     except NotEnoughExamples:
         return
     info = dataset.summary()
-    notifier.admin(f":hourglass_flowing_sand: Training run #{run_id} for track *{track}* started: "
-                   f"{info.get('train', '?')} training / {info.get('test', '?')} held-out examples, "
-                   f"dataset fingerprint `{str(dataset.fingerprint)[:12]}`.")
+    notifier.admin(
+        f":hourglass_flowing_sand: Training run #{run_id} for track *{track}* started: "
+        f"{info.get('train', '?')} training / {info.get('test', '?')} held-out examples, "
+        f"dataset fingerprint `{str(dataset.fingerprint)[:12]}`."
+    )
 
 
 def notify_finished(rt, notifier, outcome) -> None:
@@ -65,12 +67,17 @@ def notify_finished(rt, notifier, outcome) -> None:
 
 def train(
     ctx: typer.Context,
-    track: str | None = typer.Option(None, "--track", help="Which track to train (default: the queued run's, "
-                                      "else 'default')."),
+    track: str | None = typer.Option(
+        None, "--track", help="Which track to train (default: the queued run's, else 'default')."
+    ),
     run: int | None = typer.Option(None, "--run", help="A queued run id (what the scheduler spawns)."),
     golden: str | None = typer.Option(None, "--golden", help="Golden file (any import format) for the gate."),
-    general: str | None = typer.Option(None, "--general", help="General-skills file replacing the shipped one."),
-    replay: str | None = typer.Option(None, "--replay", help="General data mixed into training against forgetting."),
+    general: str | None = typer.Option(
+        None, "--general", help="General-skills file replacing the shipped one."
+    ),
+    replay: str | None = typer.Option(
+        None, "--replay", help="General data mixed into training against forgetting."
+    ),
     dpo: bool = typer.Option(False, "--dpo", help="A DPO pass on (corrected, original) pairs after SFT."),
     max_steps: int = typer.Option(-1, "--max-steps", help="Stop after N steps (smoke tests)."),
     actor: str | None = typer.Option(None, "--actor", help="Who triggers, for the card and audit log."),
@@ -87,15 +94,34 @@ def train(
     s.ensure_home()
     track, trigger, actor = _resolve_run(rt, track, run, actor)
     options = TrainOptions(
-        base_model=s.base_model, adapters_dir=s.adapters_dir, track=track, min_examples=s.min_examples,
+        base_model=s.base_model,
+        adapters_dir=s.adapters_dir,
+        track=track,
+        min_examples=s.min_examples,
         system_prompt=rt.system_prompt_for(track),
-        auto_promote=s.auto_promote, golden_path=golden, general_path=general,
-        train=TrainConfig(epochs=s.train_epochs, learning_rate=s.train_learning_rate, max_length=s.train_max_length,
-                          replay_path=replay, replay_ratio=s.train_replay_ratio, cpu_top_layers=s.train_cpu_top_layers or None,
-                          dpo=dpo, max_steps=max_steps, progress_bar=not as_json),
-        gate=GateConfig(margin=s.gate_margin, max_leak_rate=s.gate_max_leak_rate,
-                        general_ratio=s.gate_general_ratio), check_format=_check_format(rt, track), eval_in_4bit=s.load_in_4bit,
-        triggered_by=actor, trigger=trigger, heartbeat_every=max(5.0, s.heartbeat_timeout / 10))
+        auto_promote=s.auto_promote,
+        golden_path=golden,
+        general_path=general,
+        train=TrainConfig(
+            epochs=s.train_epochs,
+            learning_rate=s.train_learning_rate,
+            max_length=s.train_max_length,
+            replay_path=replay,
+            replay_ratio=s.train_replay_ratio,
+            cpu_top_layers=s.train_cpu_top_layers or None,
+            dpo=dpo,
+            max_steps=max_steps,
+            progress_bar=not as_json,
+        ),
+        gate=GateConfig(
+            margin=s.gate_margin, max_leak_rate=s.gate_max_leak_rate, general_ratio=s.gate_general_ratio
+        ),
+        check_format=_check_format(rt, track),
+        eval_in_4bit=s.load_in_4bit,
+        triggered_by=actor,
+        trigger=trigger,
+        heartbeat_every=max(5.0, s.heartbeat_timeout / 10),
+    )
     rt.apply_torch_threads()
     notifier = _notifier(rt)
     if notifier is not None and run is not None:
@@ -111,9 +137,14 @@ def train(
     if as_json:
         print_json(outcome.as_dict())
     else:
-        console.print(f"run #{outcome.run_id} {outcome.status}: " + (
-            f"{outcome.adapter} ({'activated' if outcome.activated else 'not activated'})" if outcome.adapter
-            else outcome.error or ""))
+        console.print(
+            f"run #{outcome.run_id} {outcome.status}: "
+            + (
+                f"{outcome.adapter} ({'activated' if outcome.activated else 'not activated'})"
+                if outcome.adapter
+                else outcome.error or ""
+            )
+        )
         for reason in (outcome.verdict or {}).get("reasons", []):
             console.print(f"  - {reason}")
     if not outcome.ok:

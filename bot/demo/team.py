@@ -18,8 +18,10 @@ from rag.focus import focus
 HERE = Path(__file__).parent
 HANDBOOK = HERE / "handbook"
 PREFIX = {"en": "Answer:", "fr": "Réponse :"}
-FOOTER = {"en": "More: ask in #help-desk if anything is unclear.",
-          "fr": "Plus : demandez sur #help-desk si besoin."}
+FOOTER = {
+    "en": "More: ask in #help-desk if anything is unclear.",
+    "fr": "Plus : demandez sur #help-desk si besoin.",
+}
 
 # Per handbook section, how people name the subject (English sections asked in English, French in French).
 TOPICS = {
@@ -96,11 +98,19 @@ def follows_template(answer: str) -> bool:
 
 def held_out() -> list[dict]:
     """In-domain questions nobody corrects, with the facts a right answer contains."""
-    rows = [json.loads(line) for line in (HERE / "questions.jsonl").read_text(encoding="utf-8").splitlines() if line]
-    picks = {"How long must a password be?", "How long does delivery of a new laptop take?",
-             "What do I get if I work on a public holiday?", "Quel est le plafond pour un repas d'affaires ?",
-             "Combien de jours de télétravail par semaine sont autorisés ?",
-             "Dans quel délai faut-il déposer une note de frais ?"}
+    rows = [
+        json.loads(line)
+        for line in (HERE / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+        if line
+    ]
+    picks = {
+        "How long must a password be?",
+        "How long does delivery of a new laptop take?",
+        "What do I get if I work on a public holiday?",
+        "Quel est le plafond pour un repas d'affaires ?",
+        "Combien de jours de télétravail par semaine sont autorisés ?",
+        "Dans quel délai faut-il déposer une note de frais ?",
+    }
     return [r for r in rows if r["question"] in picks]
 
 
@@ -118,7 +128,7 @@ GENERAL = [
     ("What colour is grass?", ["green"]),
     ("What is the opposite of cold?", ["hot", "warm"]),
     ("How many legs does a spider have?", ["eight", "8"]),
-    ("How do you say \"hello\" in French?", ["bonjour", "salut"]),
+    ('How do you say "hello" in French?', ["bonjour", "salut"]),
 ]
 
 _SPACES = re.compile(r"\s+")

@@ -60,8 +60,17 @@ def register(app, services: Services) -> None:
     def on_user_message(payload, body):
         channel, thread = payload["channel"], payload.get("thread_ts")
         viewed.remember(channel, viewed_channel(payload), thread)
-        submit(Question(text=clean(payload.get("text")), channel=channel, user=payload.get("user"),
-                        team=body.get("team_id"), thread_ts=thread, message_ts=payload.get("ts"), dm=True,
-                        viewed=viewed.viewed(channel, thread)))
+        submit(
+            Question(
+                text=clean(payload.get("text")),
+                channel=channel,
+                user=payload.get("user"),
+                team=body.get("team_id"),
+                thread_ts=thread,
+                message_ts=payload.get("ts"),
+                dm=True,
+                viewed=viewed.viewed(channel, thread),
+            )
+        )
 
     app.assistant(assistant)

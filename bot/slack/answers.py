@@ -48,14 +48,28 @@ class AnswerView:
 
     @classmethod
     def from_answer(cls, answer) -> AnswerView:
-        return cls(text=answer.answer, interaction_id=answer.interaction_id, mode=answer.mode, adapter=answer.adapter,
-                   sources=answer.sources, seconds=answer.latency_ms / 1000, notices=list(answer.notices),
-                   error=answer.error)
+        return cls(
+            text=answer.answer,
+            interaction_id=answer.interaction_id,
+            mode=answer.mode,
+            adapter=answer.adapter,
+            sources=answer.sources,
+            seconds=answer.latency_ms / 1000,
+            notices=list(answer.notices),
+            error=answer.error,
+        )
 
     @classmethod
     def from_interaction(cls, row) -> AnswerView:
-        return cls(text=row.answer, interaction_id=row.id, mode=row.mode, adapter=row.adapter_version,
-                   sources=row.sources or [], seconds=(row.latency_ms or 0) / 1000, error=row.error)
+        return cls(
+            text=row.answer,
+            interaction_id=row.id,
+            mode=row.mode,
+            adapter=row.adapter_version,
+            sources=row.sources or [],
+            seconds=(row.latency_ms or 0) / 1000,
+            error=row.error,
+        )
 
     @property
     def markdown(self) -> str:
@@ -92,10 +106,15 @@ def citation(source: dict[str, Any], number: int) -> str:
         details.append(text.SLACK_SOURCE_PAGE.format(page=source["page"]))
     if source.get("kind") == "team_answer":
         approver = str(source.get("approved_by") or "")
-        who = (f"<@{approver}>" if re.fullmatch(r"[UW][A-Z0-9]{2,}", approver) else escape(clip(approver, 40))) or None
+        who = (
+            f"<@{approver}>" if re.fullmatch(r"[UW][A-Z0-9]{2,}", approver) else escape(clip(approver, 40))
+        ) or None
         when = indexed_date(source.get("approved_at"))
-        details.append(text.SLACK_SOURCE_TEAM_ANSWER_BY.format(who=who, when=when) if who and when
-                       else text.SLACK_SOURCE_TEAM_ANSWER)
+        details.append(
+            text.SLACK_SOURCE_TEAM_ANSWER_BY.format(who=who, when=when)
+            if who and when
+            else text.SLACK_SOURCE_TEAM_ANSWER
+        )
     elif where and not linked and where != source.get("title"):
         details.append(f"`{escape(clip(where, 200))}`")
     if date := indexed_date(source.get("indexed_at")):
@@ -126,21 +145,40 @@ def uncited(view: AnswerView) -> bool:
 # --- the tail: sources, context line, feedback ------------------------------------------------------
 def feedback_block(interaction_id: int) -> ContextActionsBlock:
     value = str(interaction_id)
-    return ContextActionsBlock(block_id=f"apprenti-feedback:{value}", elements=[FeedbackButtonsElement(
-        action_id=FEEDBACK,
-        positive_button=FeedbackButtonObject(text=text.SLACK_BUTTON_UP, value=f"up:{value}",
-                                             accessibility_label=text.SLACK_FEEDBACK_UP_LABEL),
-        negative_button=FeedbackButtonObject(text=text.SLACK_BUTTON_DOWN, value=f"down:{value}",
-                                             accessibility_label=text.SLACK_FEEDBACK_DOWN_LABEL),
-    )])
+    return ContextActionsBlock(
+        block_id=f"apprenti-feedback:{value}",
+        elements=[
+            FeedbackButtonsElement(
+                action_id=FEEDBACK,
+                positive_button=FeedbackButtonObject(
+                    text=text.SLACK_BUTTON_UP,
+                    value=f"up:{value}",
+                    accessibility_label=text.SLACK_FEEDBACK_UP_LABEL,
+                ),
+                negative_button=FeedbackButtonObject(
+                    text=text.SLACK_BUTTON_DOWN,
+                    value=f"down:{value}",
+                    accessibility_label=text.SLACK_FEEDBACK_DOWN_LABEL,
+                ),
+            )
+        ],
+    )
 
 
 def answer_buttons(interaction_id: int, *, share: bool) -> ActionsBlock:
     value = str(interaction_id)
-    elements = [ButtonElement(text=PlainTextObject(text=text.SLACK_BUTTON_CORRECT), action_id=CORRECT, value=value)]
+    elements = [
+        ButtonElement(text=PlainTextObject(text=text.SLACK_BUTTON_CORRECT), action_id=CORRECT, value=value)
+    ]
     if share:
-        elements.append(ButtonElement(text=PlainTextObject(text=text.SLACK_BUTTON_SHARE), action_id=SHARE,
-                                      value=value, style="primary"))
+        elements.append(
+            ButtonElement(
+                text=PlainTextObject(text=text.SLACK_BUTTON_SHARE),
+                action_id=SHARE,
+                value=value,
+                style="primary",
+            )
+        )
     return ActionsBlock(block_id=f"apprenti-answer:{value}", elements=elements)
 
 
@@ -148,11 +186,16 @@ def answer_tail(view: AnswerView, *, ephemeral: bool = False, shared_by: str | N
     """The blocks under an answer's text."""
     tail: list[Block] = []
     if shared_by:
-        tail.append(ContextBlock(elements=[MarkdownTextObject(text=text.SLACK_SHARED_BY.format(user=shared_by))]))
+        tail.append(
+            ContextBlock(elements=[MarkdownTextObject(text=text.SLACK_SHARED_BY.format(user=shared_by))])
+        )
     if (block := sources_block(view.sources)) is not None:
         tail.append(block)
-    context = [text.SLACK_CONTEXT_LINE.format(mode=view.mode, adapter=view.adapter or text.SLACK_BASE_MODEL,
-                                              seconds=view.seconds)]
+    context = [
+        text.SLACK_CONTEXT_LINE.format(
+            mode=view.mode, adapter=view.adapter or text.SLACK_BASE_MODEL, seconds=view.seconds
+        )
+    ]
     if uncited(view):
         context.append(text.SLACK_NO_CITATION)
     context += [clip(to_mrkdwn(notice), 2000) for notice in view.notices[:8]]
@@ -178,8 +221,11 @@ def answer_messages(view: AnswerView, *, ephemeral: bool = False, shared_by: str
     for n, piece in enumerate(pieces, 1):
         group: list[Block] = []
         if len(pieces) > 1 and n > 1:
-            group.append(ContextBlock(elements=[MarkdownTextObject(
-                text=text.SLACK_CONTINUED.format(part=n, total=len(pieces)))]))
+            group.append(
+                ContextBlock(
+                    elements=[MarkdownTextObject(text=text.SLACK_CONTINUED.format(part=n, total=len(pieces)))]
+                )
+            )
         group.append(MarkdownBlock(block_id=f"apprenti-text:{tag}:{n - 1}", text=piece))
         if n == len(pieces):
             group += answer_tail(view, ephemeral=ephemeral, shared_by=shared_by)

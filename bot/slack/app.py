@@ -27,20 +27,30 @@ def group_lister(client: WebClient):
     return list_members
 
 
-def create_app(runtime, *, client: WebClient | None = None, answer_workers: int = 2,
-               listener_workers: int = 16,
-               token_verification: bool = True, socket_mode: bool = False) -> tuple[App, Services]:
+def create_app(
+    runtime,
+    *,
+    client: WebClient | None = None,
+    answer_workers: int = 2,
+    listener_workers: int = 16,
+    token_verification: bool = True,
+    socket_mode: bool = False,
+) -> tuple[App, Services]:
     """Build the Bolt app for a Runtime. `client` defaults to one made from SLACK_BOT_TOKEN and
     SLACK_API_URL; HTTP mode needs SLACK_SIGNING_SECRET (Socket Mode requests are not signed)."""
     settings = runtime.settings
     if client is None:
         if not settings.slack_bot_token:
-            raise SettingsError("SLACK_BOT_TOKEN is not set: copy the bot token (xoxb-…) from the Slack app's "
-                                "OAuth & Permissions page (see docs/slack-setup.md).")
+            raise SettingsError(
+                "SLACK_BOT_TOKEN is not set: copy the bot token (xoxb-…) from the Slack app's "
+                "OAuth & Permissions page (see docs/slack-setup.md)."
+            )
         client = make_client(settings.slack_bot_token, settings.slack_api_url)
     if not socket_mode and not settings.slack_signing_secret:
-        raise SettingsError("SLACK_SIGNING_SECRET is not set: HTTP mode verifies every request with it. Copy it "
-                            "from the Slack app's Basic Information page, or set SLACK_APP_TOKEN for Socket Mode.")
+        raise SettingsError(
+            "SLACK_SIGNING_SECRET is not set: HTTP mode verifies every request with it. Copy it "
+            "from the Slack app's Basic Information page, or set SLACK_APP_TOKEN for Socket Mode."
+        )
     listeners = AnswerPool(listener_workers, name="apprenti-listener", nice=5)
     try:
         app = App(
@@ -55,15 +65,25 @@ def create_app(runtime, *, client: WebClient | None = None, answer_workers: int 
         )
     except Exception as exc:  # auth.test at start-up: a wrong token or an unreachable API
         listeners.shutdown(wait=False)
-        raise SettingsError(f"Slack refused the bot token or could not be reached ({exc}). Check SLACK_BOT_TOKEN "
-                            "and, if set, SLACK_API_URL.") from None
+        raise SettingsError(
+            f"Slack refused the bot token or could not be reached ({exc}). Check SLACK_BOT_TOKEN "
+            "and, if set, SLACK_API_URL."
+        ) from None
     if runtime.notify is None:
         # The scheduler and the admin commands report to the admin channel through runtime.notify.
         runtime.notify = Notifier(client, settings.admin_channel, runtime.engine)
-    roles = Roles(settings.admins, settings.reviewers, settings.auditors, list_group_members=group_lister(client))
-    services = Services(runtime=runtime, client=client, roles=roles, pool=AnswerPool(answer_workers, nice=15),
-                        listeners=listeners, review_channel=settings.review_channel,
-                        admin_channel=settings.admin_channel)
+    roles = Roles(
+        settings.admins, settings.reviewers, settings.auditors, list_group_members=group_lister(client)
+    )
+    services = Services(
+        runtime=runtime,
+        client=client,
+        roles=roles,
+        pool=AnswerPool(answer_workers, nice=15),
+        listeners=listeners,
+        review_channel=settings.review_channel,
+        admin_channel=settings.admin_channel,
+    )
     services.extra["viewed_channels"] = ViewedChannels()
 
     app.use(make_refuse_replays(services))

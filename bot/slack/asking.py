@@ -27,8 +27,16 @@ from storage.models import Interaction
 log = logging.getLogger("apprenti.slack.ask")
 
 MENTION = re.compile(r"<@[UW][A-Z0-9]+(\|[^>]*)?>")
-IGNORED_SUBTYPES = {"bot_message", "message_changed", "message_deleted", "channel_join", "channel_leave",
-                    "thread_broadcast", "message_replied", "assistant_app_thread"}
+IGNORED_SUBTYPES = {
+    "bot_message",
+    "message_changed",
+    "message_deleted",
+    "channel_join",
+    "channel_leave",
+    "thread_broadcast",
+    "message_replied",
+    "assistant_app_thread",
+}
 TITLE_LIMIT = 80
 
 
@@ -58,8 +66,14 @@ def clean(question: str) -> str:
 def bot_answered_thread(engine, channel: str, thread_ts: str) -> bool:
     """Whether Apprenti answered in this thread before (so a follow-up there is meant for it)."""
     with session_scope(engine) as session:
-        return session.exec(select(Interaction.id).where(
-            Interaction.channel_id == channel, Interaction.thread_ts == thread_ts).limit(1)).first() is not None
+        return (
+            session.exec(
+                select(Interaction.id)
+                .where(Interaction.channel_id == channel, Interaction.thread_ts == thread_ts)
+                .limit(1)
+            ).first()
+            is not None
+        )
 
 
 def _post(services: Services, q: Question, message: dict, private: bool) -> None:
@@ -81,8 +95,10 @@ def deliver(services: Services, q: Question, messages: list[dict], private: bool
         error = exc.response.get("error") or str(exc)
         log.error("could not post the answer in %s (%s)", q.channel, error)
         try:
-            services.client.chat_postMessage(channel=q.user, text=text.SLACK_ANSWER_FAILED.format(
-                error=f"Slack refused the message: {error}"))
+            services.client.chat_postMessage(
+                channel=q.user,
+                text=text.SLACK_ANSWER_FAILED.format(error=f"Slack refused the message: {error}"),
+            )
         except SlackApiError as again:
             log.error("could not tell %s either (%s)", q.user, again.response.get("error"))
 
@@ -103,9 +119,12 @@ def show_thinking(services: Services, q: Question) -> None:
     if not q.dm and services.extra.get("status_in_channels") is False:
         return
     try:
-        services.client.assistant_threads_setStatus(channel_id=q.channel, thread_ts=q.thread,
-                                                    status=text.SLACK_STATUS_THINKING,
-                                                    loading_messages=list(text.SLACK_LOADING_MESSAGES))
+        services.client.assistant_threads_setStatus(
+            channel_id=q.channel,
+            thread_ts=q.thread,
+            status=text.SLACK_STATUS_THINKING,
+            loading_messages=list(text.SLACK_LOADING_MESSAGES),
+        )
     except SlackApiError as exc:
         log.info("no thinking status in %s: %s", q.channel, exc.response.get("error"))
         if not q.dm:
@@ -117,8 +136,9 @@ def set_title(services: Services, q: Question) -> None:
     if not q.dm or (q.thread_ts and bot_answered_thread(services.engine, q.channel, q.thread_ts)):
         return
     try:
-        services.client.assistant_threads_setTitle(channel_id=q.channel, thread_ts=q.thread,
-                                                   title=ui.clip(q.text, TITLE_LIMIT))
+        services.client.assistant_threads_setTitle(
+            channel_id=q.channel, thread_ts=q.thread, title=ui.clip(q.text, TITLE_LIMIT)
+        )
     except SlackApiError as exc:
         log.info("could not title the thread in %s: %s", q.channel, exc.response.get("error"))
 
@@ -126,8 +146,9 @@ def set_title(services: Services, q: Question) -> None:
 def answer_privately(services: Services, q: Question) -> None:
     """Ephemeral answers and /apprenti ask: not streamable, so `markdown` blocks in one go."""
     try:
-        answer = services.assistant.answer(q.text, channel=q.channel, user=q.user, thread=q.thread, team=q.team,
-                                           message_ts=q.message_ts)
+        answer = services.assistant.answer(
+            q.text, channel=q.channel, user=q.user, thread=q.thread, team=q.team, message_ts=q.message_ts
+        )
         messages = answer_messages(AnswerView.from_answer(answer), ephemeral=True)
     except Exception:  # noqa: BLE001 - silence is a bug: the asker hears about every failure
         messages = [ui.notice_message(text.SLACK_ANSWER_FAILED.format(error=report(log, "answering")))]
@@ -143,10 +164,20 @@ def answer_question(services: Services, q: Question) -> None:
         log.warning("event %s is being answered by another process; not answering it here", hold.event_id)
         return
     try:
-        private = q.respond is not None or (not q.dm and services.runtime.profiles.for_channel(q.channel).ephemeral)
+        private = q.respond is not None or (
+            not q.dm and services.runtime.profiles.for_channel(q.channel).ephemeral
+        )
     except Exception:  # noqa: BLE001 - a broken profile file is still told to the asker
-        deliver(services, q, [ui.notice_message(text.SLACK_ANSWER_FAILED.format(
-            error=report(log, "reading the channel profiles")))], False)
+        deliver(
+            services,
+            q,
+            [
+                ui.notice_message(
+                    text.SLACK_ANSWER_FAILED.format(error=report(log, "reading the channel profiles"))
+                )
+            ],
+            False,
+        )
         return
     if private:
         answer_privately(services, q)
@@ -155,8 +186,15 @@ def answer_question(services: Services, q: Question) -> None:
     set_title(services, q)
     stream = AnswerStream(services.client, channel=q.channel, thread_ts=q.thread, user=q.user, team=q.team)
     try:
-        answer = assistant_for(services, q).answer(q.text, channel=q.channel, user=q.user, thread=q.thread,
-                                                   team=q.team, message_ts=q.message_ts, on_text=stream)
+        answer = assistant_for(services, q).answer(
+            q.text,
+            channel=q.channel,
+            user=q.user,
+            thread=q.thread,
+            team=q.team,
+            message_ts=q.message_ts,
+            on_text=stream,
+        )
         view = AnswerView.from_answer(answer)
     except Exception:  # noqa: BLE001 - silence is a bug: the asker hears about every failure
         notice = text.SLACK_ANSWER_FAILED.format(error=report(log, "answering"))
@@ -181,8 +219,16 @@ def register(app, services: Services) -> Callable[[Question], None]:
     @app.event("app_mention")
     def on_mention(event, body, ack):
         ack()
-        submit(Question(text=clean(event.get("text")), channel=event["channel"], user=event.get("user"),
-                        team=body.get("team_id"), thread_ts=event.get("thread_ts"), message_ts=event.get("ts")))
+        submit(
+            Question(
+                text=clean(event.get("text")),
+                channel=event["channel"],
+                user=event.get("user"),
+                team=body.get("team_id"),
+                thread_ts=event.get("thread_ts"),
+                message_ts=event.get("ts"),
+            )
+        )
 
     @app.event("message")
     def on_message(event, body, ack, context):
@@ -193,21 +239,45 @@ def register(app, services: Services) -> Callable[[Question], None]:
         bot_user = context.get("bot_user_id")
         if event.get("channel_type") == "im":
             viewed.remember(channel, viewed_channel(event), thread)
-            submit(Question(text=clean(event.get("text")), channel=channel, user=event.get("user"),
-                            team=body.get("team_id"), thread_ts=thread, message_ts=event.get("ts"), dm=True,
-                            viewed=viewed.viewed(channel, thread)))
+            submit(
+                Question(
+                    text=clean(event.get("text")),
+                    channel=channel,
+                    user=event.get("user"),
+                    team=body.get("team_id"),
+                    thread_ts=thread,
+                    message_ts=event.get("ts"),
+                    dm=True,
+                    viewed=viewed.viewed(channel, thread),
+                )
+            )
             return
         # In channels only follow-ups in a thread the bot answered; a message mentioning the bot is
         # answered through app_mention, not twice.
         if not thread or (bot_user and f"<@{bot_user}" in (event.get("text") or "")):
             return
         if bot_answered_thread(services.engine, channel, thread):
-            submit(Question(text=clean(event.get("text")), channel=channel, user=event.get("user"),
-                            team=body.get("team_id"), thread_ts=thread, message_ts=event.get("ts")))
+            submit(
+                Question(
+                    text=clean(event.get("text")),
+                    channel=channel,
+                    user=event.get("user"),
+                    team=body.get("team_id"),
+                    thread_ts=thread,
+                    message_ts=event.get("ts"),
+                )
+            )
 
     def ask_command(q_text: str, body: dict, respond) -> None:
-        submit(Question(text=q_text.strip(), channel=body.get("channel_id"), user=body.get("user_id"),
-                        team=body.get("team_id"), respond=respond))
+        submit(
+            Question(
+                text=q_text.strip(),
+                channel=body.get("channel_id"),
+                user=body.get("user_id"),
+                team=body.get("team_id"),
+                respond=respond,
+            )
+        )
 
     services.extra["ask_command"] = ask_command
     return submit

@@ -74,7 +74,10 @@ def split_text(value: str, limit: int = SECTION_LIMIT) -> list[str]:
 
 
 def notice_message(message: str) -> dict:
-    return {"text": message, "blocks": [SectionBlock(text=MarkdownTextObject(text=clip(message, SECTION_LIMIT))).to_dict()]}
+    return {
+        "text": message,
+        "blocks": [SectionBlock(text=MarkdownTextObject(text=clip(message, SECTION_LIMIT))).to_dict()],
+    }
 
 
 def interaction_id_from_blocks(blocks: list[dict] | None) -> int | None:
@@ -94,38 +97,72 @@ def _answer_input(label: str, initial: str, hint: str | None = None) -> InputBlo
         block_id=ANSWER_BLOCK,
         label=PlainTextObject(text=label),
         hint=PlainTextObject(text=hint) if hint else None,
-        element=PlainTextInputElement(action_id=INPUT_ACTION, multiline=True, max_length=INPUT_LIMIT,
-                                      initial_value=clip(initial, INPUT_LIMIT)),
+        element=PlainTextInputElement(
+            action_id=INPUT_ACTION,
+            multiline=True,
+            max_length=INPUT_LIMIT,
+            initial_value=clip(initial, INPUT_LIMIT),
+        ),
     )
 
 
 def correction_modal(question: str, answer: str, metadata: dict[str, Any], intro: str | None = None) -> dict:
     blocks = [SectionBlock(text=MarkdownTextObject(text=intro))] if intro else []
     blocks += [
-        SectionBlock(text=MarkdownTextObject(text=text.SLACK_CORRECT_QUESTION.format(
-            question=clip(escape(question), SECTION_LIMIT - 20)))),
+        SectionBlock(
+            text=MarkdownTextObject(
+                text=text.SLACK_CORRECT_QUESTION.format(question=clip(escape(question), SECTION_LIMIT - 20))
+            )
+        ),
         _answer_input(text.SLACK_CORRECT_ANSWER_LABEL, answer, text.SLACK_CORRECT_ANSWER_HINT),
-        InputBlock(block_id=KIND_BLOCK, optional=True, label=PlainTextObject(text=text.SLACK_CORRECT_KIND_LABEL),
-                   hint=PlainTextObject(text=text.SLACK_CORRECT_KIND_HINT),
-                   element=RadioButtonsElement(action_id=INPUT_ACTION, options=[
-                       Option(value=kind, label=text.KIND_LABELS[kind]) for kind in KINDS])),
-        InputBlock(block_id=NOTE_BLOCK, optional=True, label=PlainTextObject(text=text.SLACK_CORRECT_NOTE_LABEL),
-                   element=PlainTextInputElement(action_id=INPUT_ACTION, multiline=True, max_length=1000)),
+        InputBlock(
+            block_id=KIND_BLOCK,
+            optional=True,
+            label=PlainTextObject(text=text.SLACK_CORRECT_KIND_LABEL),
+            hint=PlainTextObject(text=text.SLACK_CORRECT_KIND_HINT),
+            element=RadioButtonsElement(
+                action_id=INPUT_ACTION,
+                options=[Option(value=kind, label=text.KIND_LABELS[kind]) for kind in KINDS],
+            ),
+        ),
+        InputBlock(
+            block_id=NOTE_BLOCK,
+            optional=True,
+            label=PlainTextObject(text=text.SLACK_CORRECT_NOTE_LABEL),
+            element=PlainTextInputElement(action_id=INPUT_ACTION, multiline=True, max_length=1000),
+        ),
     ]
-    return View(type="modal", callback_id=CORRECTION_VIEW, title=PlainTextObject(text=text.SLACK_CORRECT_TITLE),
-                submit=PlainTextObject(text=text.SLACK_CORRECT_SUBMIT), close=PlainTextObject(text=text.SLACK_CANCEL),
-                private_metadata=json.dumps(metadata), blocks=blocks).to_dict()
+    return View(
+        type="modal",
+        callback_id=CORRECTION_VIEW,
+        title=PlainTextObject(text=text.SLACK_CORRECT_TITLE),
+        submit=PlainTextObject(text=text.SLACK_CORRECT_SUBMIT),
+        close=PlainTextObject(text=text.SLACK_CANCEL),
+        private_metadata=json.dumps(metadata),
+        blocks=blocks,
+    ).to_dict()
 
 
 def edit_modal(example, metadata: dict[str, Any]) -> dict:
     blocks = [
-        SectionBlock(text=MarkdownTextObject(text=text.SLACK_CORRECT_QUESTION.format(
-            question=clip(escape(example.question), SECTION_LIMIT - 20)))),
+        SectionBlock(
+            text=MarkdownTextObject(
+                text=text.SLACK_CORRECT_QUESTION.format(
+                    question=clip(escape(example.question), SECTION_LIMIT - 20)
+                )
+            )
+        ),
         _answer_input(text.SLACK_CORRECT_ANSWER_LABEL, example.corrected_answer),
     ]
-    return View(type="modal", callback_id=EDIT_VIEW, title=PlainTextObject(text=text.SLACK_EDIT_TITLE),
-                submit=PlainTextObject(text=text.SLACK_EDIT_SUBMIT), close=PlainTextObject(text=text.SLACK_CANCEL),
-                private_metadata=json.dumps(metadata), blocks=blocks).to_dict()
+    return View(
+        type="modal",
+        callback_id=EDIT_VIEW,
+        title=PlainTextObject(text=text.SLACK_EDIT_TITLE),
+        submit=PlainTextObject(text=text.SLACK_EDIT_SUBMIT),
+        close=PlainTextObject(text=text.SLACK_CANCEL),
+        private_metadata=json.dumps(metadata),
+        blocks=blocks,
+    ).to_dict()
 
 
 def modal_value(view: dict, block_id: str) -> str:
@@ -141,20 +178,37 @@ def kind_select(example) -> StaticSelectElement:
     """One click changes what the correction fixed (fact, tone/format, both)."""
     options = [Option(value=f"{example.id}:{kind}", label=text.KIND_SHORT[kind]) for kind in KINDS]
     current = next((o for o in options if o.value.endswith(f":{example.kind}")), None)
-    return StaticSelectElement(action_id=REVIEW_KIND, placeholder=PlainTextObject(
-        text=text.SLACK_REVIEW_KIND_PLACEHOLDER), options=options, initial_option=current)
+    return StaticSelectElement(
+        action_id=REVIEW_KIND,
+        placeholder=PlainTextObject(text=text.SLACK_REVIEW_KIND_PLACEHOLDER),
+        options=options,
+        initial_option=current,
+    )
 
 
 def review_buttons(example) -> ActionsBlock:
     value = str(example.id)
-    return ActionsBlock(block_id=f"apprenti-review:{value}", elements=[
-        ButtonElement(text=PlainTextObject(text=text.SLACK_BUTTON_APPROVE), action_id=APPROVE, value=value,
-                      style="primary"),
-        ButtonElement(text=PlainTextObject(text=text.SLACK_BUTTON_EDIT_APPROVE), action_id=EDIT_APPROVE, value=value),
-        ButtonElement(text=PlainTextObject(text=text.SLACK_BUTTON_REJECT), action_id=REJECT, value=value,
-                      style="danger"),
-        kind_select(example),
-    ])
+    return ActionsBlock(
+        block_id=f"apprenti-review:{value}",
+        elements=[
+            ButtonElement(
+                text=PlainTextObject(text=text.SLACK_BUTTON_APPROVE),
+                action_id=APPROVE,
+                value=value,
+                style="primary",
+            ),
+            ButtonElement(
+                text=PlainTextObject(text=text.SLACK_BUTTON_EDIT_APPROVE), action_id=EDIT_APPROVE, value=value
+            ),
+            ButtonElement(
+                text=PlainTextObject(text=text.SLACK_BUTTON_REJECT),
+                action_id=REJECT,
+                value=value,
+                style="danger",
+            ),
+            kind_select(example),
+        ],
+    )
 
 
 def kind_line(example) -> str:
@@ -162,8 +216,9 @@ def kind_line(example) -> str:
     reason = ""
     if example.kind_source == "suggested":  # say why, so the reviewer can judge the suggestion
         reason = f": {suggest_kind(example.original_answer, example.corrected_answer).reason}"
-    return text.SLACK_REVIEW_KIND.format(kind=text.KIND_SHORT.get(example.kind, example.kind), source=source,
-                                         reason=reason)
+    return text.SLACK_REVIEW_KIND.format(
+        kind=text.KIND_SHORT.get(example.kind, example.kind), source=source, reason=reason
+    )
 
 
 def review_blocks(example, *, outcome: str | None = None, compact: bool = False) -> list:
@@ -172,23 +227,58 @@ def review_blocks(example, *, outcome: str | None = None, compact: bool = False)
     blocks: list = []
     if not compact:
         blocks.append(HeaderBlock(text=PlainTextObject(text=text.SLACK_REVIEW_HEADER.format(id=example.id))))
-    blocks.append(ContextBlock(elements=[MarkdownTextObject(text=(f"#{example.id} · " if compact else "") +
-                                                            text.SLACK_REVIEW_FIELDS.format(
-        track=escape(example.track), author=example.author_id or "unknown") + " · " + kind_line(example))]))
-    blocks.append(SectionBlock(text=MarkdownTextObject(text=text.SLACK_REVIEW_QUESTION.format(
-        text=clip(escape(example.question), limit)))))
+    blocks.append(
+        ContextBlock(
+            elements=[
+                MarkdownTextObject(
+                    text=(f"#{example.id} · " if compact else "")
+                    + text.SLACK_REVIEW_FIELDS.format(
+                        track=escape(example.track), author=example.author_id or "unknown"
+                    )
+                    + " · "
+                    + kind_line(example)
+                )
+            ]
+        )
+    )
+    blocks.append(
+        SectionBlock(
+            text=MarkdownTextObject(
+                text=text.SLACK_REVIEW_QUESTION.format(text=clip(escape(example.question), limit))
+            )
+        )
+    )
     if example.original_answer and not compact:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=text.SLACK_REVIEW_ORIGINAL.format(
-            text=clip(to_mrkdwn(example.original_answer), limit)))))
-    blocks.append(SectionBlock(text=MarkdownTextObject(text=text.SLACK_REVIEW_CORRECTED.format(
-        text=clip(to_mrkdwn(example.corrected_answer), limit)))))
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=text.SLACK_REVIEW_ORIGINAL.format(
+                        text=clip(to_mrkdwn(example.original_answer), limit)
+                    )
+                )
+            )
+        )
+    blocks.append(
+        SectionBlock(
+            text=MarkdownTextObject(
+                text=text.SLACK_REVIEW_CORRECTED.format(text=clip(to_mrkdwn(example.corrected_answer), limit))
+            )
+        )
+    )
     if example.note and not compact:
-        blocks.append(SectionBlock(text=MarkdownTextObject(text=text.SLACK_REVIEW_NOTE.format(
-            text=clip(escape(example.note), 1000)))))
+        blocks.append(
+            SectionBlock(
+                text=MarkdownTextObject(
+                    text=text.SLACK_REVIEW_NOTE.format(text=clip(escape(example.note), 1000))
+                )
+            )
+        )
     if outcome:
         blocks.append(SectionBlock(text=MarkdownTextObject(text=clip(outcome, SECTION_LIMIT))))
         if example.status == "approved":  # an approved pair can still move between knowledge and training
-            blocks.append(ActionsBlock(block_id=f"apprenti-review:{example.id}", elements=[kind_select(example)]))
+            blocks.append(
+                ActionsBlock(block_id=f"apprenti-review:{example.id}", elements=[kind_select(example)])
+            )
     else:
         blocks.append(review_buttons(example))
     return blocks
@@ -203,9 +293,15 @@ def routing_lines(example, replaced: list | None = None, flagged: int = 0) -> li
         if example.indexed_at is not None and not example.index_error:
             lines.append(text.SLACK_REVIEW_FACT_INDEXED)
         else:
-            lines.append(text.SLACK_REVIEW_FACT_FAILED.format(error=clip(escape(example.index_error or "pending"), 200)))
-        lines += [text.SLACK_REVIEW_REPLACED.format(id=old.id, answer=clip(escape(old.corrected_answer), 200))
-                  for old in replaced or []]
+            lines.append(
+                text.SLACK_REVIEW_FACT_FAILED.format(
+                    error=clip(escape(example.index_error or "pending"), 200)
+                )
+            )
+        lines += [
+            text.SLACK_REVIEW_REPLACED.format(id=old.id, answer=clip(escape(old.corrected_answer), 200))
+            for old in replaced or []
+        ]
         if flagged:
             lines.append(text.SLACK_REVIEW_FLAGGED.format(count=flagged))
     if example.kind in ("behaviour", "both"):
@@ -223,25 +319,44 @@ def outcome_line(example, edited: bool = False, replaced: list | None = None, fl
 
 
 def review_message(example, *, outcome: str | None = None) -> dict:
-    return {"text": text.SLACK_FALLBACK_REVIEW.format(id=example.id),
-            "blocks": [b.to_dict() for b in review_blocks(example, outcome=outcome)]}
+    return {
+        "text": text.SLACK_FALLBACK_REVIEW.format(id=example.id),
+        "blocks": [b.to_dict() for b in review_blocks(example, outcome=outcome)],
+    }
 
 
 def review_queue(examples: list, total: int, page: int = 1) -> dict:
     """One page of the review queue (REVIEW_PAGE examples, from `(page - 1) * REVIEW_PAGE`), within
     Slack's MESSAGE_BLOCKS, with a line naming the next page when there is one."""
     if not examples:
-        return notice_message(text.SLACK_REVIEW_QUEUE_EMPTY if page == 1 else
-                              text.SLACK_REVIEW_QUEUE_PAST.format(page=page, count=total))
-    blocks: list = [SectionBlock(text=MarkdownTextObject(text=text.SLACK_REVIEW_QUEUE_HEADER.format(count=total)))]
+        return notice_message(
+            text.SLACK_REVIEW_QUEUE_EMPTY
+            if page == 1
+            else text.SLACK_REVIEW_QUEUE_PAST.format(page=page, count=total)
+        )
+    blocks: list = [
+        SectionBlock(text=MarkdownTextObject(text=text.SLACK_REVIEW_QUEUE_HEADER.format(count=total)))
+    ]
     for example in examples[:REVIEW_PAGE]:
         blocks.append(DividerBlock())
         blocks.extend(review_blocks(example, compact=True))
     last = (page - 1) * REVIEW_PAGE + min(len(examples), REVIEW_PAGE)
     if total > last:
-        blocks.append(ContextBlock(elements=[MarkdownTextObject(text=text.SLACK_REVIEW_QUEUE_MORE.format(
-            first=(page - 1) * REVIEW_PAGE + 1, last=last, count=total, next=page + 1))]))
-    return {"text": text.SLACK_REVIEW_QUEUE_HEADER.format(count=total), "blocks": [b.to_dict() for b in blocks]}
+        blocks.append(
+            ContextBlock(
+                elements=[
+                    MarkdownTextObject(
+                        text=text.SLACK_REVIEW_QUEUE_MORE.format(
+                            first=(page - 1) * REVIEW_PAGE + 1, last=last, count=total, next=page + 1
+                        )
+                    )
+                ]
+            )
+        )
+    return {
+        "text": text.SLACK_REVIEW_QUEUE_HEADER.format(count=total),
+        "blocks": [b.to_dict() for b in blocks],
+    }
 
 
 def section(markdown: str) -> SectionBlock:
@@ -249,4 +364,6 @@ def section(markdown: str) -> SectionBlock:
 
 
 def button(label: str, action_id: str, value: str, style: str | None = None) -> ButtonElement:
-    return ButtonElement(text=PlainTextObject(text=clip(label, 75)), action_id=action_id, value=value, style=style)
+    return ButtonElement(
+        text=PlainTextObject(text=clip(label, 75)), action_id=action_id, value=value, style=style
+    )

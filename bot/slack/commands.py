@@ -72,8 +72,12 @@ def _review(services: Services, ops: Operations, call: Call):
     if not page.isdigit() or int(page) < 1:
         return text.SLACK_USAGE.format(usage=SUBCOMMANDS["review"].usage)
     page = int(page)
-    pending = list_examples(services.engine, status=ExampleStatus.pending.value, limit=ui.REVIEW_PAGE,
-                            offset=(page - 1) * ui.REVIEW_PAGE)
+    pending = list_examples(
+        services.engine,
+        status=ExampleStatus.pending.value,
+        limit=ui.REVIEW_PAGE,
+        offset=(page - 1) * ui.REVIEW_PAGE,
+    )
     total = count_examples(services.engine, status=ExampleStatus.pending.value)
     return ui.review_queue(pending, total, page)
 
@@ -102,12 +106,20 @@ def _first_arg(call: Call) -> str | None:
 
 def _activate(services: Services, ops: Operations, call: Call):
     target = _first_arg(call)
-    return ops.activate(target, call.user) if target else text.SLACK_USAGE.format(usage=SUBCOMMANDS["activate"].usage)
+    return (
+        ops.activate(target, call.user)
+        if target
+        else text.SLACK_USAGE.format(usage=SUBCOMMANDS["activate"].usage)
+    )
 
 
 def _discard(services: Services, ops: Operations, call: Call):
     target = _first_arg(call)
-    return ops.discard(target, call.user) if target else text.SLACK_USAGE.format(usage=SUBCOMMANDS["discard"].usage)
+    return (
+        ops.discard(target, call.user)
+        if target
+        else text.SLACK_USAGE.format(usage=SUBCOMMANDS["discard"].usage)
+    )
 
 
 def _rollback(services: Services, ops: Operations, call: Call):
@@ -125,9 +137,13 @@ def _export(services: Services, ops: Operations, call: Call):
     content, count = ops.export(call.user)
     try:
         dm = services.client.conversations_open(users=call.user)["channel"]["id"]
-        services.client.files_upload_v2(channel=dm, content=content or "\n", filename="apprenti-approved.jsonl",
-                                        title="Apprenti approved training pairs",
-                                        initial_comment=f"{count} approved pair(s), OpenAI chat JSON Lines.")
+        services.client.files_upload_v2(
+            channel=dm,
+            content=content or "\n",
+            filename="apprenti-approved.jsonl",
+            title="Apprenti approved training pairs",
+            initial_comment=f"{count} approved pair(s), OpenAI chat JSON Lines.",
+        )
     except SlackApiError as exc:
         return text.SLACK_ADMIN_FAILED.format(what="export", error=exc.response.get("error"))
     return text.SLACK_ADMIN_DONE.format(what=f"export ({count} pairs, sent to you by DM)")
@@ -140,22 +156,24 @@ def _ingest(services: Services, ops: Operations, call: Call):
     return ops.ingest(paths, call.user)
 
 
-SUBCOMMANDS: dict[str, Subcommand] = {s.name: s for s in [
-    Subcommand("help", "/apprenti help", _help),
-    Subcommand("ask", "/apprenti ask QUESTION", _ask),
-    Subcommand("status", "/apprenti status", _status),
-    Subcommand("review", "/apprenti review [PAGE]", _review),
-    Subcommand("audit", "/apprenti audit", _audit),
-    Subcommand("adapters", "/apprenti adapters", _adapters),
-    Subcommand("retrain", "/apprenti retrain [TRACK] [--dry-run]", _retrain),
-    Subcommand("activate", "/apprenti activate TRACK/vN", _activate),
-    Subcommand("rollback", "/apprenti rollback [TRACK | TRACK/vN]", _rollback),
-    Subcommand("discard", "/apprenti discard TRACK/vN", _discard),
-    Subcommand("forget", "/apprenti forget @user", _forget),
-    Subcommand("export", "/apprenti export", _export),
-    Subcommand("ingest", "/apprenti ingest PATH...", _ingest),
-]}
-
+SUBCOMMANDS: dict[str, Subcommand] = {
+    s.name: s
+    for s in [
+        Subcommand("help", "/apprenti help", _help),
+        Subcommand("ask", "/apprenti ask QUESTION", _ask),
+        Subcommand("status", "/apprenti status", _status),
+        Subcommand("review", "/apprenti review [PAGE]", _review),
+        Subcommand("audit", "/apprenti audit", _audit),
+        Subcommand("adapters", "/apprenti adapters", _adapters),
+        Subcommand("retrain", "/apprenti retrain [TRACK] [--dry-run]", _retrain),
+        Subcommand("activate", "/apprenti activate TRACK/vN", _activate),
+        Subcommand("rollback", "/apprenti rollback [TRACK | TRACK/vN]", _rollback),
+        Subcommand("discard", "/apprenti discard TRACK/vN", _discard),
+        Subcommand("forget", "/apprenti forget @user", _forget),
+        Subcommand("export", "/apprenti export", _export),
+        Subcommand("ingest", "/apprenti ingest PATH...", _ingest),
+    ]
+}
 
 
 def register(app, services: Services) -> None:
@@ -165,7 +183,9 @@ def register(app, services: Services) -> None:
     def on_command(ack, body, respond):
         ack()
         name, args = subcommand(body.get("text"))
-        call = Call(user=body.get("user_id"), channel=body.get("channel_id"), args=args, body=body, respond=respond)
+        call = Call(
+            user=body.get("user_id"), channel=body.get("channel_id"), args=args, body=body, respond=respond
+        )
         command = SUBCOMMANDS.get(name)
         if command is None:
             respond(response_type="ephemeral", text=text.SLACK_UNKNOWN_SUBCOMMAND.format(name=name[:40]))

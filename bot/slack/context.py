@@ -22,7 +22,11 @@ MESSAGE_ENTITY = "slack#/types/message_context"
 def viewed_channel(event: dict[str, Any] | None) -> str | None:
     """The most relevant channel in an event's context, if it names one."""
     event = event or {}
-    context = event.get("context") or event.get("app_context") or (event.get("assistant_thread") or {}).get("context")
+    context = (
+        event.get("context")
+        or event.get("app_context")
+        or (event.get("assistant_thread") or {}).get("context")
+    )
     if not isinstance(context, dict):
         return None
     if context.get("channel_id"):

@@ -41,8 +41,10 @@ from storage.events import (
 
 log = logging.getLogger("apprenti.slack.queue")
 
-RECLAIMED = Counter("apprenti_events_reclaimed", "Slack events this process answered after another "
-                    "process's claim on them expired (it died or stalled).")
+RECLAIMED = Counter(
+    "apprenti_events_reclaimed",
+    "Slack events this process answered after another process's claim on them expired (it died or stalled).",
+)
 WRITE_BATCH = 200  # most events written in one transaction
 HOLD: contextvars.ContextVar[Hold | None] = contextvars.ContextVar("apprenti_event_hold", default=None)
 
@@ -80,8 +82,16 @@ class Hold:
 class EventQueue:
     """This process's side of the queue: what it holds, and the poller that renews and claims."""
 
-    def __init__(self, engine, *, lease: float = 30.0, poll_interval: float = 2.0, max_attempts: int = 3,
-                 capacity: int = 8, holder: str | None = None):
+    def __init__(
+        self,
+        engine,
+        *,
+        lease: float = 30.0,
+        poll_interval: float = 2.0,
+        max_attempts: int = 3,
+        capacity: int = 8,
+        holder: str | None = None,
+    ):
         self.engine = engine
         self.lease = timedelta(seconds=lease)
         self.poll_interval = poll_interval
@@ -106,7 +116,9 @@ class EventQueue:
         future: Future = Future()
         with self._lock:
             if self._writer is None:
-                self._writer = threading.Thread(target=self._write_loop, name="apprenti-event-writer", daemon=True)
+                self._writer = threading.Thread(
+                    target=self._write_loop, name="apprenti-event-writer", daemon=True
+                )
                 self._writer.start()
         self._incoming.put((event_id, body, future))
         return future
@@ -120,8 +132,9 @@ class EventQueue:
                 except queue.Empty:
                     break
             try:
-                fresh = enqueue_events(self.engine, [(event_id, body) for event_id, body, _ in batch], self.holder,
-                                       self.lease)
+                fresh = enqueue_events(
+                    self.engine, [(event_id, body) for event_id, body, _ in batch], self.holder, self.lease
+                )
             except Exception as exc:  # noqa: BLE001 - each waiting request answers Slack with an error
                 for _, _, future in batch:
                     future.set_exception(exc)
@@ -167,7 +180,9 @@ class EventQueue:
         with self.handling(event_id):
             response = app.dispatch(BoltRequest(body=payload, mode="socket_mode"))
         if response.status != 200:
-            log.warning("event %s dispatch answered %s: %s", event_id, response.status, str(response.body)[:200])
+            log.warning(
+                "event %s dispatch answered %s: %s", event_id, response.status, str(response.body)[:200]
+            )
 
     def finished(self, event_id: str, error: str | None = None) -> None:
         try:
@@ -223,7 +238,9 @@ class EventQueue:
                     self._held -= still
                     self._lost |= still
                 if still:
-                    log.warning("lost the claim on %d event(s) to another process: %s", len(still), sorted(still)[:5])
+                    log.warning(
+                        "lost the claim on %d event(s) to another process: %s", len(still), sorted(still)[:5]
+                    )
         if self._dispatch is None:
             return []
         room = self.capacity - self.held

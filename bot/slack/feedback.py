@@ -41,7 +41,9 @@ def posted_by_bot(message: dict, context) -> bool:
     """Whether a message is one this app's bot posted: Slack names the posting bot on each message,
     and a person's message (whatever block ids it carries) names a user instead."""
     bot_id, bot_user = context.get("bot_id"), context.get("bot_user_id")
-    return bool((bot_id and message.get("bot_id") == bot_id) or (bot_user and message.get("user") == bot_user))
+    return bool(
+        (bot_id and message.get("bot_id") == bot_id) or (bot_user and message.get("user") == bot_user)
+    )
 
 
 def may_see(row, user: str | None, channel: str | None) -> bool:
@@ -61,23 +63,36 @@ def visible_interaction(services: Services, body: dict, interaction_id: int | No
         return None
     if not may_see(row, user, _where(body)[0]):
         log.warning("refused interaction #%s to %s in %s", row.id, user, _where(body)[0])
-        audit(services.engine, user or "unknown", "slack.denied", f"interaction:{row.id}", reason="not visible")
+        audit(
+            services.engine, user or "unknown", "slack.denied", f"interaction:{row.id}", reason="not visible"
+        )
         tell_privately(services, body, user, text.SLACK_NOT_VISIBLE)
         return None
     return row
 
 
-def open_correction(services: Services, client, body: dict, interaction_id: int | None,
-                    intro: str | None = None, row=None) -> None:
+def open_correction(
+    services: Services, client, body: dict, interaction_id: int | None, intro: str | None = None, row=None
+) -> None:
     if row is None:
-        row = visible_interaction(services, body, interaction_id,
-                                  text.SLACK_ANSWER_GONE if interaction_id else text.SLACK_NOT_AN_ANSWER)
+        row = visible_interaction(
+            services,
+            body,
+            interaction_id,
+            text.SLACK_ANSWER_GONE if interaction_id else text.SLACK_NOT_AN_ANSWER,
+        )
     if row is None:
         return
     channel, thread = _where(body)
-    metadata = {"interaction": row.id, "channel": channel or row.channel_id, "thread": thread or row.thread_ts}
-    client.views_open(trigger_id=body["trigger_id"], view=ui.correction_modal(row.question, row.answer, metadata,
-                                                                           intro=intro))
+    metadata = {
+        "interaction": row.id,
+        "channel": channel or row.channel_id,
+        "thread": thread or row.thread_ts,
+    }
+    client.views_open(
+        trigger_id=body["trigger_id"],
+        view=ui.correction_modal(row.question, row.answer, metadata, intro=intro),
+    )
 
 
 def post_for_review(services: Services, example) -> str | None:
@@ -85,11 +100,17 @@ def post_for_review(services: Services, example) -> str | None:
     if not services.review_channel:
         return text.SLACK_NO_REVIEW_CHANNEL
     try:
-        response = services.client.chat_postMessage(channel=services.review_channel, **ui.review_message(example))
+        response = services.client.chat_postMessage(
+            channel=services.review_channel, **ui.review_message(example)
+        )
     except SlackApiError as exc:
         error = exc.response.get("error") or str(exc)
-        log.error("could not post example #%s to the review channel %s: %s", example.id, services.review_channel,
-                  error)
+        log.error(
+            "could not post example #%s to the review channel %s: %s",
+            example.id,
+            services.review_channel,
+            error,
+        )
         return text.SLACK_REVIEW_POST_FAILED.format(error=error)
     set_review_message(services.engine, example.id, response["channel"], response["ts"])
     return None
@@ -113,8 +134,13 @@ def register(app, services: Services) -> None:
         row = vote(body, int(action["value"]), value)
         if row is False:
             return
-        message = text.SLACK_ANSWER_GONE if row is None else text.SLACK_VOTE_RECORDED.format(
-            emoji=text.SLACK_BUTTON_UP if value > 0 else text.SLACK_BUTTON_DOWN)
+        message = (
+            text.SLACK_ANSWER_GONE
+            if row is None
+            else text.SLACK_VOTE_RECORDED.format(
+                emoji=text.SLACK_BUTTON_UP if value > 0 else text.SLACK_BUTTON_DOWN
+            )
+        )
         tell_privately(services, body, body["user"]["id"], message)
 
     @app.action(ui.FEEDBACK)
@@ -181,19 +207,36 @@ def register(app, services: Services) -> None:
         if " ".join(corrected.split()) == " ".join((row.answer or "").split()):
             return ack(response_action="errors", errors={ui.ANSWER_BLOCK: text.SLACK_CORRECT_UNCHANGED})
         chosen = ui.modal_value(view, ui.KIND_BLOCK)
-        kind, kind_source = (chosen, "author") if chosen in ui.KINDS else (
-            suggest_kind(row.answer, corrected).kind, "suggested")
+        kind, kind_source = (
+            (chosen, "author")
+            if chosen in ui.KINDS
+            else (suggest_kind(row.answer, corrected).kind, "suggested")
+        )
         try:
             example = add_example(
-                services.engine, services.scrub(row.question), services.scrub(corrected),
-                original_answer=row.answer, note=services.scrub(note) or None, track=row.track,
-                origin=ExampleOrigin.correction.value, status=ExampleStatus.pending.value, author_id=user,
-                interaction_id=row.id, kind=kind, kind_source=kind_source,
+                services.engine,
+                services.scrub(row.question),
+                services.scrub(corrected),
+                original_answer=row.answer,
+                note=services.scrub(note) or None,
+                track=row.track,
+                origin=ExampleOrigin.correction.value,
+                status=ExampleStatus.pending.value,
+                author_id=user,
+                interaction_id=row.id,
+                kind=kind,
+                kind_source=kind_source,
                 context=context_text(row.sources or []),
             )
         except DuplicateExample as dup:
-            return ack(response_action="errors", errors={ui.ANSWER_BLOCK: text.SLACK_CORRECT_DUPLICATE.format(
-                id=dup.existing.id, status=dup.existing.status)})
+            return ack(
+                response_action="errors",
+                errors={
+                    ui.ANSWER_BLOCK: text.SLACK_CORRECT_DUPLICATE.format(
+                        id=dup.existing.id, status=dup.existing.status
+                    )
+                },
+            )
         ack()
         services.example_changed(example, "created")
         problem = post_for_review(services, example) or ""
@@ -201,9 +244,13 @@ def register(app, services: Services) -> None:
         channel = metadata.get("channel") or row.channel_id
         try:
             if channel:
-                client.chat_postEphemeral(channel=channel, user=user, text=thanks, thread_ts=metadata.get("thread"))
+                client.chat_postEphemeral(
+                    channel=channel, user=user, text=thanks, thread_ts=metadata.get("thread")
+                )
             else:
                 client.chat_postMessage(channel=user, text=thanks)
         except SlackApiError as exc:
-            log.warning("ephemeral thanks failed in %s (%s); sending it by DM", channel, exc.response.get("error"))
+            log.warning(
+                "ephemeral thanks failed in %s (%s); sending it by DM", channel, exc.response.get("error")
+            )
             client.chat_postMessage(channel=user, text=thanks)

@@ -39,13 +39,22 @@ def home_view(services: Services, user: str) -> dict:
         buttons = [ui.button(text.SLACK_BUTTON_STATUS, ui.STATUS, "all")]
         for track in tracks[:10]:
             buttons.append(ui.button(text.SLACK_BUTTON_RETRAIN.format(track=track), ui.RETRAIN, track))
-            buttons.append(ui.button(text.SLACK_BUTTON_ROLLBACK.format(track=track), ui.ROLLBACK, track, "danger"))
+            buttons.append(
+                ui.button(text.SLACK_BUTTON_ROLLBACK.format(track=track), ui.ROLLBACK, track, "danger")
+            )
         for adapter in list_adapters(services.engine):
             if adapter.status == AdapterStatus.candidate.value and len(buttons) < 23:
-                buttons.append(ui.button(text.SLACK_BUTTON_ACTIVATE.format(name=adapter.name), ui.ACTIVATE,
-                                         adapter.name, "primary"))
-                buttons.append(ui.button(text.SLACK_BUTTON_DISCARD.format(name=adapter.name), ui.DISCARD,
-                                         adapter.name))
+                buttons.append(
+                    ui.button(
+                        text.SLACK_BUTTON_ACTIVATE.format(name=adapter.name),
+                        ui.ACTIVATE,
+                        adapter.name,
+                        "primary",
+                    )
+                )
+                buttons.append(
+                    ui.button(text.SLACK_BUTTON_DISCARD.format(name=adapter.name), ui.DISCARD, adapter.name)
+                )
         if buttons:
             blocks.append(ActionsBlock(block_id="apprenti-admin", elements=buttons[:25]))
     blocks.append(DividerBlock())
@@ -58,7 +67,9 @@ def home_view(services: Services, user: str) -> dict:
     blocks.append(ui.section("\n".join([text.SLACK_HOME_RUNS, *runs])))
     if services.roles.can(user, "status"):
         blocks.append(DividerBlock())
-        blocks.append(ui.section(ui.clip("\n".join(reports.knowledge_lines(services.engine)), ui.SECTION_LIMIT)))
+        blocks.append(
+            ui.section(ui.clip("\n".join(reports.knowledge_lines(services.engine)), ui.SECTION_LIMIT))
+        )
     blocks.append(DividerBlock())
     blocks.append(ui.section(ui.clip("\n".join(reports.advice_lines(services.runtime)), ui.SECTION_LIMIT)))
     return View(type="home", blocks=blocks[:100]).to_dict()
@@ -82,8 +93,12 @@ def register(app, services: Services) -> None:
         ack()
         user = body["user"]["id"]
         ops = services.operations
-        tell_privately(services, body, user, reports.status_text(services.engine, ops.tracks(),
-                                                                 reports.advice_lines(services.runtime)))
+        tell_privately(
+            services,
+            body,
+            user,
+            reports.status_text(services.engine, ops.tracks(), reports.advice_lines(services.runtime)),
+        )
 
     @app.action(ui.RETRAIN)
     @app.action(ui.ROLLBACK)
@@ -93,10 +108,12 @@ def register(app, services: Services) -> None:
         ack()
         user, value = body["user"]["id"], action["value"]
         ops = services.operations
-        message = {ui.RETRAIN: lambda: ops.retrain(value, user),
-                   ui.ROLLBACK: lambda: ops.rollback(value, user),
-                   ui.ACTIVATE: lambda: ops.activate(value, user),
-                   ui.DISCARD: lambda: ops.discard(value, user)}[action["action_id"]]()
+        message = {
+            ui.RETRAIN: lambda: ops.retrain(value, user),
+            ui.ROLLBACK: lambda: ops.rollback(value, user),
+            ui.ACTIVATE: lambda: ops.activate(value, user),
+            ui.DISCARD: lambda: ops.discard(value, user),
+        }[action["action_id"]]()
         tell_privately(services, body, user, message)
         if (body.get("view") or {}).get("type") == "home":
             publish_home(services, user)

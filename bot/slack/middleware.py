@@ -26,9 +26,19 @@ COMMAND = "/apprenti"
 # action_id / callback_id -> capability (bot.roles.PERMISSIONS). Ids not listed pass through to the
 # catch-all listener, which ignores them with a log line.
 ACTION_CAPABILITIES = {
-    ui.VOTE_UP: "vote", ui.VOTE_DOWN: "vote", ui.FEEDBACK: "vote", ui.CORRECT: "correct", ui.SHARE: "share",
-    ui.APPROVE: "review", ui.EDIT_APPROVE: "review", ui.REJECT: "review", ui.REVIEW_KIND: "review",
-    ui.RETRAIN: "retrain", ui.ROLLBACK: "rollback", ui.ACTIVATE: "activate", ui.DISCARD: "discard",
+    ui.VOTE_UP: "vote",
+    ui.VOTE_DOWN: "vote",
+    ui.FEEDBACK: "vote",
+    ui.CORRECT: "correct",
+    ui.SHARE: "share",
+    ui.APPROVE: "review",
+    ui.EDIT_APPROVE: "review",
+    ui.REJECT: "review",
+    ui.REVIEW_KIND: "review",
+    ui.RETRAIN: "retrain",
+    ui.ROLLBACK: "rollback",
+    ui.ACTIVATE: "activate",
+    ui.DISCARD: "discard",
     ui.STATUS: "status",
 }
 VIEW_CAPABILITIES = {ui.CORRECTION_VIEW: "correct", ui.EDIT_VIEW: "review"}
@@ -66,8 +76,12 @@ def event_queue(services: Services) -> EventQueue:
     queue = services.extra.get("event_queue")
     if queue is None:
         settings = services.runtime.settings
-        queue = EventQueue(services.engine, lease=settings.event_lease, poll_interval=settings.event_poll_interval,
-                           max_attempts=settings.event_max_attempts)
+        queue = EventQueue(
+            services.engine,
+            lease=settings.event_lease,
+            poll_interval=settings.event_poll_interval,
+            max_attempts=settings.event_max_attempts,
+        )
         services.extra["event_queue"] = queue
     return queue
 
@@ -89,8 +103,12 @@ def make_drop_retries(services: Services):
         raw = request.raw_body if isinstance(request.raw_body, str) and request.raw_body else json.dumps(body)
         if not queue.accept(event_id, raw):
             retry = request.headers.get("x-slack-retry-num", [None])[0]
-            logger.info("dropping event %s already queued (retry %s, reason %s)", event_id, retry,
-                        request.headers.get("x-slack-retry-reason", [None])[0])
+            logger.info(
+                "dropping event %s already queued (retry %s, reason %s)",
+                event_id,
+                retry,
+                request.headers.get("x-slack-retry-reason", [None])[0],
+            )
             return BoltResponse(status=200, body="")
         with queue.handling(event_id):
             return next()
@@ -128,7 +146,9 @@ def tell_privately(services: Services, body: dict, user: str, message: str) -> N
     """An ephemeral note to the clicking user: through response_url when Slack gave one, else by DM."""
     try:
         if body.get("response_url"):
-            WebhookClient(body["response_url"]).send(text=message, response_type="ephemeral", replace_original=False)
+            WebhookClient(body["response_url"]).send(
+                text=message, response_type="ephemeral", replace_original=False
+            )
             return
         channel = (body.get("channel") or {}).get("id") or (body.get("container") or {}).get("channel_id")
         if channel:
@@ -145,16 +165,27 @@ def make_authorize(services: Services):
         if capability is None or services.roles.can(user, capability):
             return next()
         log.warning("refused %s to %s", capability, user)
-        audit(services.engine, user or "unknown", "slack.denied", capability,
-              roles=describe(services.roles.roles_of(user)), request=body.get("type") or body.get("command"))
+        audit(
+            services.engine,
+            user or "unknown",
+            "slack.denied",
+            capability,
+            roles=describe(services.roles.roles_of(user)),
+            request=body.get("type") or body.get("command"),
+        )
         message = refusal(capability)
         if body.get("command"):
-            return BoltResponse(status=200, body=json.dumps({"response_type": "ephemeral", "text": message}),
-                                headers={"content-type": "application/json"})
+            return BoltResponse(
+                status=200,
+                body=json.dumps({"response_type": "ephemeral", "text": message}),
+                headers={"content-type": "application/json"},
+            )
         if body.get("type") == "view_submission":
-            return BoltResponse(status=200, body=json.dumps({"response_action": "errors",
-                                                              "errors": {ui.ANSWER_BLOCK: message}}),
-                                headers={"content-type": "application/json"})
+            return BoltResponse(
+                status=200,
+                body=json.dumps({"response_action": "errors", "errors": {ui.ANSWER_BLOCK: message}}),
+                headers={"content-type": "application/json"},
+            )
         tell_privately(services, body, user, message)
         return BoltResponse(status=200, body="")
 

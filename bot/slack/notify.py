@@ -36,8 +36,9 @@ def make_client(token: str | None, base_url: str | None = None) -> WebClient:
     if base_url:
         kwargs["base_url"] = base_url
     client = WebClient(**kwargs)
-    client.retry_handlers.extend([RateLimitErrorRetryHandler(max_retry_count=3),
-                                  ConnectionErrorRetryHandler(max_retry_count=2)])
+    client.retry_handlers.extend(
+        [RateLimitErrorRetryHandler(max_retry_count=3), ConnectionErrorRetryHandler(max_retry_count=2)]
+    )
     return client
 
 
@@ -59,7 +60,9 @@ class Notifier:
 
     @classmethod
     def from_settings(cls, settings, engine=None) -> Notifier:
-        return cls(make_client(settings.slack_bot_token, settings.slack_api_url), settings.admin_channel, engine)
+        return cls(
+            make_client(settings.slack_bot_token, settings.slack_api_url), settings.admin_channel, engine
+        )
 
     def admin(self, message: str, blocks: list | None = None):
         """A message in the admin channel (plain text, or Block Kit objects / dicts)."""
@@ -70,18 +73,26 @@ class Notifier:
         try:
             return self.client.chat_postMessage(channel=self.admin_channel, text=message, blocks=payload)
         except SlackApiError as exc:
-            log.error("could not post to the admin channel %s (%s): %s", self.admin_channel,
-                      exc.response.get("error"), message)
+            log.error(
+                "could not post to the admin channel %s (%s): %s",
+                self.admin_channel,
+                exc.response.get("error"),
+                message,
+            )
             return None
 
     def run_report(self, run, adapter=None, *, candidate: bool = False, summary: str | None = None):
         """A training run's outcome: status, adapter and metrics; a candidate gets Activate/Discard buttons."""
         line = text.SLACK_STATUS_RUN.format(
-            id=run.id, track=run.track, status=run.status, trigger=run.trigger,
+            id=run.id,
+            track=run.track,
+            status=run.status,
+            trigger=run.trigger,
             by=f" by <@{run.triggered_by}>" if run.triggered_by and run.trigger == "admin" else "",
             when=run.created_at.strftime("%Y-%m-%d %H:%M"),
             adapter=f" → {adapter.name}" if adapter is not None else "",
-            error=f" — {run.error[:500]}" if run.error else "")
+            error=f" — {run.error[:500]}" if run.error else "",
+        )
         blocks: list = [ui.section(line)]
         if adapter is not None:
             blocks.append(ui.section(f"*{adapter.name}*{metrics_text(adapter.metrics)}"))
@@ -99,21 +110,36 @@ class Notifier:
         Activate / Discard a candidate, Roll back or Retrain the track, Status."""
         elements = []
         if candidate is not None:
-            elements += [ui.button(text.SLACK_BUTTON_ACTIVATE.format(name=candidate.name), ui.ACTIVATE, candidate.name,
-                                   "primary"),
-                         ui.button(text.SLACK_BUTTON_DISCARD.format(name=candidate.name), ui.DISCARD, candidate.name)]
-        elements += [ui.button(text.SLACK_BUTTON_ROLLBACK.format(track=track), ui.ROLLBACK, track, "danger"),
-                     ui.button(text.SLACK_BUTTON_RETRAIN.format(track=track), ui.RETRAIN, track),
-                     ui.button(text.SLACK_BUTTON_STATUS, ui.STATUS, track)]
+            elements += [
+                ui.button(
+                    text.SLACK_BUTTON_ACTIVATE.format(name=candidate.name),
+                    ui.ACTIVATE,
+                    candidate.name,
+                    "primary",
+                ),
+                ui.button(text.SLACK_BUTTON_DISCARD.format(name=candidate.name), ui.DISCARD, candidate.name),
+            ]
+        elements += [
+            ui.button(text.SLACK_BUTTON_ROLLBACK.format(track=track), ui.ROLLBACK, track, "danger"),
+            ui.button(text.SLACK_BUTTON_RETRAIN.format(track=track), ui.RETRAIN, track),
+            ui.button(text.SLACK_BUTTON_STATUS, ui.STATUS, track),
+        ]
         block = f"apprenti-candidate:{candidate.name}" if candidate is not None else f"apprenti-run:{track}"
         return ActionsBlock(block_id=block, elements=elements)
 
     # --- the scheduler's hooks (bot/scheduler.py calls these on runtime.notify) --------------------
     def run_queued(self, run, state=None):
         by = f" by <@{run.triggered_by}>" if run.triggered_by and run.trigger != "scheduler" else ""
-        return self.admin(text.SLACK_RUN_QUEUED.format(
-            id=run.id, track=run.track, trigger=run.trigger, by=by,
-            unused=getattr(state, "unused", "?"), approved=getattr(state, "approved", "?")))
+        return self.admin(
+            text.SLACK_RUN_QUEUED.format(
+                id=run.id,
+                track=run.track,
+                trigger=run.trigger,
+                by=by,
+                unused=getattr(state, "unused", "?"),
+                approved=getattr(state, "approved", "?"),
+            )
+        )
 
     def run_finished(self, run):
         """A run ended (succeeded, rejected by the gate, or failed): its report (the gate's reasons, the
@@ -135,17 +161,27 @@ class Notifier:
         posted = self.run_report(run, adapter, candidate=candidate, summary=summary)
         if adapter is not None and adapter.path and (Path(adapter.path) / "report.png").is_file():
             metric = verdict.get("target_metric", "metric")
-            self.upload(Path(adapter.path) / "report.png", title=f"{adapter.name}: loss and {metric} per version")
+            self.upload(
+                Path(adapter.path) / "report.png", title=f"{adapter.name}: loss and {metric} per version"
+            )
         return posted
 
     def daily_summary(self, summary: dict):
-        statuses = ", ".join(f"{count} {status}" for status, count in sorted(summary.get("by_status", {}).items()))
-        lines = [text.SLACK_DAILY_SUMMARY.format(runs=summary.get("runs", 0),
-                                                 statuses=f" ({statuses})" if statuses else "")]
+        statuses = ", ".join(
+            f"{count} {status}" for status, count in sorted(summary.get("by_status", {}).items())
+        )
+        lines = [
+            text.SLACK_DAILY_SUMMARY.format(
+                runs=summary.get("runs", 0), statuses=f" ({statuses})" if statuses else ""
+            )
+        ]
         for track, state in sorted(summary.get("tracks", {}).items()):
             due = " — due for training" if state.get("due") else ""
-            lines.append(text.SLACK_DAILY_TRACK.format(track=track, approved=state.get("approved", 0),
-                                                       unused=state.get("unused", 0), due=due))
+            lines.append(
+                text.SLACK_DAILY_TRACK.format(
+                    track=track, approved=state.get("approved", 0), unused=state.get("unused", 0), due=due
+                )
+            )
         return self.admin("\n".join(lines))
 
     def weekly_documents(self, lines: list[str]):
@@ -157,8 +193,12 @@ class Notifier:
         if not self.admin_channel:
             return None
         try:
-            return self.client.files_upload_v2(channel=self.admin_channel, file=str(path),
-                                               title=title or Path(path).name, initial_comment=comment)
+            return self.client.files_upload_v2(
+                channel=self.admin_channel,
+                file=str(path),
+                title=title or Path(path).name,
+                initial_comment=comment,
+            )
         except SlackApiError as exc:
             log.error("could not upload %s to the admin channel: %s", path, exc.response.get("error"))
             return None

@@ -54,8 +54,10 @@ class Operations:
     def retrain(self, track: str, actor: str) -> str:
         """Start a run now (threshold and interval waived; the minimum of examples still applies)."""
         if track not in self.tracks():
-            return text.SLACK_ADMIN_FAILED.format(what=f"retrain {track}",
-                                                  error=f"unknown track; known: {', '.join(self.tracks())}")
+            return text.SLACK_ADMIN_FAILED.format(
+                what=f"retrain {track}", error=f"unknown track; known: {', '.join(self.tracks())}"
+            )
+
         def run():
             started, state = start_run(self.runtime, track, "admin", actor, force=True)
             if started is None:
@@ -70,30 +72,42 @@ class Operations:
         from finetune.dataset import NotEnoughExamples, build_dataset
 
         if track not in self.tracks():
-            return text.SLACK_ADMIN_FAILED.format(what=f"retrain {track} --dry-run",
-                                                  error=f"unknown track; known: {', '.join(self.tracks())}")
+            return text.SLACK_ADMIN_FAILED.format(
+                what=f"retrain {track} --dry-run", error=f"unknown track; known: {', '.join(self.tracks())}"
+            )
         state = readiness(self.engine, self.runtime.settings, track, force=True)
         try:
             dataset = build_dataset(self.engine, track, min_examples=1)
             info = dataset.summary()
             new = len(set(dataset.example_ids) - used_example_ids(self.engine, track))
-            data = text.SLACK_RETRAIN_PREVIEW.format(track=track, train=info["train"], test=info["test"], new=new,
-                                                     fingerprint=str(dataset.fingerprint)[:12])
+            data = text.SLACK_RETRAIN_PREVIEW.format(
+                track=track,
+                train=info["train"],
+                test=info["test"],
+                new=new,
+                fingerprint=str(dataset.fingerprint)[:12],
+            )
         except NotEnoughExamples:
             data = text.SLACK_RETRAIN_PREVIEW_EMPTY.format(track=track)
-        verdict = (text.SLACK_RETRAIN_WOULD_START if state.due
-                   else text.SLACK_RETRAIN_WOULD_REFUSE.format(reasons="; ".join(state.reasons)))
+        verdict = (
+            text.SLACK_RETRAIN_WOULD_START
+            if state.due
+            else text.SLACK_RETRAIN_WOULD_REFUSE.format(reasons="; ".join(state.reasons))
+        )
         return f"{data} {verdict}"
 
     def _change(self, what: str, change) -> str:
         now = change.active or text.SLACK_BASE_MODEL
-        return text.SLACK_ADAPTER_CHANGED.format(what=what, track=change.track, active=now,
-                                                 previous=change.previous or text.SLACK_BASE_MODEL)
+        return text.SLACK_ADAPTER_CHANGED.format(
+            what=what, track=change.track, active=now, previous=change.previous or text.SLACK_BASE_MODEL
+        )
 
     def activate(self, name: str, actor: str) -> str:
         registry = self.registry()
-        return self._guard(f"activate {name}", lambda: self._change(
-            f"activate {name}", registry.activate(registry.resolve(name).name, actor)))
+        return self._guard(
+            f"activate {name}",
+            lambda: self._change(f"activate {name}", registry.activate(registry.resolve(name).name, actor)),
+        )
 
     def rollback(self, target: str | None, actor: str) -> str:
         """`target` is a track (back to the previous version), a `track/vN` name, or nothing (default)."""
@@ -102,13 +116,17 @@ class Operations:
             track, to = target.split("/", 1)[0], target
         else:
             track, to = target or "default", None
-        return self._guard(f"rollback {target or track}", lambda: self._change(
-            f"rollback {target or track}", registry.rollback(track, actor, to=to)))
+        return self._guard(
+            f"rollback {target or track}",
+            lambda: self._change(f"rollback {target or track}", registry.rollback(track, actor, to=to)),
+        )
 
     def discard(self, name: str, actor: str) -> str:
         registry = self.registry()
-        return self._guard(f"discard {name}", lambda: self._change(
-            f"discard {name}", registry.discard(registry.resolve(name).name, actor)))
+        return self._guard(
+            f"discard {name}",
+            lambda: self._change(f"discard {name}", registry.discard(registry.resolve(name).name, actor)),
+        )
 
     def forget(self, user_id: str, actor: str) -> str:
         def run():
@@ -144,16 +162,30 @@ class Operations:
     def ingest(self, paths: list[str], actor: str) -> str:
         files = self.allowed_files(paths)
         if isinstance(files, str):
-            audit(self.engine, actor, "slack.denied", "ingest", reason="outside the document roots",
-                  paths=len(paths))
+            audit(
+                self.engine,
+                actor,
+                "slack.denied",
+                "ingest",
+                reason="outside the document roots",
+                paths=len(paths),
+            )
             return files
 
         def run():
-            result = ingest_paths(self.runtime.settings, files, engine=self.engine, index=self.runtime.documents)
-            audit(self.engine, actor, "slack.ingest", ",".join(paths)[:200], documents=result.get("documents"))
-            return text.SLACK_INGESTED.format(paths=" ".join(paths), documents=result.get("documents", 0),
-                                              details=json.dumps({k: v for k, v in result.items()
-                                                                  if isinstance(v, int | float | str)})[:500])
+            result = ingest_paths(
+                self.runtime.settings, files, engine=self.engine, index=self.runtime.documents
+            )
+            audit(
+                self.engine, actor, "slack.ingest", ",".join(paths)[:200], documents=result.get("documents")
+            )
+            return text.SLACK_INGESTED.format(
+                paths=" ".join(paths),
+                documents=result.get("documents", 0),
+                details=json.dumps({k: v for k, v in result.items() if isinstance(v, int | float | str)})[
+                    :500
+                ],
+            )
 
         return self._guard("ingest", run)
 
@@ -163,9 +195,24 @@ class Operations:
         lines = []
         for row in rows:
             user = user_message(row.question, row.context)  # the user turn training sees
-            lines.append(json.dumps({"messages": [{"role": "user", "content": user},
-                                                  {"role": "assistant", "content": row.corrected_answer}]},
-                                    ensure_ascii=False))
-        record_export(self.engine, actor, f"slack:dm:{actor}", people_of(self.engine, rows), count=len(rows),
-                      format="openai", via="slack")
+            lines.append(
+                json.dumps(
+                    {
+                        "messages": [
+                            {"role": "user", "content": user},
+                            {"role": "assistant", "content": row.corrected_answer},
+                        ]
+                    },
+                    ensure_ascii=False,
+                )
+            )
+        record_export(
+            self.engine,
+            actor,
+            f"slack:dm:{actor}",
+            people_of(self.engine, rows),
+            count=len(rows),
+            format="openai",
+            via="slack",
+        )
         return "\n".join(lines) + ("\n" if lines else ""), len(rows)

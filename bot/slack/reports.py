@@ -48,8 +48,11 @@ def adapter_lines(engine, tracks: list[str]) -> list[str]:
         if row is None:
             lines.append(text.SLACK_STATUS_NO_ADAPTER.format(track=escape(track)))
         else:
-            lines.append(text.SLACK_STATUS_ADAPTER.format(track=escape(track), adapter=escape(row.name),
-                                                          metrics=metrics_text(row.metrics)))
+            lines.append(
+                text.SLACK_STATUS_ADAPTER.format(
+                    track=escape(track), adapter=escape(row.name), metrics=metrics_text(row.metrics)
+                )
+            )
     return lines
 
 
@@ -63,12 +66,19 @@ def run_lines(engine, limit: int = 5, errors: bool = True) -> list[str]:
     runs = list_runs(engine, limit=limit)
     if not runs:
         return [text.SLACK_STATUS_NO_RUNS]
-    return [text.SLACK_STATUS_RUN.format(
-        id=run.id, track=escape(run.track), status=run.status, trigger=run.trigger,
-        by=f" by <@{run.triggered_by}>" if run.triggered_by and run.trigger == "admin" else "",
-        when=run.created_at.strftime("%Y-%m-%d %H:%M"),
-        adapter=f" → {escape(run.adapter_name)}" if run.adapter_name else "",
-        error=f" — {escape(run.error[:200])}" if run.error and errors else "") for run in runs]
+    return [
+        text.SLACK_STATUS_RUN.format(
+            id=run.id,
+            track=escape(run.track),
+            status=run.status,
+            trigger=run.trigger,
+            by=f" by <@{run.triggered_by}>" if run.triggered_by and run.trigger == "admin" else "",
+            when=run.created_at.strftime("%Y-%m-%d %H:%M"),
+            adapter=f" → {escape(run.adapter_name)}" if run.adapter_name else "",
+            error=f" — {escape(run.error[:200])}" if run.error and errors else "",
+        )
+        for run in runs
+    ]
 
 
 def indexed_sources(runtime) -> list[dict] | None:
@@ -87,7 +97,9 @@ def advice_lines(runtime) -> list[str]:
     report = readiness_report(runtime.engine, runtime.settings, sources=indexed_sources(runtime))
     lines = [text.SLACK_STATUS_ADVICE]
     for track in report["tracks"]:
-        rates = ", ".join(f"{f['adapter']} {f['up']}👍/{f['down']}👎" for f in track["feedback"] if f["up"] or f["down"])
+        rates = ", ".join(
+            f"{f['adapter']} {f['up']}👍/{f['down']}👎" for f in track["feedback"] if f["up"] or f["down"]
+        )
         lines.append(f"*{escape(track['track'])}*" + (f" — {rates}" if rates else ""))
         lines += [f"  • {escape(a)}" for a in track["advice"]]
     return lines
@@ -102,26 +114,44 @@ def knowledge_lines(engine, limit: int = 8) -> list[str]:
     waiting = unindexed_entries(engine)
     if waiting:
         errors = sorted({e.index_error for e in waiting if e.index_error})
-        lines.append(text.SLACK_UNINDEXED.format(
-            count=len(waiting), ids=", ".join(f"#{e.id}" for e in waiting[:10]),
-            error=f": {escape(errors[0][:200])}" if errors else ""))
+        lines.append(
+            text.SLACK_UNINDEXED.format(
+                count=len(waiting),
+                ids=", ".join(f"#{e.id}" for e in waiting[:10]),
+                error=f": {escape(errors[0][:200])}" if errors else "",
+            )
+        )
     suspects = open_suspects(engine)
     if not suspects:
         return [*lines, text.SLACK_SUSPECTS_NONE]
     lines.append(text.SLACK_SUSPECTS_HEADER.format(count=len({(s.collection, s.source) for s in suspects})))
     for suspect in suspects[:limit]:
-        lines.append(text.SLACK_SUSPECT_LINE.format(
-            source=escape(suspect.source), collection=f" ({escape(suspect.collection)})" if suspect.collection else "",
-            id=suspect.example_id, question=escape(suspect.question[:120]), answer=escape(suspect.corrected_answer[:160])))
+        lines.append(
+            text.SLACK_SUSPECT_LINE.format(
+                source=escape(suspect.source),
+                collection=f" ({escape(suspect.collection)})" if suspect.collection else "",
+                id=suspect.example_id,
+                question=escape(suspect.question[:120]),
+                answer=escape(suspect.corrected_answer[:160]),
+            )
+        )
     if len(suspects) > limit:
         lines.append(text.SLACK_SUSPECTS_MORE.format(count=len(suspects) - limit))
     return lines
 
 
 def status_text(engine, tracks: list[str], advice: list[str] | None = None) -> str:
-    parts = [text.SLACK_STATUS_HEADER, *adapter_lines(engine, tracks), "",
-             text.SLACK_STATUS_PENDING.format(count=pending_count(engine)), "", text.SLACK_STATUS_RUNS,
-             *run_lines(engine), "", *knowledge_lines(engine)]
+    parts = [
+        text.SLACK_STATUS_HEADER,
+        *adapter_lines(engine, tracks),
+        "",
+        text.SLACK_STATUS_PENDING.format(count=pending_count(engine)),
+        "",
+        text.SLACK_STATUS_RUNS,
+        *run_lines(engine),
+        "",
+        *knowledge_lines(engine),
+    ]
     if advice:
         parts += ["", *advice]
     return "\n".join(parts)
@@ -131,15 +161,27 @@ def adapters_text(engine) -> str:
     rows = list_adapters(engine)
     if not rows:
         return text.SLACK_ADAPTERS_EMPTY
-    return "\n".join(text.SLACK_ADAPTER_LINE.format(
-        name=escape(row.name), status=row.status, metrics=metrics_text(row.metrics),
-        activated=f" (activated by <@{row.activated_by}>)" if row.activated_by else "") for row in rows[-40:])
+    return "\n".join(
+        text.SLACK_ADAPTER_LINE.format(
+            name=escape(row.name),
+            status=row.status,
+            metrics=metrics_text(row.metrics),
+            activated=f" (activated by <@{row.activated_by}>)" if row.activated_by else "",
+        )
+        for row in rows[-40:]
+    )
 
 
 def audit_text(engine, limit: int = 20) -> str:
     events = list_events(engine, limit=limit)
     if not events:
         return text.SLACK_AUDIT_EMPTY
-    return "\n".join(text.SLACK_AUDIT_LINE.format(at=e.at.strftime("%Y-%m-%d %H:%M"), actor=who(e.actor),
-                                                  action=escape(e.action), target=escape(e.target or ""))
-                     for e in events)
+    return "\n".join(
+        text.SLACK_AUDIT_LINE.format(
+            at=e.at.strftime("%Y-%m-%d %H:%M"),
+            actor=who(e.actor),
+            action=escape(e.action),
+            target=escape(e.target or ""),
+        )
+        for e in events
+    )

@@ -20,21 +20,31 @@ from storage.models import ExampleStatus
 log = logging.getLogger("apprenti.slack.review")
 
 
-def update_review_message(services: Services, example, *, edited: bool = False,
-                          decision: corrections.Decision | None = None) -> None:
+def update_review_message(
+    services: Services, example, *, edited: bool = False, decision: corrections.Decision | None = None
+) -> None:
     """Show the outcome on the example's review message (if it has one): who decided, and where an
     approved pair went (the knowledge base, training, both; what it replaced)."""
     if not (example.review_channel and example.review_ts):
         return
     outcome = None
     if example.status != ExampleStatus.pending.value:
-        outcome = ui.outcome_line(example, edited, replaced=decision.replaced if decision else None,
-                                  flagged=decision.flagged if decision else 0)
+        outcome = ui.outcome_line(
+            example,
+            edited,
+            replaced=decision.replaced if decision else None,
+            flagged=decision.flagged if decision else 0,
+        )
     try:
-        services.client.chat_update(channel=example.review_channel, ts=example.review_ts,
-                                    **ui.review_message(example, outcome=outcome))
+        services.client.chat_update(
+            channel=example.review_channel,
+            ts=example.review_ts,
+            **ui.review_message(example, outcome=outcome),
+        )
     except SlackApiError as exc:
-        log.error("could not update the review message of example #%s: %s", example.id, exc.response.get("error"))
+        log.error(
+            "could not update the review message of example #%s: %s", example.id, exc.response.get("error")
+        )
 
 
 def self_review(services: Services, example_id: int, user: str) -> bool:
@@ -59,18 +69,30 @@ def _not_done(services: Services, decision: corrections.Decision, example_id: in
     return text.SLACK_REVIEW_ALREADY.format(id=example_id, status=current.status, by=by)
 
 
-def decide(services: Services, body: dict, example_id: int, status: ExampleStatus, user: str,
-           corrected: str | None = None) -> str:
+def decide(
+    services: Services,
+    body: dict,
+    example_id: int,
+    status: ExampleStatus,
+    user: str,
+    corrected: str | None = None,
+) -> str:
     """Apply a reviewer's decision and route the example; returns what to tell the reviewer."""
     if status == ExampleStatus.approved and self_review(services, example_id, user):
         return text.SLACK_SELF_REVIEW.format(id=example_id)
-    decision = corrections.decide(services.engine, services.plugins, example_id, status, user, corrected=corrected)
+    decision = corrections.decide(
+        services.engine, services.plugins, example_id, status, user, corrected=corrected
+    )
     if not decision.done:
         return _not_done(services, decision, example_id)
     example = decision.example
     update_review_message(services, example, edited=corrected is not None, decision=decision)
-    return "\n".join([text.SLACK_REVIEW_DONE.format(id=example_id, status=example.status),
-                      *ui.routing_lines(example, decision.replaced, decision.flagged)])
+    return "\n".join(
+        [
+            text.SLACK_REVIEW_DONE.format(id=example_id, status=example.status),
+            *ui.routing_lines(example, decision.replaced, decision.flagged),
+        ]
+    )
 
 
 def change_kind(services: Services, example_id: int, kind: str, user: str) -> str:
@@ -79,8 +101,12 @@ def change_kind(services: Services, example_id: int, kind: str, user: str) -> st
     if not decision.done:
         return _not_done(services, decision, example_id)
     update_review_message(services, decision.example, decision=decision)
-    return "\n".join([text.SLACK_REVIEW_KIND_DONE.format(id=example_id, kind=text.KIND_SHORT.get(kind, kind)),
-                      *ui.routing_lines(decision.example, decision.replaced, decision.flagged)])
+    return "\n".join(
+        [
+            text.SLACK_REVIEW_KIND_DONE.format(id=example_id, kind=text.KIND_SHORT.get(kind, kind)),
+            *ui.routing_lines(decision.example, decision.replaced, decision.flagged),
+        ]
+    )
 
 
 def register(app, services: Services) -> None:
@@ -120,8 +146,12 @@ def register(app, services: Services) -> None:
             return
         if example.status != ExampleStatus.pending.value:
             by = f" by <@{example.reviewer_id}>" if example.reviewer_id else ""
-            tell_privately(services, body, user, text.SLACK_REVIEW_ALREADY.format(id=example.id,
-                                                                                 status=example.status, by=by))
+            tell_privately(
+                services,
+                body,
+                user,
+                text.SLACK_REVIEW_ALREADY.format(id=example.id, status=example.status, by=by),
+            )
             return
         if self_review(services, example_id, user):
             tell_privately(services, body, user, text.SLACK_SELF_REVIEW.format(id=example_id))
@@ -136,15 +166,31 @@ def register(app, services: Services) -> None:
         corrected = ui.modal_value(view, ui.ANSWER_BLOCK)
         current = get_example(services.engine, example_id)
         if current is None:
-            return ack(response_action="errors", errors={ui.ANSWER_BLOCK: text.SLACK_REVIEW_GONE.format(id=example_id)})
+            return ack(
+                response_action="errors",
+                errors={ui.ANSWER_BLOCK: text.SLACK_REVIEW_GONE.format(id=example_id)},
+            )
         if not corrected:
             return ack(response_action="errors", errors={ui.ANSWER_BLOCK: text.SLACK_CORRECT_EMPTY})
         if current.status != ExampleStatus.pending.value:
-            return ack(response_action="errors", errors={ui.ANSWER_BLOCK: text.SLACK_REVIEW_ALREADY.format(
-                id=example_id, status=current.status,
-                by=f" by <@{current.reviewer_id}>" if current.reviewer_id else "")})
+            return ack(
+                response_action="errors",
+                errors={
+                    ui.ANSWER_BLOCK: text.SLACK_REVIEW_ALREADY.format(
+                        id=example_id,
+                        status=current.status,
+                        by=f" by <@{current.reviewer_id}>" if current.reviewer_id else "",
+                    )
+                },
+            )
         ack()
         changed = corrected if corrected != current.corrected_answer else None
-        message = decide(services, body, example_id, ExampleStatus.approved, user, services.scrub(changed)
-                         if changed else None)
+        message = decide(
+            services,
+            body,
+            example_id,
+            ExampleStatus.approved,
+            user,
+            services.scrub(changed) if changed else None,
+        )
         services.client.chat_postMessage(channel=user, text=message)

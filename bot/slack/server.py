@@ -104,8 +104,9 @@ def event_id_of(body: bytes) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
-def make_starlette(app: App, services=None, signing_secret: str | None = None, *,
-                   early_ack: bool = True) -> Starlette:
+def make_starlette(
+    app: App, services=None, signing_secret: str | None = None, *, early_ack: bool = True
+) -> Starlette:
     verifier = SignatureVerifier(signing_secret) if signing_secret else None
     queue = services.extra.get("event_queue") if services is not None else None
     dispatcher = EventDispatcher(app, queue) if early_ack and verifier and queue is not None else None
@@ -123,7 +124,9 @@ def make_starlette(app: App, services=None, signing_secret: str | None = None, *
             return PlainTextResponse("invalid request", status_code=401)
         event_id = event_id_of(body)
         if event_id is None:  # nothing to deduplicate on: Bolt decides what it is
-            bolt_response = await run_in_threadpool(app.dispatch, BoltRequest(body=body.decode(), headers=headers))
+            bolt_response = await run_in_threadpool(
+                app.dispatch, BoltRequest(body=body.decode(), headers=headers)
+            )
             return to_starlette_response(bolt_response)
         try:
             fresh = await asyncio.wrap_future(dispatcher.queue.accept_soon(event_id, body.decode("utf-8")))
@@ -133,7 +136,9 @@ def make_starlette(app: App, services=None, signing_secret: str | None = None, *
         if fresh:
             dispatcher.submit(event_id, body.decode("utf-8"))
         else:
-            log.info("dropping event %s already queued (retry %s)", event_id, headers.get("x-slack-retry-num"))
+            log.info(
+                "dropping event %s already queued (retry %s)", event_id, headers.get("x-slack-retry-num")
+            )
         return Response(status_code=200)
 
     async def answer_slack(request: Request) -> Response:
@@ -171,8 +176,13 @@ def make_starlette(app: App, services=None, signing_secret: str | None = None, *
     if dispatcher is not None:
         metrics.watch_queue("events", lambda: dispatcher.pool.pending)
         metrics.watch_queue("events_held", lambda: dispatcher.queue.held)
-    api = Starlette(routes=[Route(EVENTS_PATH, events, methods=["POST"]), Route("/healthz", healthz, methods=["GET"]),
-                            Route("/metrics", metrics_page, methods=["GET"])])
+    api = Starlette(
+        routes=[
+            Route(EVENTS_PATH, events, methods=["POST"]),
+            Route("/healthz", healthz, methods=["GET"]),
+            Route("/metrics", metrics_page, methods=["GET"]),
+        ]
+    )
     api.state.dispatcher = dispatcher
     return api
 
@@ -186,8 +196,9 @@ def run_http(app: App, services, *, host: str, port: int, signing_secret: str | 
     # interval lets it take the GIL back sooner, which is what keeps acks fast while the model works.
     sys.setswitchinterval(0.001)
     api = make_starlette(app, services, signing_secret)
-    config = uvicorn.Config(api, host=host, port=port, log_level="warning", access_log=False,
-                            timeout_graceful_shutdown=5)
+    config = uvicorn.Config(
+        api, host=host, port=port, log_level="warning", access_log=False, timeout_graceful_shutdown=5
+    )
     server = uvicorn.Server(config)
     dispatcher = api.state.dispatcher
     if dispatcher is not None:
@@ -201,7 +212,9 @@ def run_http(app: App, services, *, host: str, port: int, signing_secret: str | 
         if dispatcher is not None:
             dispatcher.queue.stop(release=False)
             if not dispatcher.pool.wait_idle(timeout=30):
-                log.error("%d acknowledged event(s) were not handled before shutdown", dispatcher.pool.pending)
+                log.error(
+                    "%d acknowledged event(s) were not handled before shutdown", dispatcher.pool.pending
+                )
 
 
 def run_socket_mode(app: App, app_token: str, *, block: bool = True, queue: EventQueue | None = None):
@@ -218,7 +231,9 @@ def run_socket_mode(app: App, app_token: str, *, block: bool = True, queue: Even
                 metrics.observe_ack(metrics.kind_of(req.payload or {}), time.perf_counter() - started)
 
     log.warning("Apprenti connecting to Slack in Socket Mode")
-    if queue is not None:  # events are queued by the middleware before Bolt acks them; this answers the dead's
+    if (
+        queue is not None
+    ):  # events are queued by the middleware before Bolt acks them; this answers the dead's
         queue.start(EventDispatcher(app, queue).submit)
     handler = TimedHandler(app, app_token)
     if not block:

@@ -37,8 +37,9 @@ class AnswerPool:
     them the acks, never wait behind an answer being generated."""
 
     def __init__(self, workers: int = 2, name: str = "apprenti-answer", nice: int = 0):
-        self._executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix=name,
-                                            initializer=lower_priority, initargs=(nice,))
+        self._executor = ThreadPoolExecutor(
+            max_workers=workers, thread_name_prefix=name, initializer=lower_priority, initargs=(nice,)
+        )
         self._pending = 0
         self._idle = threading.Condition()
 

@@ -57,12 +57,18 @@ def signature(secret: str, timestamp: str, body: str) -> str:
     return f"v0={digest}"
 
 
-def signed_headers(secret: str, body: str, *, timestamp: int | None = None, content_type: str | None = None,
-                   retry: int | None = None) -> dict[str, str]:
+def signed_headers(
+    secret: str,
+    body: str,
+    *,
+    timestamp: int | None = None,
+    content_type: str | None = None,
+    retry: int | None = None,
+) -> dict[str, str]:
     ts = str(int(time.time()) if timestamp is None else timestamp)
     headers = {
-        "content-type": content_type or ("application/json" if body.lstrip().startswith("{")
-                                         else "application/x-www-form-urlencoded"),
+        "content-type": content_type
+        or ("application/json" if body.lstrip().startswith("{") else "application/x-www-form-urlencoded"),
         "x-slack-request-timestamp": ts,
         "x-slack-signature": signature(secret, ts, body),
     }
@@ -98,7 +104,9 @@ class SlackStandIn:
         self.port = self.server.server_address[1]
         self.base = f"http://127.0.0.1:{self.port}"
         self.api_url = f"{self.base}/api/"
-        self._thread = threading.Thread(target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
+        self._thread = threading.Thread(
+            target=self.server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
+        )
 
     def __enter__(self) -> SlackStandIn:
         self.start()
@@ -122,15 +130,20 @@ class SlackStandIn:
         with self._lock:
             return [c for c in self._calls if method is None or c["_method"] == method]
 
-    def wait_for(self, method: str, count: int = 1, timeout: float = 15.0, where=None) -> list[dict[str, Any]]:
+    def wait_for(
+        self, method: str, count: int = 1, timeout: float = 15.0, where=None
+    ) -> list[dict[str, Any]]:
         """Wait until `count` calls of `method` (matching `where`) were made; fail the test otherwise."""
+
         def matching():
             return [c for c in self._calls if c["_method"] == method and (where is None or where(c))]
 
         with self._lock:
             if not self._lock.wait_for(lambda: len(matching()) >= count, timeout=timeout):
-                raise AssertionError(f"expected {count} {method} call(s), got {len(matching())}: "
-                                     f"{[c['_method'] for c in self._calls]}")
+                raise AssertionError(
+                    f"expected {count} {method} call(s), got {len(matching())}: "
+                    f"{[c['_method'] for c in self._calls]}"
+                )
             return matching()
 
     def reset(self) -> None:
@@ -147,12 +160,23 @@ class SlackStandIn:
     def messages(self, channel: str | None = None, thread_ts: str | None = None) -> list[dict[str, Any]]:
         """What people see: every message the app posted, in order, as it reads now."""
         with self._lock:
-            found = [m for m in self._posted if (channel is None or m["channel"] == channel)
-                     and (thread_ts is None or m["thread_ts"] == thread_ts)]
+            found = [
+                m
+                for m in self._posted
+                if (channel is None or m["channel"] == channel)
+                and (thread_ts is None or m["thread_ts"] == thread_ts)
+            ]
             return [shown(m) for m in found]
 
-    def fail(self, method: str, error: str, *, times: int = 1, status: int = 200,
-             headers: dict[str, str] | None = None) -> None:
+    def fail(
+        self,
+        method: str,
+        error: str,
+        *,
+        times: int = 1,
+        status: int = 200,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         """The next `times` calls of `method` fail with Slack's `error` (and HTTP status / headers)."""
         self._failures[method].extend([(error, status, headers or {})] * times)
 
@@ -160,11 +184,21 @@ class SlackStandIn:
     def next_ts(self) -> str:
         return f"1700000000.{next(self._ts):06d}"
 
-    def _post(self, args: dict[str, Any], *, streamed: bool = False, ephemeral: bool = False) -> dict[str, Any]:
-        message = {"channel": args.get("channel"), "thread_ts": args.get("thread_ts"), "ts": self.next_ts(),
-                   "text": args.get("text") or "", "blocks": args.get("blocks") or [], "streamed": streamed,
-                   "ephemeral": ephemeral, "user": args.get("user") or args.get("recipient_user_id"),
-                   "stopped": not streamed, "appends": 0}
+    def _post(
+        self, args: dict[str, Any], *, streamed: bool = False, ephemeral: bool = False
+    ) -> dict[str, Any]:
+        message = {
+            "channel": args.get("channel"),
+            "thread_ts": args.get("thread_ts"),
+            "ts": self.next_ts(),
+            "text": args.get("text") or "",
+            "blocks": args.get("blocks") or [],
+            "streamed": streamed,
+            "ephemeral": ephemeral,
+            "user": args.get("user") or args.get("recipient_user_id"),
+            "stopped": not streamed,
+            "appends": 0,
+        }
         with self._lock:
             self._posted.append(message)
             self._by_ts[message["ts"]] = message
@@ -172,7 +206,8 @@ class SlackStandIn:
 
     def _stream(self, method: str, args: dict[str, Any]) -> dict[str, Any]:
         added = (args.get("markdown_text") or "") + "".join(
-            c.get("text") or "" for c in args.get("chunks") or [] if c.get("type") == "markdown_text")
+            c.get("text") or "" for c in args.get("chunks") or [] if c.get("type") == "markdown_text"
+        )
         if len(added) > 12_000:
             return {"ok": False, "error": "msg_too_long"}
         channel = args.get("channel")
@@ -207,8 +242,12 @@ class SlackStandIn:
             return self._stream(method, args)
         if method == "chat.postMessage":
             ts = self._post(args)["ts"]
-            return {"ok": True, "channel": channel, "ts": ts,
-                    "message": {"text": args.get("text"), "ts": ts, "bot_id": BOT_ID}}
+            return {
+                "ok": True,
+                "channel": channel,
+                "ts": ts,
+                "message": {"text": args.get("text"), "ts": ts, "bot_id": BOT_ID},
+            }
         if method == "chat.update":
             with self._lock:
                 message = self._by_ts.get(args.get("ts"))
@@ -225,11 +264,22 @@ class SlackStandIn:
                 del self._by_ts[message["ts"]]
             return {"ok": True, "channel": channel, "ts": message["ts"]}
         if method == "auth.test":
-            return {"ok": True, "url": "https://example.slack.com/", "team": "Example", "user": "apprenti",
-                    "team_id": TEAM, "user_id": BOT_USER, "bot_id": BOT_ID}
+            return {
+                "ok": True,
+                "url": "https://example.slack.com/",
+                "team": "Example",
+                "user": "apprenti",
+                "team_id": TEAM,
+                "user_id": BOT_USER,
+                "bot_id": BOT_ID,
+            }
             ts = args.get("ts")
-            return {"ok": True, "channel": channel, "ts": ts,
-                    "message": {"text": args.get("text"), "ts": ts, "bot_id": BOT_ID}}
+            return {
+                "ok": True,
+                "channel": channel,
+                "ts": ts,
+                "message": {"text": args.get("text"), "ts": ts, "bot_id": BOT_ID},
+            }
         if method == "chat.postEphemeral":
             return {"ok": True, "message_ts": self._post(args, ephemeral=True)["ts"]}
         if method in ("views.open", "views.publish", "views.update"):
@@ -290,7 +340,7 @@ class SlackStandIn:
                 if query and isinstance(args, dict):
                     args = {**dict(parse_qsl(query)), **args}
                 if path.startswith("/api/"):
-                    method = path[len("/api/"):]
+                    method = path[len("/api/") :]
                 elif path.startswith("/response/"):
                     method = "response_url"
                     args["_url"] = path
@@ -346,51 +396,111 @@ class SlackPeople:
         n = next(self._ids)
         ts = f"1700001000.{n:06d}"
         body = {
-            "token": "verification-token", "team_id": self.team, "api_app_id": "AAPPRENTI", "type": "event_callback",
-            "event_id": f"EvDEMO{n:06d}", "event_time": int(time.time()),
-            "authorizations": [{"enterprise_id": None, "team_id": self.team, "user_id": BOT_USER, "is_bot": True}],
-            "event": {"type": "app_mention", "user": user, "text": f"<@{BOT_USER}> {text}", "ts": ts,
-                      "channel": channel, "event_ts": ts},
+            "token": "verification-token",
+            "team_id": self.team,
+            "api_app_id": "AAPPRENTI",
+            "type": "event_callback",
+            "event_id": f"EvDEMO{n:06d}",
+            "event_time": int(time.time()),
+            "authorizations": [
+                {"enterprise_id": None, "team_id": self.team, "user_id": BOT_USER, "is_bot": True}
+            ],
+            "event": {
+                "type": "app_mention",
+                "user": user,
+                "text": f"<@{BOT_USER}> {text}",
+                "ts": ts,
+                "channel": channel,
+                "event_ts": ts,
+            },
         }
         self.dispatch(json.dumps(body))
         return ts
 
-    def click(self, user: str, action_id: str, value: str, *, channel: str, message_ts: str,
-              message: dict | None = None):
+    def click(
+        self,
+        user: str,
+        action_id: str,
+        value: str,
+        *,
+        channel: str,
+        message_ts: str,
+        message: dict | None = None,
+    ):
         payload = {
-            "type": "block_actions", "team": {"id": self.team, "domain": "example"},
-            "user": {"id": user, "username": user.lower(), "team_id": self.team}, "api_app_id": "AAPPRENTI",
-            "token": "verification-token", "trigger_id": f"trigger-{next(self._ids)}",
-            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
+            "type": "block_actions",
+            "team": {"id": self.team, "domain": "example"},
+            "user": {"id": user, "username": user.lower(), "team_id": self.team},
+            "api_app_id": "AAPPRENTI",
+            "token": "verification-token",
+            "trigger_id": f"trigger-{next(self._ids)}",
+            "container": {
+                "type": "message",
+                "message_ts": message_ts,
+                "channel_id": channel,
+                "is_ephemeral": False,
+            },
             "channel": {"id": channel, "name": channel.lower()},
             "message": message or {"type": "message", "ts": message_ts, "bot_id": BOT_ID},
             "response_url": self.standin.response_url(f"action-{user}"),
-            "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": value,
-                         "action_ts": str(time.time())}],
+            "actions": [
+                {
+                    "type": "button",
+                    "action_id": action_id,
+                    "block_id": "b",
+                    "value": value,
+                    "action_ts": str(time.time()),
+                }
+            ],
         }
         return self.dispatch(form_body(payload))
 
-    def submit(self, user: str, view: dict, values: dict[str, str | None], choices: dict[str, str] | None = None):
+    def submit(
+        self, user: str, view: dict, values: dict[str, str | None], choices: dict[str, str] | None = None
+    ):
         """Submit a modal the app opened (the `view` it sent to views.open), typing `values` per block
         and picking `choices` (block -> option value) in its radio buttons."""
         from bot.slack.blocks import INPUT_ACTION
 
-        state = {block: {INPUT_ACTION: {"type": "plain_text_input", "value": value}} for block, value in values.items()}
-        state |= {block: {INPUT_ACTION: {"type": "radio_buttons", "selected_option": {"value": option}}}
-                  for block, option in (choices or {}).items()}
+        state = {
+            block: {INPUT_ACTION: {"type": "plain_text_input", "value": value}}
+            for block, value in values.items()
+        }
+        state |= {
+            block: {INPUT_ACTION: {"type": "radio_buttons", "selected_option": {"value": option}}}
+            for block, option in (choices or {}).items()
+        }
         payload = {
-            "type": "view_submission", "team": {"id": self.team, "domain": "example"},
-            "user": {"id": user, "username": user.lower(), "team_id": self.team}, "api_app_id": "AAPPRENTI",
-            "token": "verification-token", "trigger_id": f"trigger-{next(self._ids)}",
-            "view": {**view, "id": f"VDEMO{next(self._ids)}", "team_id": self.team, "state": {"values": state}},
+            "type": "view_submission",
+            "team": {"id": self.team, "domain": "example"},
+            "user": {"id": user, "username": user.lower(), "team_id": self.team},
+            "api_app_id": "AAPPRENTI",
+            "token": "verification-token",
+            "trigger_id": f"trigger-{next(self._ids)}",
+            "view": {
+                **view,
+                "id": f"VDEMO{next(self._ids)}",
+                "team_id": self.team,
+                "state": {"values": state},
+            },
         }
         return self.dispatch(form_body(payload))
 
     def command(self, user: str, channel: str, text: str):
-        fields = {"token": "verification-token", "team_id": self.team, "team_domain": "example",
-                  "channel_id": channel, "channel_name": channel.lower(), "user_id": user, "user_name": user.lower(),
-                  "command": "/apprenti", "text": text, "api_app_id": "AAPPRENTI",
-                  "response_url": self.standin.response_url(f"command-{user}"), "trigger_id": f"t{next(self._ids)}"}
+        fields = {
+            "token": "verification-token",
+            "team_id": self.team,
+            "team_domain": "example",
+            "channel_id": channel,
+            "channel_name": channel.lower(),
+            "user_id": user,
+            "user_name": user.lower(),
+            "command": "/apprenti",
+            "text": text,
+            "api_app_id": "AAPPRENTI",
+            "response_url": self.standin.response_url(f"command-{user}"),
+            "trigger_id": f"t{next(self._ids)}",
+        }
         return self.dispatch(command_body(fields))
 
 

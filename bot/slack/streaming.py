@@ -53,9 +53,18 @@ def retry_after(exc: SlackApiError) -> float | None:
 class AnswerStream:
     """The `on_text` callback of one answer: receives the text written so far, streams what is new."""
 
-    def __init__(self, client: WebClient, *, channel: str, thread_ts: str, user: str | None = None,
-                 team: str | None = None, min_chars: int = 256, interval: float = 2.0,
-                 limit: int = MARKDOWN_LIMIT):
+    def __init__(
+        self,
+        client: WebClient,
+        *,
+        channel: str,
+        thread_ts: str,
+        user: str | None = None,
+        team: str | None = None,
+        min_chars: int = 256,
+        interval: float = 2.0,
+        limit: int = MARKDOWN_LIMIT,
+    ):
         self.client = WebClient(token=client.token, base_url=client.base_url, timeout=10)
         self.fallback_client = client  # retries rate limits: for the final edit of a reformatted answer
         self.channel, self.thread_ts = channel, thread_ts
@@ -85,14 +94,15 @@ class AnswerStream:
             return
         end = len(self.received) - (1 if self.received.endswith("<") else 0)  # "<!" may be half-written
         try:
-            self._send(self.received[self.handed:end])
+            self._send(self.received[self.handed : end])
         except SlackApiError as exc:
             self._refused(exc)
 
     def _stream(self) -> ChatStream:
         if self.part is None:
-            self.part = self.client.chat_stream(channel=self.channel, thread_ts=self.thread_ts, buffer_size=1,
-                                                **self.recipient)
+            self.part = self.client.chat_stream(
+                channel=self.channel, thread_ts=self.thread_ts, buffer_size=1, **self.recipient
+            )
             self.part_chars = 0
         return self.part
 
@@ -151,13 +161,13 @@ class AnswerStream:
         deliver the answer itself (the stream failed or was refused)."""
         if self.error is None:
             final = view.markdown
-            streamed = self.received[:self.handed]
+            streamed = self.received[: self.handed]
             shown = streamed.rstrip()  # the final text is stripped; trailing blanks were already sent
             try:
                 if final.startswith(shown):
-                    rest = final[len(shown):]
-                    blanks = streamed[len(shown):]
-                    rest = rest[len(blanks):] if blanks and rest.startswith(blanks) else rest
+                    rest = final[len(shown) :]
+                    blanks = streamed[len(shown) :]
+                    rest = rest[len(blanks) :] if blanks and rest.startswith(blanks) else rest
                     cut = boundary(rest, self.limit - self.part_chars)
                     while cut < len(rest):
                         self._send(rest[:cut])

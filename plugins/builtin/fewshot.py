@@ -35,7 +35,8 @@ class ApprovedPairs:
         self.engine = engine
         self.embedder = embedder
         self.collection = client.get_or_create_collection(
-            collection, embedding_function=embedder, metadata={"hnsw:space": "cosine"})
+            collection, embedding_function=embedder, metadata={"hnsw:space": "cosine"}
+        )
         self._synced_at = 0.0
         self._lock = threading.Lock()
 
@@ -46,8 +47,10 @@ class ApprovedPairs:
         self.collection.upsert(
             ids=[_doc_id(e["id"]) for e in examples],
             documents=[e["question"] for e in examples],
-            metadatas=[{"track": e.get("track") or "default", "answer": e["answer"], "example_id": int(e["id"])}
-                       for e in examples],
+            metadatas=[
+                {"track": e.get("track") or "default", "answer": e["answer"], "example_id": int(e["id"])}
+                for e in examples
+            ],
         )
 
     def remove(self, example_id: int | str) -> None:
@@ -61,24 +64,40 @@ class ApprovedPairs:
         with self._lock:
             if not force and time.monotonic() - self._synced_at < RESYNC_SECONDS:
                 return
-            approved = {_doc_id(e.id): e for e in list_examples(self.engine, status=ExampleStatus.approved.value)
-                        if e.kind in TRAINING_KINDS}
+            approved = {
+                _doc_id(e.id): e
+                for e in list_examples(self.engine, status=ExampleStatus.approved.value)
+                if e.kind in TRAINING_KINDS
+            }
             held = self.collection.get(include=["metadatas", "documents"])
-            current = {doc_id: (doc, meta) for doc_id, doc, meta in
-                       zip(held["ids"], held["documents"] or [], held["metadatas"] or [], strict=False)}
+            current = {
+                doc_id: (doc, meta)
+                for doc_id, doc, meta in zip(
+                    held["ids"], held["documents"] or [], held["metadatas"] or [], strict=False
+                )
+            }
             stale = [doc_id for doc_id in current if doc_id not in approved]
             if stale:
                 self.collection.delete(ids=stale)
-            changed = [e for doc_id, e in approved.items()
-                       if current.get(doc_id) is None
-                       or current[doc_id][0] != e.question
-                       or current[doc_id][1].get("answer") != e.corrected_answer
-                       or current[doc_id][1].get("track") != e.track]
+            changed = [
+                e
+                for doc_id, e in approved.items()
+                if current.get(doc_id) is None
+                or current[doc_id][0] != e.question
+                or current[doc_id][1].get("answer") != e.corrected_answer
+                or current[doc_id][1].get("track") != e.track
+            ]
             for start in range(0, len(changed), 256):
-                self.put(*({"id": e.id, "question": e.question, "answer": e.corrected_answer, "track": e.track}
-                           for e in changed[start:start + 256]))
+                self.put(
+                    *(
+                        {"id": e.id, "question": e.question, "answer": e.corrected_answer, "track": e.track}
+                        for e in changed[start : start + 256]
+                    )
+                )
             if stale or changed:
-                log.info("few-shot pairs reconciled: %d added or updated, %d removed", len(changed), len(stale))
+                log.info(
+                    "few-shot pairs reconciled: %d added or updated, %d removed", len(changed), len(stale)
+                )
             self._synced_at = time.monotonic()
 
     def closest(self, question: str, track: str, k: int, min_score: float = 0.0) -> list[dict[str, Any]]:
@@ -87,15 +106,26 @@ class ApprovedPairs:
         count = self.collection.count()
         if not count or k <= 0:
             return []
-        found = self.collection.query(query_texts=[question], n_results=min(k, count), where={"track": track},
-                                      include=["documents", "metadatas", "distances"])
+        found = self.collection.query(
+            query_texts=[question],
+            n_results=min(k, count),
+            where={"track": track},
+            include=["documents", "metadatas", "distances"],
+        )
         pairs = []
-        for doc_id, doc, meta, distance in zip(found["ids"][0], found["documents"][0], found["metadatas"][0],
-                                               found["distances"][0], strict=True):
+        for doc_id, doc, meta, distance in zip(
+            found["ids"][0], found["documents"][0], found["metadatas"][0], found["distances"][0], strict=True
+        ):
             score = 1.0 - float(distance)
             if score >= min_score:
-                pairs.append({"id": meta.get("example_id", doc_id), "question": doc, "answer": meta["answer"],
-                              "score": round(score, 4)})
+                pairs.append(
+                    {
+                        "id": meta.get("example_id", doc_id),
+                        "question": doc,
+                        "answer": meta["answer"],
+                        "score": round(score, 4),
+                    }
+                )
         return pairs
 
 
@@ -163,8 +193,9 @@ class FewShot:
             else:
                 pairs.remove(example["id"])
         except Exception:  # noqa: BLE001 - the next reconciliation catches up
-            log.exception("few-shot store not updated for example %s (%s); it will catch up",
-                          example.get("id"), action)
+            log.exception(
+                "few-shot store not updated for example %s (%s); it will catch up", example.get("id"), action
+            )
 
 
 def plugin() -> FewShot:

@@ -30,7 +30,9 @@ def _parse(answer: str) -> tuple[Any, str | None]:
 
 
 def _json_options(options: dict[str, Any]) -> list[str]:
-    problems = [f"unknown option {key!r} for format json (allowed: schema)" for key in options if key != "schema"]
+    problems = [
+        f"unknown option {key!r} for format json (allowed: schema)" for key in options if key != "schema"
+    ]
     if "schema" in options:
         from jsonschema import SchemaError
         from jsonschema.validators import validator_for
@@ -47,11 +49,14 @@ def _json_options(options: dict[str, Any]) -> list[str]:
 
 
 def _json_instructions(options: dict[str, Any]) -> str:
-    text = ("Output format: answer with one JSON value and nothing else: no explanation before or after, "
-            "no Markdown code fence.")
+    text = (
+        "Output format: answer with one JSON value and nothing else: no explanation before or after, "
+        "no Markdown code fence."
+    )
     if "schema" in options:
-        text += ("\nThe JSON must validate against this JSON Schema:\n"
-                 + json.dumps(options["schema"], ensure_ascii=False, indent=1))
+        text += "\nThe JSON must validate against this JSON Schema:\n" + json.dumps(
+            options["schema"], ensure_ascii=False, indent=1
+        )
     return text
 
 
@@ -89,7 +94,7 @@ def _json_repair(answer: str, options: dict[str, Any]) -> str | None:
             _, end = decoder.raw_decode(answer, match.start())
         except json.JSONDecodeError:
             continue
-        return answer[match.start():end]
+        return answer[match.start() : end]
     return None
 
 
@@ -106,8 +111,10 @@ JSON = OutputFormat(
 
 HEADING = re.compile(r"^ {0,3}(#{1,6})[ \t]+(.+?)[ \t]*#*[ \t]*$", re.MULTILINE)
 # Lines a model often writes instead of a heading: "**Decisions**", "**Decisions:**", "Decisions:".
-PSEUDO_HEADING = re.compile(r"^[ \t]*(?:\*\*|__)?[ \t]*([^\n*_:#][^\n*_:]{0,80}?)[ \t]*:?[ \t]*(?:\*\*|__)?[ \t]*:?[ \t]*$",
-                            re.MULTILINE)
+PSEUDO_HEADING = re.compile(
+    r"^[ \t]*(?:\*\*|__)?[ \t]*([^\n*_:#][^\n*_:]{0,80}?)[ \t]*:?[ \t]*(?:\*\*|__)?[ \t]*:?[ \t]*$",
+    re.MULTILINE,
+)
 
 
 def _norm(title: str) -> str:
@@ -121,11 +128,13 @@ def _sections(answer: str) -> list[tuple[str, str]]:
     out = []
     for i, match in enumerate(matches):
         end = matches[i + 1].start() if i + 1 < len(matches) else len(answer)
-        out.append((_norm(match.group(2)), answer[match.end():end].strip()))
+        out.append((_norm(match.group(2)), answer[match.end() : end].strip()))
     return out
 
 
-def _check_headings(answer: str, required: list[str], aliases: dict[str, set[str]] | None = None) -> tuple[list[str], dict[str, str]]:
+def _check_headings(
+    answer: str, required: list[str], aliases: dict[str, set[str]] | None = None
+) -> tuple[list[str], dict[str, str]]:
     """Violations for missing, empty or misordered required headings, and each found section's body."""
     found = _sections(answer)
     names = {title: {_norm(title)} | {_norm(a) for a in (aliases or {}).get(title, ())} for title in required}
@@ -146,8 +155,9 @@ def _check_headings(answer: str, required: list[str], aliases: dict[str, set[str
     return violations, bodies
 
 
-def _repair_headings(answer: str, required: list[str], aliases: dict[str, set[str]] | None = None,
-                     level: int = 2) -> str | None:
+def _repair_headings(
+    answer: str, required: list[str], aliases: dict[str, set[str]] | None = None, level: int = 2
+) -> str | None:
     """Turn bold or colon lines naming a required section into Markdown headings. None if nothing changed."""
     wanted = {_norm(t) for t in required} | {_norm(a) for names in (aliases or {}).values() for a in names}
     present = {name for name, _ in _sections(answer)}
@@ -164,8 +174,11 @@ def _repair_headings(answer: str, required: list[str], aliases: dict[str, set[st
 
 
 def _sections_options(options: dict[str, Any]) -> list[str]:
-    problems = [f"unknown option {key!r} for format sections (allowed: sections)" for key in options
-                if key != "sections"]
+    problems = [
+        f"unknown option {key!r} for format sections (allowed: sections)"
+        for key in options
+        if key != "sections"
+    ]
     sections = options.get("sections")
     if not isinstance(sections, list) or not sections:
         return problems + ["format sections needs format_options.sections: a list of heading titles"]
@@ -178,8 +191,10 @@ def _sections_options(options: dict[str, Any]) -> list[str]:
 
 def _sections_instructions(options: dict[str, Any]) -> str:
     headings = "\n".join(f"## {title}" for title in options["sections"])
-    return ("Output format: Markdown with exactly these level-2 headings, in this order, each followed by its "
-            f"content (write 'None.' under a heading with nothing to say):\n{headings}")
+    return (
+        "Output format: Markdown with exactly these level-2 headings, in this order, each followed by its "
+        f"content (write 'None.' under a heading with nothing to say):\n{headings}"
+    )
 
 
 SECTIONS = OutputFormat(
@@ -208,14 +223,20 @@ DATE = re.compile(
 NONE = re.compile(r"^\s*[-*]?\s*(none|nothing|n/a|aucune?|néant)\b", re.IGNORECASE)
 BULLET = re.compile(r"^\s*(?:[-*+]|\d+[.)])\s+(.*\S)", re.MULTILINE)
 # An action names who does it: "@ana", "— Ana", "(owner: Ana)", "Ana:" at the start.
-OWNER = re.compile(r"@\w|\s[—–-]\s*\S|\b(?:owner|responsable|who|qui)\s*:|^\s*\**[\w .'-]{2,40}\**\s*:", re.IGNORECASE)
+OWNER = re.compile(
+    r"@\w|\s[—–-]\s*\S|\b(?:owner|responsable|who|qui)\s*:|^\s*\**[\w .'-]{2,40}\**\s*:", re.IGNORECASE
+)
 
 
 def _minutes_check(answer: str, options: dict[str, Any]) -> list[str]:
     violations, bodies = _check_headings(answer, MINUTES_SECTIONS, MINUTES_ALIASES)
     if bodies.get("Date") and not DATE.search(bodies["Date"]):
         violations.append("the Date section holds no date (expected e.g. 2025-03-14)")
-    if bodies.get("Participants") and not BULLET.search(bodies["Participants"]) and "," not in bodies["Participants"]:
+    if (
+        bodies.get("Participants")
+        and not BULLET.search(bodies["Participants"])
+        and "," not in bodies["Participants"]
+    ):
         if not NONE.match(bodies["Participants"]):
             violations.append("Participants should list people (one bullet each, or comma-separated)")
     actions = bodies.get("Actions")
@@ -242,7 +263,9 @@ def _minutes_instructions(options: dict[str, Any]) -> str:
 
 
 def _no_options(name: str):
-    return lambda options: [f"format {name} takes no format_options (got {', '.join(map(str, options))})"] if options else []
+    return lambda options: (
+        [f"format {name} takes no format_options (got {', '.join(map(str, options))})"] if options else []
+    )
 
 
 MINUTES = OutputFormat(
@@ -262,6 +285,7 @@ def _format_of(profile) -> OutputFormat | None:
 
 
 # --- hooks -----------------------------------------------------------------------------------------
+
 
 @hookimpl
 def register_formats(register):

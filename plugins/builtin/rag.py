@@ -39,7 +39,9 @@ def open_retriever(config: dict[str, Any]):
     index = DocumentIndex(
         open_client(path=None if url else path, url=url),
         state_dir,
-        SentenceTransformerEmbedder(config.get("embedding_model"), backend=config.get("embedding_backend") or DEFAULT_BACKEND),
+        SentenceTransformerEmbedder(
+            config.get("embedding_model"), backend=config.get("embedding_backend") or DEFAULT_BACKEND
+        ),
     )
     return Retriever(index, k=int(config.get("rag_k") or 5))
 

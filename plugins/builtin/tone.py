@@ -49,8 +49,18 @@ EMOJI = {
 }
 SIGNATURE = re.compile(r"^(?:signature|signed|sign|signé)\s*[:=]?\s*(.+)$", re.IGNORECASE)
 LANGUAGES = {
-    "fr": "French", "en": "English", "de": "German", "es": "Spanish", "it": "Italian", "pt": "Portuguese",
-    "nl": "Dutch", "pl": "Polish", "sv": "Swedish", "da": "Danish", "ja": "Japanese", "zh": "Chinese",
+    "fr": "French",
+    "en": "English",
+    "de": "German",
+    "es": "Spanish",
+    "it": "Italian",
+    "pt": "Portuguese",
+    "nl": "Dutch",
+    "pl": "Polish",
+    "sv": "Swedish",
+    "da": "Danish",
+    "ja": "Japanese",
+    "zh": "Chinese",
 }
 
 
@@ -59,7 +69,9 @@ def tone_instructions(tone: str | None, language: str | None = None) -> str | No
     lines: list[str] = []
     if language:
         code = language.strip().lower().replace("_", "-").split("-")[0]
-        lines.append(f"Always answer in {LANGUAGES.get(code, language.strip())}, whatever the language of the question.")
+        lines.append(
+            f"Always answer in {LANGUAGES.get(code, language.strip())}, whatever the language of the question."
+        )
     for part in re.split(r"[,;\n]", tone or ""):
         part = part.strip()
         if not part:

@@ -51,7 +51,9 @@ def _handler(standin: StandIn):
         def do_GET(self):
             standin.requests.append({"path": self.path})
             if self.path == "/v1/models":
-                return self._json(200, {"object": "list", "data": [{"id": m, "object": "model"} for m in standin.models]})
+                return self._json(
+                    200, {"object": "list", "data": [{"id": m, "object": "model"} for m in standin.models]}
+                )
             self._json(404, {"error": {"message": "not found"}})
 
         def do_POST(self):
@@ -61,46 +63,85 @@ def _handler(standin: StandIn):
                 if not standin.can_load_lora:
                     return self._json(404, {"error": {"message": "runtime LoRA updating is disabled"}})
                 if body["lora_name"] in standin.models:  # vLLM's answer to a second load
-                    return self._json(400, {"error": {"message": f"The lora adapter '{body['lora_name']}' "
-                                                                 "has already been loaded."}})
+                    return self._json(
+                        400,
+                        {
+                            "error": {
+                                "message": f"The lora adapter '{body['lora_name']}' has already been loaded."
+                            }
+                        },
+                    )
                 standin.models.add(body["lora_name"])
                 return self._json(200, {"status": "ok"})
             if self.path == "/v1/unload_lora_adapter":
                 if body["lora_name"] not in standin.models:
-                    return self._json(404, {"error": {"message": f"The lora adapter '{body['lora_name']}' "
-                                                                 "cannot be found."}})
+                    return self._json(
+                        404,
+                        {"error": {"message": f"The lora adapter '{body['lora_name']}' cannot be found."}},
+                    )
                 standin.models.discard(body["lora_name"])
                 return self._json(200, {"status": "ok"})
             if self.path != "/v1/chat/completions":
                 return self._json(404, {"error": {"message": "not found"}})
             time.sleep(standin.delay)
             if standin.status != 200:
-                return self._json(standin.status, {"error": {"message": "overloaded", "type": "server_error"}})
+                return self._json(
+                    standin.status, {"error": {"message": "overloaded", "type": "server_error"}}
+                )
             if body.get("model") not in standin.models:
                 return self._json(404, {"error": {"message": f"model {body.get('model')} does not exist"}})
             text = standin.answer_for(body)
             if not body.get("stream"):
-                return self._json(200, {
-                    "id": "cmpl-1", "object": "chat.completion", "created": 0, "model": body["model"],
-                    "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
-                                 "finish_reason": "stop"}],
-                    "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16},
-                })
+                return self._json(
+                    200,
+                    {
+                        "id": "cmpl-1",
+                        "object": "chat.completion",
+                        "created": 0,
+                        "model": body["model"],
+                        "choices": [
+                            {
+                                "index": 0,
+                                "message": {"role": "assistant", "content": text},
+                                "finish_reason": "stop",
+                            }
+                        ],
+                        "usage": {"prompt_tokens": 11, "completion_tokens": 5, "total_tokens": 16},
+                    },
+                )
             self.send_response(200)
             self.send_header("Content-Type", "text/event-stream")
             self.end_headers()
             words = text.split(" ")
             for i, word in enumerate(words):
                 piece = word if i == 0 else " " + word
-                chunk = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
-                         "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}]}
+                chunk = {
+                    "id": "cmpl-1",
+                    "object": "chat.completion.chunk",
+                    "created": 0,
+                    "model": body["model"],
+                    "choices": [{"index": 0, "delta": {"content": piece}, "finish_reason": None}],
+                }
                 self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
                 self.wfile.flush()
-            final = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
-                     "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
-            usage = {"id": "cmpl-1", "object": "chat.completion.chunk", "created": 0, "model": body["model"],
-                     "choices": [], "usage": {"prompt_tokens": 11, "completion_tokens": len(words), "total_tokens": 20}}
-            self.wfile.write(f"data: {json.dumps(final)}\n\ndata: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode())
+            final = {
+                "id": "cmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": body["model"],
+                "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}],
+            }
+            usage = {
+                "id": "cmpl-1",
+                "object": "chat.completion.chunk",
+                "created": 0,
+                "model": body["model"],
+                "choices": [],
+                "usage": {"prompt_tokens": 11, "completion_tokens": len(words), "total_tokens": 20},
+            }
+            self.wfile.write(
+                f"data: {json.dumps(final)}\n\ndata: {json.dumps(usage)}\n\ndata: [DONE]\n\n".encode()
+            )
             self.wfile.flush()
 
     return Handler

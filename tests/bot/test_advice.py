@@ -44,10 +44,30 @@ def test_changing_documents_favour_rag():
 def test_a_disliked_adapter_suggests_rollback(engine):
     ids = _approve(engine, 3)
     with session_scope(engine) as s:
-        s.add(Adapter(track="default", version=1, name="default/v1", base_model="m", path="/p", status="retired",
-                      example_ids=ids[:2]))
-        s.add(Adapter(track="default", version=2, name="default/v2", base_model="m", path="/p", status="active",
-                      parent_version="default/v1", example_ids=ids, metrics={"passed": True}))
+        s.add(
+            Adapter(
+                track="default",
+                version=1,
+                name="default/v1",
+                base_model="m",
+                path="/p",
+                status="retired",
+                example_ids=ids[:2],
+            )
+        )
+        s.add(
+            Adapter(
+                track="default",
+                version=2,
+                name="default/v2",
+                base_model="m",
+                path="/p",
+                status="active",
+                parent_version="default/v1",
+                example_ids=ids,
+                metrics={"passed": True},
+            )
+        )
     _votes(engine, "default/v1", 9, 1)
     _votes(engine, "default/v2", 4, 8)
     settings = load_settings(min_examples=3, train_threshold=3)

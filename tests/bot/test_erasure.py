@@ -21,10 +21,28 @@ def test_forget_erases_a_person_and_taints_adapters(engine):
     on_my_question = add_example(engine, "my q", "fixed", author_id="U3", interaction_id=mine.id)
     kept = add_example(engine, "q2", "a2", author_id="U2")
     with session_scope(engine) as s:
-        s.add(Adapter(track="default", version=1, name="default/v1", base_model="m", path="/p", status="active",
-                      example_ids=[by_me.id, kept.id]))
-        s.add(Adapter(track="default", version=2, name="default/v2", base_model="m", path="/p", status="candidate",
-                      example_ids=[kept.id]))
+        s.add(
+            Adapter(
+                track="default",
+                version=1,
+                name="default/v1",
+                base_model="m",
+                path="/p",
+                status="active",
+                example_ids=[by_me.id, kept.id],
+            )
+        )
+        s.add(
+            Adapter(
+                track="default",
+                version=2,
+                name="default/v2",
+                base_model="m",
+                path="/p",
+                status="candidate",
+                example_ids=[kept.id],
+            )
+        )
 
     seen = []
 
@@ -38,10 +56,18 @@ def test_forget_erases_a_person_and_taints_adapters(engine):
 
     pseudonym = result.pop("pseudonym")
     assert pseudonym.startswith("erased-") and "U1" not in pseudonym
-    assert result == {"user": "U1", "interactions": 1, "examples": 2, "tainted_adapters": ["default/v1"],
-                      "retrain_tracks": ["default"], "erased_example_ids": sorted([by_me.id, on_my_question.id]),
-                      "taken_out_of_service": [{"adapter": "default/v1", "now": "base model"}],
-                      "review_posts": [], "exports": [], "audit_rows_pseudonymised": result["audit_rows_pseudonymised"]}
+    assert result == {
+        "user": "U1",
+        "interactions": 1,
+        "examples": 2,
+        "tainted_adapters": ["default/v1"],
+        "retrain_tracks": ["default"],
+        "erased_example_ids": sorted([by_me.id, on_my_question.id]),
+        "taken_out_of_service": [{"adapter": "default/v1", "now": "base model"}],
+        "review_posts": [],
+        "exports": [],
+        "audit_rows_pseudonymised": result["audit_rows_pseudonymised"],
+    }
     assert [e.id for e in list_examples(engine)] == [kept.id]
     with session_scope(engine) as s:
         rows = s.query(Interaction).all()
@@ -63,9 +89,18 @@ def adapters(engine, folder, *specs):
             path.mkdir(parents=True)
             for name in ADAPTER_FILES:
                 (path / name).write_text("{}")
-            s.add(Adapter(track="default", version=version, name=f"default/v{version}", base_model="m",
-                          path=str(path), status=status, tainted=tainted,
-                          activated_at=utcnow() - timedelta(hours=10 - version) if status != "candidate" else None))
+            s.add(
+                Adapter(
+                    track="default",
+                    version=version,
+                    name=f"default/v{version}",
+                    base_model="m",
+                    path=str(path),
+                    status=status,
+                    tainted=tainted,
+                    activated_at=utcnow() - timedelta(hours=10 - version) if status != "candidate" else None,
+                )
+            )
 
 
 def test_a_tainted_adapter_is_never_activated_nor_rolled_back_to(engine, tmp_path):
@@ -80,7 +115,9 @@ def test_a_tainted_adapter_is_never_activated_nor_rolled_back_to(engine, tmp_pat
             registry.activate(name, "admin")
         with pytest.raises(RegistryError, match="can never serve again"):
             registry.rollback("default", "admin", to=name)
-    assert registry.rollback("default", "admin").active == "default/v1"  # v2 was in service later, but tainted
+    assert (
+        registry.rollback("default", "admin").active == "default/v1"
+    )  # v2 was in service later, but tainted
 
 
 def test_erasing_data_in_the_active_adapter_takes_it_out_of_service_at_once(engine, tmp_path):
@@ -115,8 +152,9 @@ def test_withdrawal_never_fails_for_want_of_a_previous_version(engine, tmp_path)
     example = add_example(engine, "q2", "a2", author_id="U2")
     with session_scope(engine) as s:
         s.query(Adapter).filter(Adapter.name == "default/v1").update({"example_ids": [example.id]})
-    assert forget_user(engine, "U2", "admin")["taken_out_of_service"] == [{"adapter": "default/v1",
-                                                                          "now": "base model"}]
+    assert forget_user(engine, "U2", "admin")["taken_out_of_service"] == [
+        {"adapter": "default/v1", "now": "base model"}
+    ]
     assert active_adapter(engine, "default") is None
     assert {e.action for e in list_events(engine, action="adapter.withdraw")} == {"adapter.withdraw"}
 
@@ -131,14 +169,25 @@ def test_tainted_versions_lose_their_weights(engine, tmp_path):
         assert all((tmp_path / f"v{version}" / name).exists() == present for name in ADAPTER_FILES)
     with session_scope(engine) as s:
         assert {a.name: a.status for a in s.query(Adapter)} == {
-            "default/v1": "retired", "default/v2": "active", "default/v3": "rejected"}
+            "default/v1": "retired",
+            "default/v2": "active",
+            "default/v3": "rejected",
+        }
 
 
 def test_audit_rows_name_a_stable_pseudonym(engine):
     from bot.erasure import pseudonym_for
     from storage.audit import audit
 
-    audit(engine, "U1", "example.add", "example:1", by="U1", people=["U1", "U12"], nested={"U1": {"asker": "U1"}})
+    audit(
+        engine,
+        "U1",
+        "example.add",
+        "example:1",
+        by="U1",
+        people=["U1", "U12"],
+        nested={"U1": {"asker": "U1"}},
+    )
     audit(engine, "U12", "vote", "interaction:U1:3")
     audit(engine, "admin", "adapter.activate", "default/v1")
     key = b"k" * 32
@@ -147,8 +196,14 @@ def test_audit_rows_name_a_stable_pseudonym(engine):
     assert alias == pseudonym_for("U1", key) != pseudonym_for("U1", b"other key") and "U1" not in alias
     rows = {e.action: e for e in list_events(engine)}
     assert rows["example.add"].actor == alias and rows["example.add"].target == "example:1"
-    assert rows["example.add"].details == {"by": alias, "people": [alias, "U12"], "nested": {alias: {"asker": alias}}}
-    assert rows["vote"].actor == "U12" and rows["vote"].target == f"interaction:{alias}:3"  # U12 is someone else
+    assert rows["example.add"].details == {
+        "by": alias,
+        "people": [alias, "U12"],
+        "nested": {alias: {"asker": alias}},
+    }
+    assert (
+        rows["vote"].actor == "U12" and rows["vote"].target == f"interaction:{alias}:3"
+    )  # U12 is someone else
     assert rows["user.forget"].target == f"user:{alias}" and rows["user.forget"].actor == "admin"
     assert result["audit_rows_pseudonymised"] == 2
 
@@ -159,8 +214,14 @@ def test_exports_are_recorded_and_removed_by_forget(engine, tmp_path):
     from storage.models import ExampleStatus
 
     asked = add_interaction(engine, question="q by U1", answer="a", user_id="U1")
-    add_example(engine, "q by U1", "fixed by U3", author_id="U3", interaction_id=asked.id,
-                status=ExampleStatus.approved.value)
+    add_example(
+        engine,
+        "q by U1",
+        "fixed by U3",
+        author_id="U3",
+        interaction_id=asked.id,
+        status=ExampleStatus.approved.value,
+    )
     add_example(engine, "q by U2", "a by U2", author_id="U2", status=ExampleStatus.approved.value)
     kept, changed = tmp_path / "out" / "pairs.jsonl", tmp_path / "out" / "edited.json"
     write_file(training_pairs(engine), "openai", kept, actor="U9")
@@ -186,16 +247,23 @@ def test_forget_deletes_the_persons_queued_slack_events_and_checkpoints(engine, 
 
     from storage.db import checkpoint
 
-    rows = [("Ev1", {"event": {"type": "app_mention", "user": "U1", "text": "secret plan zorbaquintex"}}),
-            ("Ev2", {"event": {"type": "app_mention", "user": "U2", "text": "a question about <@U1>"}})]
+    rows = [
+        ("Ev1", {"event": {"type": "app_mention", "user": "U1", "text": "secret plan zorbaquintex"}}),
+        ("Ev2", {"event": {"type": "app_mention", "user": "U2", "text": "a question about <@U1>"}}),
+    ]
     with session_scope(engine) as s:
         if "slack_event" not in {r[0] for r in s.execute(text("SELECT name FROM sqlite_master"))}:
             import pytest
 
             pytest.skip("no slack_event table in this schema")
         for event_id, body in rows:
-            s.execute(text("INSERT INTO slack_event (event_id, received_at, body, status, attempts) "
-                           "VALUES (:id, CURRENT_TIMESTAMP, :body, 'done', 1)"), {"id": event_id, "body": json.dumps(body)})
+            s.execute(
+                text(
+                    "INSERT INTO slack_event (event_id, received_at, body, status, attempts) "
+                    "VALUES (:id, CURRENT_TIMESTAMP, :body, 'done', 1)"
+                ),
+                {"id": event_id, "body": json.dumps(body)},
+            )
     forget_user(engine, "U1", "admin")
     with session_scope(engine) as s:
         assert [r[0] for r in s.execute(text("SELECT event_id FROM slack_event"))] == ["Ev2"]
@@ -211,15 +279,35 @@ def test_answers_that_repeat_or_cite_an_erased_correction_are_redacted(engine):
     from bot.erasure import ANSWER_REDACTED
     from storage.interactions import get_interaction
 
-    fact = add_example(engine, "Which floor is the badge office on?", "The badge office is on floor seven, room 712.",
-                       author_id="U1")
-    cited = add_interaction(engine, question="badge office?", answer="Floor seven.", user_id="U2",
-                            sources=[{"kind": "team_answer", "source": f"team-answer:{fact.id}", "snippet": "room 712"},
-                                     {"kind": "document", "source": "handbook.md", "snippet": "badges"}])
-    echoed = add_interaction(engine, question="where do I get a badge?", user_id="U3",
-                             answer="Go there: The badge office is on floor seven, room 712. Bring ID.")
-    other = add_interaction(engine, question="printer?", answer="Second floor.", user_id="U4",
-                            sources=[{"kind": "team_answer", "source": "team-answer:999"}])
+    fact = add_example(
+        engine,
+        "Which floor is the badge office on?",
+        "The badge office is on floor seven, room 712.",
+        author_id="U1",
+    )
+    cited = add_interaction(
+        engine,
+        question="badge office?",
+        answer="Floor seven.",
+        user_id="U2",
+        sources=[
+            {"kind": "team_answer", "source": f"team-answer:{fact.id}", "snippet": "room 712"},
+            {"kind": "document", "source": "handbook.md", "snippet": "badges"},
+        ],
+    )
+    echoed = add_interaction(
+        engine,
+        question="where do I get a badge?",
+        user_id="U3",
+        answer="Go there: The badge office is on floor seven, room 712. Bring ID.",
+    )
+    other = add_interaction(
+        engine,
+        question="printer?",
+        answer="Second floor.",
+        user_id="U4",
+        sources=[{"kind": "team_answer", "source": "team-answer:999"}],
+    )
     forget_user(engine, "U1", "admin")
     assert get_interaction(engine, cited.id).answer == ANSWER_REDACTED
     assert [s["source"] for s in get_interaction(engine, cited.id).sources] == ["handbook.md"]
@@ -271,7 +359,9 @@ def test_where_the_person_acted_on_others_data_the_rows_name_the_pseudonym(engin
     adapters(engine, tmp_path, ("active", False))
     with session_scope(engine) as s:
         s.query(Adapter).update({"activated_by": "U1"})
-    (tmp_path / "v1" / "card.json").write_text(json.dumps({"triggered_by": "U1", "activated_by": "U1", "name": "x"}))
+    (tmp_path / "v1" / "card.json").write_text(
+        json.dumps({"triggered_by": "U1", "activated_by": "U1", "name": "x"})
+    )
 
     alias = forget_user(engine, "U1", "admin")["pseudonym"]
     with session_scope(engine) as s:
@@ -307,15 +397,30 @@ def test_forget_on_postgres(pg_engine):
 
     engine = pg_engine
     mine = add_interaction(engine, question="my q", answer="a", user_id="U1")
-    fact = add_example(engine, "Which floor is the badge office on?", "The badge office is on floor seven, room 712.",
-                       author_id="U3", interaction_id=mine.id)
-    cited = add_interaction(engine, question="badge?", answer="Seven.", user_id="U2",
-                            sources=[{"kind": "team_answer", "source": f"team-answer:{fact.id}"}])
+    fact = add_example(
+        engine,
+        "Which floor is the badge office on?",
+        "The badge office is on floor seven, room 712.",
+        author_id="U3",
+        interaction_id=mine.id,
+    )
+    cited = add_interaction(
+        engine,
+        question="badge?",
+        answer="Seven.",
+        user_id="U2",
+        sources=[{"kind": "team_answer", "source": f"team-answer:{fact.id}"}],
+    )
     audit(engine, "U1", "example.add", "example:1", people=["U1", "U12"])
     record_export(engine, "U9", "/tmp/x.jsonl", ["U1", "U2"], count=2, file="/tmp/x.jsonl", sha256="0")
     with session_scope(engine) as s:
-        s.execute(text("INSERT INTO slack_event (event_id, received_at, body, status, attempts) "
-                       "VALUES ('Ev1', now(), :body, 'done', 1)"), {"body": json.dumps({"event": {"user": "U1"}})})
+        s.execute(
+            text(
+                "INSERT INTO slack_event (event_id, received_at, body, status, attempts) "
+                "VALUES ('Ev1', now(), :body, 'done', 1)"
+            ),
+            {"body": json.dumps({"event": {"user": "U1"}})},
+        )
     result = forget_user(engine, "U1", "admin")
     alias = result["pseudonym"]
     assert result["examples"] == 1 and [e["file"] for e in result["exports"]] == ["/tmp/x.jsonl"]

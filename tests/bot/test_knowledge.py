@@ -46,7 +46,9 @@ class Recorder(LLM):
 
     def stream(self, messages, track="default"):
         whole = self.generate(messages, track)
-        return Stream(lambda: iter([whole.text]), lambda written, failure: Completion(text=written, messages=messages))
+        return Stream(
+            lambda: iter([whole.text]), lambda written, failure: Completion(text=written, messages=messages)
+        )
 
     def generate_many(self, prompts, track="default", adapter=None):
         return [self.generate(p, track) for p in prompts]
@@ -73,8 +75,16 @@ def fact_correction(rt, question, corrected, *, ask_first=True, author="U_AUTHOR
     interaction_id = None
     if ask_first:
         interaction_id = rt.assistant.answer(question, user="U_ASKER").interaction_id
-    return add_example(rt.engine, question, corrected, kind="fact", kind_source="author", author_id=author,
-                       interaction_id=interaction_id, original_answer="The VPN client is Cisco AnyConnect.")
+    return add_example(
+        rt.engine,
+        question,
+        corrected,
+        kind="fact",
+        kind_source="author",
+        author_id=author,
+        interaction_id=interaction_id,
+        original_answer="The VPN client is Cisco AnyConnect.",
+    )
 
 
 def last_prompt(rt) -> str:
@@ -94,7 +104,9 @@ def test_an_approved_fact_answers_the_next_paraphrase_and_cites_the_team(rt):
     first = after.sources[0]
     assert first["kind"] == "team_answer" and first["example_id"] == example.id
     assert first["approved_by"] == "U_REVIEWER" and first["approved_at"]
-    assert "WireGuard" in last_prompt(rt) and "AnyConnect" not in last_prompt(rt)  # the team entry comes first
+    assert "WireGuard" in last_prompt(rt) and "AnyConnect" not in last_prompt(
+        rt
+    )  # the team entry comes first
     assert after.mode == "rag"
 
     # the documents the wrong answer cited are listed for their owners, with the correction
@@ -110,7 +122,9 @@ def test_an_approved_fact_answers_the_next_paraphrase_and_cites_the_team(rt):
 def test_team_answers_apply_in_prompt_mode_and_a_profile_can_opt_out(rt, tmp_path, monkeypatch):
     example = fact_correction(rt, "Which VPN client do we use?", "WireGuard.", ask_first=False)
     corrections.decide(rt.engine, rt.plugins, example.id, ExampleStatus.approved, "U_REVIEWER")
-    assert rt.assistant.answer("Which VPN client do we use?", mode="prompt").sources[0]["kind"] == "team_answer"
+    assert (
+        rt.assistant.answer("Which VPN client do we use?", mode="prompt").sources[0]["kind"] == "team_answer"
+    )
 
     config = tmp_path / "apprenti.yaml"
     config.write_text("default:\n  team_answers: false\n")
@@ -122,7 +136,9 @@ def test_team_answers_apply_in_prompt_mode_and_a_profile_can_opt_out(rt, tmp_pat
 
 
 def test_a_later_fact_on_the_same_question_replaces_the_earlier_one(rt):
-    first = fact_correction(rt, "Which VPN client do we use?", "The VPN client is WireGuard.", ask_first=False)
+    first = fact_correction(
+        rt, "Which VPN client do we use?", "The VPN client is WireGuard.", ask_first=False
+    )
     corrections.decide(rt.engine, rt.plugins, first.id, ExampleStatus.approved, "U_REVIEWER")
     rt.assistant.answer("Which VPN client do we use?", user="U_ASKER")  # cites the first team answer
     second = fact_correction(rt, "Which VPN client do we use?", "The VPN client is Tailscale now.")
@@ -153,8 +169,14 @@ def test_reject_edit_rekind_and_erase_update_the_entry_at_once(rt):
 
     # a pending fact edited and approved is indexed with the edited text; a rejected one never is
     pending = fact_correction(rt, "Where are the printers?", "Fourth floor.", ask_first=False)
-    corrections.decide(rt.engine, rt.plugins, pending.id, ExampleStatus.approved, "U_REVIEWER",
-                       corrected="On the fourth floor, by the lifts.")
+    corrections.decide(
+        rt.engine,
+        rt.plugins,
+        pending.id,
+        ExampleStatus.approved,
+        "U_REVIEWER",
+        corrected="On the fourth floor, by the lifts.",
+    )
     assert sorted(held()) == ["On the fourth floor, by the lifts.", "WireGuard."]
     rejected = fact_correction(rt, "Who approves purchases?", "Marc.", ask_first=False)
     corrections.decide(rt.engine, rt.plugins, rejected.id, ExampleStatus.rejected, "U_REVIEWER")
@@ -168,7 +190,9 @@ def test_reject_edit_rekind_and_erase_update_the_entry_at_once(rt):
 
 def test_a_failed_index_write_keeps_the_approval_shows_the_error_and_is_retried(rt, monkeypatch):
     team = rt.plugins.get_plugin("rag").knowledge()
-    example = fact_correction(rt, "Which VPN client do we use?", "The VPN client is WireGuard.", ask_first=False)
+    example = fact_correction(
+        rt, "Which VPN client do we use?", "The VPN client is WireGuard.", ask_first=False
+    )
 
     def broken(*args, **kwargs):
         raise RuntimeError("disk full")
@@ -192,11 +216,15 @@ def test_training_learns_behaviour_and_both_and_reports_the_facts(rt):
         fact = fact_correction(rt, f"Fact question {i}?", f"Fact answer {i}.", ask_first=False)
         corrections.decide(rt.engine, rt.plugins, fact.id, ExampleStatus.approved, "U_REVIEWER")
     for kind in ("behaviour", "both"):
-        pair = add_example(rt.engine, f"Form question {kind}?", f"Answer: {kind}.", kind=kind, author_id="U_AUTHOR")
+        pair = add_example(
+            rt.engine, f"Form question {kind}?", f"Answer: {kind}.", kind=kind, author_id="U_AUTHOR"
+        )
         corrections.decide(rt.engine, rt.plugins, pair.id, ExampleStatus.approved, "U_REVIEWER")
     dataset = build_dataset(rt.engine, "default", min_examples=1)
     assert sorted(r["prompt"][-1]["content"] for r in dataset.train + dataset.test) == [
-        "Form question behaviour?", "Form question both?"]
+        "Form question behaviour?",
+        "Form question both?",
+    ]
     assert dataset.summary()["facts_to_knowledge"] == 3
     assert count_unused_examples(rt.engine, "default") == 2
 
@@ -215,10 +243,13 @@ def test_reingesting_a_changed_document_clears_it(rt, capsys):
 
 def test_cli_imports_lists_approves_and_rekinds(rt, tmp_path, capsys):
     pairs = tmp_path / "facts.jsonl"
-    pairs.write_text(json.dumps({"instruction": "Which VPN client do we use?", "input": "",
-                                 "output": "WireGuard."}) + "\n")
-    code, out, err = run_main(["examples", "import", str(pairs), "--format", "alpaca", "--kind", "fact",
-                               "--approved", "--json"], capsys)
+    pairs.write_text(
+        json.dumps({"instruction": "Which VPN client do we use?", "input": "", "output": "WireGuard."}) + "\n"
+    )
+    code, out, err = run_main(
+        ["examples", "import", str(pairs), "--format", "alpaca", "--kind", "fact", "--approved", "--json"],
+        capsys,
+    )
     assert code == 0, err
     report = json.loads(out)
     assert report["kind"] == "fact" and report["knowledge_indexed"] == 1
@@ -229,7 +260,9 @@ def test_cli_imports_lists_approves_and_rekinds(rt, tmp_path, capsys):
     assert json.loads(out)["sources"][0]["kind"] == "team_answer"
     code, out, _ = run_main(["examples", "kind", str(row["id"]), "behaviour", "--json"], capsys)
     assert code == 0 and json.loads(out)["kind"] == "behaviour"
-    code, _, err = run_main(["examples", "import", str(pairs), "--format", "alpaca", "--kind", "facts"], capsys)
+    code, _, err = run_main(
+        ["examples", "import", str(pairs), "--format", "alpaca", "--kind", "facts"], capsys
+    )
     assert code == 2 and "--kind 'facts'" in err
 
 
@@ -246,7 +279,9 @@ def test_weekly_notice_and_readiness_advice_count_facts_and_behaviour(rt):
     rt.notify = Notify()
     assert weekly_documents(rt) == 0 and Notify.posted == []  # nothing to say: nothing posted
     for i in range(5):
-        fact = fact_correction(rt, f"Which VPN client do we use, case {i}?", f"WireGuard {i}.", ask_first=i == 0)
+        fact = fact_correction(
+            rt, f"Which VPN client do we use, case {i}?", f"WireGuard {i}.", ask_first=i == 0
+        )
         corrections.decide(rt.engine, rt.plugins, fact.id, ExampleStatus.approved, "U_REVIEWER")
     pair = add_example(rt.engine, "Form question?", "Answer: form.", kind="behaviour", author_id="U_AUTHOR")
     corrections.decide(rt.engine, rt.plugins, pair.id, ExampleStatus.approved, "U_REVIEWER")
@@ -267,9 +302,13 @@ def test_a_later_fact_on_the_same_question_asked_afresh_replaces_the_earlier_one
     """No answer cited the earlier entry: the two questions alone are compared (a paraphrase is not replaced)."""
     first = fact_correction(rt, "Which VPN client do we use?", "WireGuard.", ask_first=False)
     corrections.decide(rt.engine, rt.plugins, first.id, ExampleStatus.approved, "U_REVIEWER")
-    other = fact_correction(rt, "What VPN software should I install on a new laptop?", "The WireGuard app.",
-                            ask_first=False)
-    assert corrections.decide(rt.engine, rt.plugins, other.id, ExampleStatus.approved, "U_REVIEWER").replaced == []
+    other = fact_correction(
+        rt, "What VPN software should I install on a new laptop?", "The WireGuard app.", ask_first=False
+    )
+    assert (
+        corrections.decide(rt.engine, rt.plugins, other.id, ExampleStatus.approved, "U_REVIEWER").replaced
+        == []
+    )
     second = fact_correction(rt, "What VPN client do we use?", "Tailscale.", ask_first=False)
     decision = corrections.decide(rt.engine, rt.plugins, second.id, ExampleStatus.approved, "U_REVIEWER")
     assert [e.id for e in decision.replaced] == [first.id]

@@ -19,8 +19,16 @@ MESSAGES = [{"role": "system", "content": "Be brief."}, {"role": "user", "conten
 
 def activate(engine, track, version, path="/srv/adapters/x"):
     with session_scope(engine) as session:
-        session.add(Adapter(track=track, version=version, name=f"{track}/v{version}", base_model="base-model",
-                            path=str(path), status="active"))
+        session.add(
+            Adapter(
+                track=track,
+                version=version,
+                name=f"{track}/v{version}",
+                base_model="base-model",
+                path=str(path),
+                status="active",
+            )
+        )
 
 
 def openai_llm(standin, engine=None, **kwargs):
@@ -28,6 +36,7 @@ def openai_llm(standin, engine=None, **kwargs):
 
 
 # --- OpenAI-compatible backend ----------------------------------------------------------------------
+
 
 def test_generate_through_the_standin(openai_standin):
     completion = openai_llm(openai_standin).generate(MESSAGES)
@@ -98,12 +107,15 @@ def test_http_error_answers_with_an_error(openai_standin):
 
 
 def test_make_llm_picks_the_backend(openai_standin):
-    settings = load_settings(llm_backend="openai", openai_base_url=openai_standin.url, openai_model="base-model")
+    settings = load_settings(
+        llm_backend="openai", openai_base_url=openai_standin.url, openai_model="base-model"
+    )
     llm = make_llm(settings, None, chat_model=lambda: pytest.fail("the local model must not load"))
     assert isinstance(llm, OpenAILLM) and llm.generate(MESSAGES).error is None
 
 
 # --- prompt fitting ---------------------------------------------------------------------------------
+
 
 def count_chars(messages):
     return sum(len(m["content"]) for m in messages)
@@ -124,6 +136,7 @@ def test_fit_prompt_drops_examples_then_cuts_the_question_keeping_the_system_pro
 
 
 # --- local backend ----------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def chat_model(tiny_model_dir):
@@ -169,10 +182,13 @@ def test_local_failure_is_an_error_not_an_exception(chat_model, engine, tmp_path
     assert broken.generate(MESSAGES).error == "RuntimeError: CUDA out of memory"
     stream = broken.stream(MESSAGES)
     assert list(stream) == ["Partial"]
-    assert stream.completion.error == "RuntimeError: CUDA out of memory" and stream.completion.text == "Partial"
+    assert (
+        stream.completion.error == "RuntimeError: CUDA out of memory" and stream.completion.text == "Partial"
+    )
 
 
 # --- prefix cache -----------------------------------------------------------------------------------
+
 
 def test_prefix_cache_gives_the_same_logits_and_is_reused(chat_model):
     import torch
@@ -181,7 +197,9 @@ def test_prefix_cache_gives_the_same_logits_and_is_reused(chat_model):
 
     system = {"role": "system", "content": "The holiday policy says many things. " * 20}
     messages = [system, {"role": "user", "content": "How many days?"}]
-    ids = chat_model.tokenizer(chat_model.render(messages), add_special_tokens=False, return_tensors="pt")["input_ids"]
+    ids = chat_model.tokenizer(chat_model.render(messages), add_special_tokens=False, return_tensors="pt")[
+        "input_ids"
+    ]
     n = prefix_length(chat_model.tokenizer, messages, ids)
     assert 40 < n < ids.shape[1]
     cache = PrefixCache(min_tokens=8)
@@ -215,6 +233,7 @@ def test_generation_with_the_prefix_cache_matches_without(chat_model):
 
 # --- concurrent tracks ----------------------------------------------------------------------------
 
+
 def make_adapter(base_dir, folder, seed):
     import torch
     from peft import LoraConfig, get_peft_model
@@ -222,8 +241,9 @@ def make_adapter(base_dir, folder, seed):
 
     torch.manual_seed(seed)
     model = AutoModelForCausalLM.from_pretrained(base_dir)
-    config = LoraConfig(r=4, lora_alpha=64, target_modules=["q_proj", "v_proj", "down_proj"],
-                        init_lora_weights=False)
+    config = LoraConfig(
+        r=4, lora_alpha=64, target_modules=["q_proj", "v_proj", "down_proj"], init_lora_weights=False
+    )
     get_peft_model(model, config).save_pretrained(folder)
     return folder
 
@@ -236,12 +256,17 @@ def test_tracks_served_at_once_each_get_their_own_adapter(tiny_model_dir, engine
     activate(engine, "alpha", 1, make_adapter(tiny_model_dir, tmp_path / "alpha", seed=1))
     activate(engine, "beta", 1, make_adapter(tiny_model_dir, tmp_path / "beta", seed=2))
     llm = LocalLLM(ChatModel.load(str(tiny_model_dir)), engine, max_new_tokens=8)
-    system = {"role": "system", "content": "You answer questions about the team's holidays and expenses. " * 4}
+    system = {
+        "role": "system",
+        "content": "You answer questions about the team's holidays and expenses. " * 4,
+    }
     messages = [system, {"role": "user", "content": "How do I request holidays?"}]
     tracks = ["alpha", "beta", "default"]
     alone = {track: llm.generate(messages, track=track) for track in tracks}
     assert [alone[t].adapter for t in tracks] == ["alpha/v1", "beta/v1", None]
-    assert len({alone[t].text for t in tracks}) == 3, "the adapters must change the output for this test to mean anything"
+    assert len({alone[t].text for t in tracks}) == 3, (
+        "the adapters must change the output for this test to mean anything"
+    )
 
     def ask(track):
         return track, llm.generate(messages, track=track)

@@ -25,8 +25,13 @@ def switch(engine, track, version):
             session.add(row)
     with session_scope(engine) as session:
         row = session.exec(select(Adapter).where(Adapter.track == track, Adapter.version == version)).first()
-        row = row or Adapter(track=track, version=version, name=f"{track}/v{version}", base_model="base-model",
-                             path=f"/srv/adapters/{track}/v{version}")
+        row = row or Adapter(
+            track=track,
+            version=version,
+            name=f"{track}/v{version}",
+            base_model="base-model",
+            path=f"/srv/adapters/{track}/v{version}",
+        )
         row.status = "active"
         session.add(row)
 
@@ -43,9 +48,14 @@ def test_a_restarted_server_gets_the_active_adapter_back_and_the_answer_is_retri
     assert completion.adapter == "support/v2" and completion.text.endswith("[model=support/v2]")
     # The failed request, the model list, the reload, the retry.
     assert [r["path"] for r in openai_standin.requests] == [
-        "/v1/chat/completions", "/v1/models", "/v1/load_lora_adapter", "/v1/chat/completions"]
+        "/v1/chat/completions",
+        "/v1/models",
+        "/v1/load_lora_adapter",
+        "/v1/chat/completions",
+    ]
     assert paths(openai_standin, "/v1/load_lora_adapter") == [
-        {"lora_name": "support/v2", "lora_path": "/srv/adapters/support/v2"}]
+        {"lora_name": "support/v2", "lora_path": "/srv/adapters/support/v2"}
+    ]
 
 
 def test_a_stream_after_a_restart_is_retried_with_the_reloaded_adapter(openai_standin, engine):
@@ -59,15 +69,19 @@ def test_a_stream_after_a_restart_is_retried_with_the_reloaded_adapter(openai_st
     assert len(paths(openai_standin, "/v1/load_lora_adapter")) == 2
 
 
-def test_an_adapter_the_restarted_server_cannot_load_falls_back_to_the_base_model_with_a_notice(openai_standin,
-                                                                                                  engine):
+def test_an_adapter_the_restarted_server_cannot_load_falls_back_to_the_base_model_with_a_notice(
+    openai_standin, engine
+):
     activate(engine, "support", 1)
     llm = openai_llm(openai_standin, engine)
     assert llm.generate(MESSAGES, track="support").adapter == "support/v1"
     openai_standin.restart()
     openai_standin.can_load_lora = False
     notice = text.ADAPTER_NOT_SERVED.format(adapter="support/v1")
-    for completion in (llm.generate(MESSAGES, track="support"), llm.stream(MESSAGES, track="support").result()):
+    for completion in (
+        llm.generate(MESSAGES, track="support"),
+        llm.stream(MESSAGES, track="support").result(),
+    ):
         assert completion.error is None and completion.adapter is None
         assert completion.text.endswith("[model=base-model]") and completion.notice == notice
     # Once the server can load it again, the adapter is back (the registry is read again).
@@ -113,7 +127,10 @@ def test_a_replica_behind_on_the_registry_catches_up_when_its_adapter_was_unload
 
 # --- measuring prompts with the base model's tokenizer ---------------------------------------------
 
-def test_prompts_are_measured_with_the_base_models_tokenizer_loaded_on_first_use(openai_standin, tiny_model_dir):
+
+def test_prompts_are_measured_with_the_base_models_tokenizer_loaded_on_first_use(
+    openai_standin, tiny_model_dir
+):
     from transformers import AutoTokenizer
 
     llm = openai_llm(openai_standin, tokenizer=str(tiny_model_dir), max_prompt_tokens=60)

@@ -18,27 +18,44 @@ FORMATS = collect_formats(make_manager(["formats"], entrypoints=False))
 
 GOOD = [
     ("", {"default": {"mode": "auto", "format": None}}),
-    ("default: {mode: prompt, tone: 'friendly, tutoiement', language: fr}",
-     {"default": {"mode": "prompt", "tone": "friendly, tutoiement", "language": "fr"}}),
-    ("""
+    (
+        "default: {mode: prompt, tone: 'friendly, tutoiement', language: fr}",
+        {"default": {"mode": "prompt", "tone": "friendly, tutoiement", "language": "fr"}},
+    ),
+    (
+        """
      default: {format: json, format_options: {schema: {type: object, required: [answer]}}}
      channels:
        C1: {format: sections, format_options: {sections: [Summary, Steps]}, ephemeral: true}
        C2: {tone: formal}
        C3: {format: minutes}
      """,
-     {"default": {"format": "json"},
-      "channels.C1": {"format": "sections", "format_options": {"sections": ["Summary", "Steps"]}, "ephemeral": True},
-      "channels.C2": {"format": "json", "tone": "formal", "format_options": {"schema": {"type": "object",
-                                                                                       "required": ["answer"]}}},
-      "channels.C3": {"format": "minutes", "format_options": {}}}),
-    ("""
+        {
+            "default": {"format": "json"},
+            "channels.C1": {
+                "format": "sections",
+                "format_options": {"sections": ["Summary", "Steps"]},
+                "ephemeral": True,
+            },
+            "channels.C2": {
+                "format": "json",
+                "tone": "formal",
+                "format_options": {"schema": {"type": "object", "required": ["answer"]}},
+            },
+            "channels.C3": {"format": "minutes", "format_options": {}},
+        },
+    ),
+    (
+        """
      default: {mode: rag, collections: [handbook], track: support}
      channels:
        C9: {track: sales-fr, collections: null, mode: prompt}
      """,
-     {"default": {"mode": "rag", "collections": ["handbook"], "track": "support"},
-      "channels.C9": {"track": "sales-fr", "collections": None, "mode": "prompt"}}),
+        {
+            "default": {"mode": "rag", "collections": ["handbook"], "track": "support"},
+            "channels.C9": {"track": "sales-fr", "collections": None, "mode": "prompt"},
+        },
+    ),
 ]
 
 
@@ -62,11 +79,18 @@ BAD = [
     ("default: {mode: magic}", "profile default: mode:"),
     ("default: {ephemeral: perhaps}", "profile default: ephemeral:"),
     ("default: {track: ../etc}", "profile default: track:"),
-    ("default: {format: json, format_options: {schema: {type: 12}}}",
-     "profile default: format json: format_options: invalid JSON Schema"),
-    ("channels: {C1: {format: json, format_options: {schema: {properties: []}}}}",
-     "profile channels.C1: format json: format_options: invalid JSON Schema"),
-    ("default: {format: sections}", "profile default: format sections: format_options: format sections needs"),
+    (
+        "default: {format: json, format_options: {schema: {type: 12}}}",
+        "profile default: format json: format_options: invalid JSON Schema",
+    ),
+    (
+        "channels: {C1: {format: json, format_options: {schema: {properties: []}}}}",
+        "profile channels.C1: format json: format_options: invalid JSON Schema",
+    ),
+    (
+        "default: {format: sections}",
+        "profile default: format sections: format_options: format sections needs",
+    ),
     ("default: {format_options: {sections: [A]}}", "profile default: format_options given but no format"),
     ("users: {}", "unknown top-level key(s) users"),
     ("default: [prompt]", "profile default must be a mapping"),
@@ -110,9 +134,18 @@ def test_runtime_reports_a_format_whose_plugin_is_disabled(tmp_path):
 def test_command_line_exits_2_naming_the_key(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("channels: {C7: {fromat: json}}")
-    env = {"APPRENTI_CONFIG": str(path), "APPRENTI_HOME": str(tmp_path / "home"), "PATH": "/usr/bin:/bin",
-           "HF_HUB_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "bot.cli.main", "ask", "hello"], env=env, capture_output=True,
-                          text=True, timeout=120)
+    env = {
+        "APPRENTI_CONFIG": str(path),
+        "APPRENTI_HOME": str(tmp_path / "home"),
+        "PATH": "/usr/bin:/bin",
+        "HF_HUB_OFFLINE": "1",
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli.main", "ask", "hello"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert done.returncode == 2, done.stderr
     assert "channels.C7" in done.stderr and "fromat" in done.stderr

@@ -36,14 +36,25 @@ def test_suggestion_accuracy_on_labelled_corrections(name, size):
     assert min(per_kind.values()) >= 0.75, (per_kind, misses)
 
 
-@pytest.mark.parametrize("original, corrected, kind", [
-    ("The VPN client is AnyConnect.", "The VPN client is WireGuard.", "fact"),
-    ("Reimbursed within 30 days.", "Reimbursed within 15 days.", "fact"),
-    ("Le bureau ferme le vendredi.", "Le bureau ferme le jeudi.", "fact"),
-    ("The VPN client is WireGuard.", "Answer: The VPN client is WireGuard.\nSource: IT help desk", "behaviour"),
-    ("Tu peux demander à Julie.", "Vous pouvez demander à Julie.", "behaviour"),
-    ("The VPN client is AnyConnect.", "Answer: The VPN client is WireGuard.\nSource: IT help desk", "both"),
-])
+@pytest.mark.parametrize(
+    "original, corrected, kind",
+    [
+        ("The VPN client is AnyConnect.", "The VPN client is WireGuard.", "fact"),
+        ("Reimbursed within 30 days.", "Reimbursed within 15 days.", "fact"),
+        ("Le bureau ferme le vendredi.", "Le bureau ferme le jeudi.", "fact"),
+        (
+            "The VPN client is WireGuard.",
+            "Answer: The VPN client is WireGuard.\nSource: IT help desk",
+            "behaviour",
+        ),
+        ("Tu peux demander à Julie.", "Vous pouvez demander à Julie.", "behaviour"),
+        (
+            "The VPN client is AnyConnect.",
+            "Answer: The VPN client is WireGuard.\nSource: IT help desk",
+            "both",
+        ),
+    ],
+)
 def test_suggestion_rules(original, corrected, kind):
     got = suggest_kind(original, corrected)
     assert got.kind == kind, got.reason

@@ -17,8 +17,11 @@ from storage.runs import acquire_run, get_run, start_run
 
 @pytest.fixture
 def runtime(isolated_env):
-    rt = Runtime(load_settings(train_threshold=3, min_examples=3, train_min_interval=0, train_daily_cap=0,
-                               heartbeat_timeout=30))
+    rt = Runtime(
+        load_settings(
+            train_threshold=3, min_examples=3, train_min_interval=0, train_daily_cap=0, heartbeat_timeout=30
+        )
+    )
     scheduler.bind(rt)
     return rt
 
@@ -46,8 +49,17 @@ def test_examples_used_by_an_adapter_do_not_count_again(runtime):
     engine = runtime.engine
     ids = approve(engine, 3)
     with session_scope(engine) as s:
-        s.add(Adapter(track="default", version=1, name="default/v1", base_model="m", path="/x", status="active",
-                      example_ids=ids))
+        s.add(
+            Adapter(
+                track="default",
+                version=1,
+                name="default/v1",
+                base_model="m",
+                path="/x",
+                status="active",
+                example_ids=ids,
+            )
+        )
     state = scheduler.readiness(engine, runtime.settings, "default")
     assert state.unused == 0 and not state.due
     # A forced run (admin retrain) ignores the threshold but not the minimum size.
@@ -74,8 +86,14 @@ def test_daily_cap_and_interval(runtime):
 
 @pytest.mark.parametrize(
     ("hours", "now", "quiet"),
-    [("08-18", 9, True), ("08-18", 18, False), ("22-06", 23, True), ("22-06", 5, True), ("22-06", 12, False),
-     (None, 3, False)],
+    [
+        ("08-18", 9, True),
+        ("08-18", 18, False),
+        ("22-06", 23, True),
+        ("22-06", 5, True),
+        ("22-06", 12, False),
+        (None, 3, False),
+    ],
 )
 def test_quiet_hours(hours, now, quiet):
     assert scheduler.in_quiet_hours(hours, datetime(2026, 1, 1, now)) is quiet
@@ -106,8 +124,11 @@ def test_reaper_fails_a_silent_run(runtime):
     from storage.models import TrainingRun, utcnow
 
     with session_scope(engine) as s:
-        s.execute(update(TrainingRun).where(TrainingRun.id == run.id)
-                  .values(status="running", heartbeat_at=utcnow() - timedelta(minutes=5)))
+        s.execute(
+            update(TrainingRun)
+            .where(TrainingRun.id == run.id)
+            .values(status="running", heartbeat_at=utcnow() - timedelta(minutes=5))
+        )
     assert scheduler.reap_runs() == [run.id]
     assert "no heartbeat for 30 s" in get_run(engine, run.id).error
 
@@ -136,8 +157,11 @@ def test_a_lost_database_is_retried_with_backoff(monkeypatch):
 
 
 def test_quiet_hours_follow_the_clock_given_in_utc(isolated_env):
-    rt = Runtime(load_settings(train_threshold=3, min_examples=3, train_min_interval=0, train_daily_cap=0,
-                               quiet_hours="08-18"))
+    rt = Runtime(
+        load_settings(
+            train_threshold=3, min_examples=3, train_min_interval=0, train_daily_cap=0, quiet_hours="08-18"
+        )
+    )
     approve(rt.engine, 3)
     office = scheduler.readiness(rt.engine, rt.settings, "default", now=datetime(2026, 1, 1, 9, tzinfo=UTC))
     night = scheduler.readiness(rt.engine, rt.settings, "default", now=datetime(2026, 1, 1, 20, tzinfo=UTC))
@@ -151,11 +175,23 @@ def test_unused_examples_are_counted_in_the_database_not_one_query_each(runtime)
     engine = runtime.engine
     ids = approve(engine, 40)
     with session_scope(engine) as s:
-        s.add(Adapter(track="default", version=1, name="default/v1", base_model="m", path="/x", status="active",
-                      example_ids=ids[:25]))
+        s.add(
+            Adapter(
+                track="default",
+                version=1,
+                name="default/v1",
+                base_model="m",
+                path="/x",
+                status="active",
+                example_ids=ids[:25],
+            )
+        )
     statements = []
-    event.listen(engine, "before_cursor_execute",
-                 lambda *args: None if args[2].startswith("BEGIN") else statements.append(args[2]))
+    event.listen(
+        engine,
+        "before_cursor_execute",
+        lambda *args: None if args[2].startswith("BEGIN") else statements.append(args[2]),
+    )
     state = scheduler.readiness(engine, runtime.settings, "default")
     assert (state.approved, state.unused) == (40, 15)
     assert len(statements) <= 6, statements
@@ -210,7 +246,8 @@ def test_jobs_live_in_memory_and_old_event_ids_are_pruned_on_a_schedule(runtime)
     sched.start(paused=True)
     try:
         assert {"apprenti-check", "apprenti-reaper", "apprenti-daily-summary", "apprenti-prune-events"} <= {
-            job.id for job in sched.get_jobs()}
+            job.id for job in sched.get_jobs()
+        }
         assert not inspect(runtime.engine).has_table("apscheduler_jobs")  # nothing shared between schedulers
         assert _job(sched, "apprenti-prune-events") == 1
     finally:

@@ -28,16 +28,28 @@ def support_run(tmp_path, monkeypatch, tiny_model_dir):
     """A database with approved pairs for the `support` track and a run queued by the scheduler."""
     config = tmp_path / "apprenti.yaml"
     config.write_text(PROFILES)
-    for name, value in {"APPRENTI_CONFIG": str(config), "APPRENTI_BASE_MODEL": str(tiny_model_dir),
-                        "APPRENTI_MIN_EXAMPLES": "8", "APPRENTI_TRAIN_MAX_LENGTH": "256"}.items():
+    for name, value in {
+        "APPRENTI_CONFIG": str(config),
+        "APPRENTI_BASE_MODEL": str(tiny_model_dir),
+        "APPRENTI_MIN_EXAMPLES": "8",
+        "APPRENTI_TRAIN_MAX_LENGTH": "256",
+    }.items():
         monkeypatch.setenv(name, value)
     engine = Runtime(load_settings()).engine
-    add_examples(engine, [new_example(q, json.dumps({"answer": a}), track="support",
-                                      status=ExampleStatus.approved.value) for q, a in questions(3)], "test")
+    add_examples(
+        engine,
+        [
+            new_example(q, json.dumps({"answer": a}), track="support", status=ExampleStatus.approved.value)
+            for q, a in questions(3)
+        ],
+        "test",
+    )
     return engine, acquire_run(engine, "support", "scheduler")
 
 
-def test_a_scheduled_run_trains_and_gates_with_its_own_tracks_prompt_and_format(support_run, monkeypatch, capsys):
+def test_a_scheduled_run_trains_and_gates_with_its_own_tracks_prompt_and_format(
+    support_run, monkeypatch, capsys
+):
     import finetune.pipeline
 
     engine, run = support_run
@@ -78,5 +90,7 @@ def test_the_pipeline_refuses_a_run_of_another_track_instead_of_switching(suppor
 
     engine, run = support_run
     with pytest.raises(RunRefused, match="'support'"):
-        run_training(engine, TrainOptions(base_model="unused", adapters_dir="unused", track="default"), run_id=run.id)
+        run_training(
+            engine, TrainOptions(base_model="unused", adapters_dir="unused", track="default"), run_id=run.id
+        )
     assert get_run(engine, run.id).status == "queued"

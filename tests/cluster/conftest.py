@@ -23,16 +23,30 @@ TRAIN_AT = 6  # approved training pairs that make a track due
 
 def base_env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("APPRENTI_", "SLACK_"))}
-    env.update({"HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "ANONYMIZED_TELEMETRY": "False",
-                "TOKENIZERS_PARALLELISM": "false", "APPRENTI_MAX_NEW_TOKENS": "8", "APPRENTI_TORCH_THREADS": "1",
-                "APPRENTI_EVENT_LEASE": str(LEASE), "APPRENTI_EVENT_POLL_INTERVAL": "1",
-                "APPRENTI_REVIEW_CHANNEL": "CREVIEW", "APPRENTI_REVIEWERS": ",".join(REVIEWERS),
-                "APPRENTI_ADMIN_CHANNEL": "CADMIN",
-                # training starts as soon as a few approved pairs exist (the worker test), and a dead
-                # run is noticed within seconds
-                "APPRENTI_MIN_EXAMPLES": str(TRAIN_AT), "APPRENTI_TRAIN_THRESHOLD": str(TRAIN_AT),
-                "APPRENTI_SCHEDULER_INTERVAL": "2", "APPRENTI_TRAIN_MIN_INTERVAL": "0", "APPRENTI_TRAIN_DAILY_CAP": "0",
-                "APPRENTI_HEARTBEAT_TIMEOUT": "10", "APPRENTI_TRAIN_MAX_LENGTH": "256"})
+    env.update(
+        {
+            "HF_HUB_OFFLINE": "1",
+            "TRANSFORMERS_OFFLINE": "1",
+            "ANONYMIZED_TELEMETRY": "False",
+            "TOKENIZERS_PARALLELISM": "false",
+            "APPRENTI_MAX_NEW_TOKENS": "8",
+            "APPRENTI_TORCH_THREADS": "1",
+            "APPRENTI_EVENT_LEASE": str(LEASE),
+            "APPRENTI_EVENT_POLL_INTERVAL": "1",
+            "APPRENTI_REVIEW_CHANNEL": "CREVIEW",
+            "APPRENTI_REVIEWERS": ",".join(REVIEWERS),
+            "APPRENTI_ADMIN_CHANNEL": "CADMIN",
+            # training starts as soon as a few approved pairs exist (the worker test), and a dead
+            # run is noticed within seconds
+            "APPRENTI_MIN_EXAMPLES": str(TRAIN_AT),
+            "APPRENTI_TRAIN_THRESHOLD": str(TRAIN_AT),
+            "APPRENTI_SCHEDULER_INTERVAL": "2",
+            "APPRENTI_TRAIN_MIN_INTERVAL": "0",
+            "APPRENTI_TRAIN_DAILY_CAP": "0",
+            "APPRENTI_HEARTBEAT_TIMEOUT": "10",
+            "APPRENTI_TRAIN_MAX_LENGTH": "256",
+        }
+    )
     return env
 
 
@@ -44,8 +58,9 @@ def standin():
 
 @pytest.fixture(scope="session")
 def cluster(tmp_path_factory, tiny_model_dir, standin):
-    topology = Cluster(tmp_path_factory.mktemp("cluster"), str(tiny_model_dir), standin.api_url, SECRET,
-                       env=base_env())
+    topology = Cluster(
+        tmp_path_factory.mktemp("cluster"), str(tiny_model_dir), standin.api_url, SECRET, env=base_env()
+    )
     with topology:
         yield topology
 

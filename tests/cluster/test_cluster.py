@@ -58,7 +58,9 @@ def interaction_of(db, thread_ts: str) -> Interaction:
 def event_rows(db, bodies: list[dict]) -> dict[str, SlackEvent]:
     ids = [b["event_id"] for b in bodies]
     with session_scope(db) as session:
-        return {row.event_id: row for row in session.exec(select(SlackEvent).where(SlackEvent.event_id.in_(ids)))}
+        return {
+            row.event_id: row for row in session.exec(select(SlackEvent).where(SlackEvent.event_id.in_(ids)))
+        }
 
 
 def test_events_on_both_replicas_each_retried_on_the_other_are_answered_once(cluster, sender, standin, db):
@@ -92,8 +94,17 @@ def test_fifty_people_voting_through_both_replicas_leave_fifty_votes(cluster, se
         voter.join(timeout=60)
     assert results == [200] * 50
     deadline = time.monotonic() + 20  # votes are written after the ack, by the listener threads
-    while len(standin_notes := [c for c in standin.calls("response_url") if c["_url"].startswith("/response/vote-")
-                                and c["_url"].split("-", 1)[1] in people]) < 50 and time.monotonic() < deadline:
+    while (
+        len(
+            standin_notes := [
+                c
+                for c in standin.calls("response_url")
+                if c["_url"].startswith("/response/vote-") and c["_url"].split("-", 1)[1] in people
+            ]
+        )
+        < 50
+        and time.monotonic() < deadline
+    ):
         time.sleep(0.2)
     assert len(standin_notes) == 50  # everyone was thanked
     with session_scope(db) as session:
@@ -112,12 +123,25 @@ def correction_view(standin, sender, row: Interaction, user: str) -> dict:
 
 
 def submission(view: dict, user: str, values: dict[str, str]) -> dict:
-    return {"type": "view_submission", "team": {"id": TEAM, "domain": "example"},
-            "user": {"id": user, "username": user.lower(), "team_id": TEAM}, "api_app_id": "AAPPRENTI",
-            "token": "verification-token", "trigger_id": f"trigger-{time.monotonic_ns()}",
-            "view": {**view, "id": f"V{time.monotonic_ns()}", "team_id": TEAM,
-                     "state": {"values": {block: {ui.INPUT_ACTION: {"type": "plain_text_input", "value": value}}
-                                          for block, value in values.items()}}}}
+    return {
+        "type": "view_submission",
+        "team": {"id": TEAM, "domain": "example"},
+        "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+        "api_app_id": "AAPPRENTI",
+        "token": "verification-token",
+        "trigger_id": f"trigger-{time.monotonic_ns()}",
+        "view": {
+            **view,
+            "id": f"V{time.monotonic_ns()}",
+            "team_id": TEAM,
+            "state": {
+                "values": {
+                    block: {ui.INPUT_ACTION: {"type": "plain_text_input", "value": value}}
+                    for block, value in values.items()
+                }
+            },
+        },
+    }
 
 
 def concurrently(*calls) -> list:
@@ -135,11 +159,15 @@ def concurrently(*calls) -> list:
 
 
 def test_one_correction_sent_to_both_replicas_makes_one_example_and_two_approvals_approve_once(
-        cluster, sender, standin, db):
+    cluster, sender, standin, db
+):
     row = interaction_of(db, ask(sender, standin, 1, "Who approves expenses?"))
     author = row.user_id
     view = correction_view(standin, sender, row, author)
-    values = {ui.ANSWER_BLOCK: "Your manager approves expenses in the finance portal.", ui.NOTE_BLOCK: "wrong person"}
+    values = {
+        ui.ANSWER_BLOCK: "Your manager approves expenses in the finance portal.",
+        ui.NOTE_BLOCK: "wrong person",
+    }
     posts_before = len([c for c in standin.calls("chat.postMessage") if c.get("channel") == "CREVIEW"])
     # The same submission reaching both replicas at once (a double click, a proxy's retry)
     results = concurrently(*(lambda r=r: sender.action(r, submission(view, author, values)) for r in (0, 1)))
@@ -161,8 +189,11 @@ def test_one_correction_sent_to_both_replicas_makes_one_example_and_two_approval
     assert concurrently(lambda: approve(0, REVIEWERS[0]), lambda: approve(1, REVIEWERS[1])) == [200, 200]
     deadline = time.monotonic() + 30
     while True:
-        notes = [c for c in standin.calls("response_url") if c["_url"] in {f"/response/review-{u}-{example.id}"
-                                                                           for u in REVIEWERS}]
+        notes = [
+            c
+            for c in standin.calls("response_url")
+            if c["_url"] in {f"/response/review-{u}-{example.id}" for u in REVIEWERS}
+        ]
         if len(notes) >= 2 or time.monotonic() > deadline:
             break
         time.sleep(0.2)
@@ -177,8 +208,13 @@ def test_one_correction_sent_to_both_replicas_makes_one_example_and_two_approval
 
 def ingest(cluster, folder) -> None:
     env = cluster.processes["bot-1"].env
-    done = subprocess.run([sys.executable, "-m", "bot.cli.main", "ingest", str(folder), "--json"], env=env,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-m", "bot.cli.main", "ingest", str(folder), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
 
 
@@ -188,11 +224,14 @@ def shown_text(standin, thread_ts: str) -> str:
 
 
 def test_chroma_stopped_answers_come_from_the_model_with_a_note_then_retrieval_resumes(
-        cluster, sender, standin, tmp_path):
+    cluster, sender, standin, tmp_path
+):
     docs = tmp_path / "docs"
     docs.mkdir()
-    (docs / "parking.md").write_text("# Parking\n\nThe staff car park is level minus two; badges open the gate "
-                                     "from 7 am to 9 pm. Visitors park on level minus one.\n")
+    (docs / "parking.md").write_text(
+        "# Parking\n\nThe staff car park is level minus two; badges open the gate "
+        "from 7 am to 9 pm. Visitors park on level minus one.\n"
+    )
     ingest(cluster, docs)
     question = "Where is the staff car park and when does the gate open?"
     before = shown_text(standin, ask(sender, standin, 0, question))
@@ -212,7 +251,8 @@ def test_chroma_stopped_answers_come_from_the_model_with_a_note_then_retrieval_r
 
 
 def test_postgres_restarted_during_load_loses_nothing_slack_retries_and_answers_nothing_twice(
-        cluster, sender, standin, db):
+    cluster, sender, standin, db
+):
     bodies = questions(30, "Restart")
     pending = list(enumerate(bodies))
     restart = threading.Thread(target=cluster.postgres.restart, kwargs={"down_for": 3.0})
@@ -267,34 +307,71 @@ def kill_pid(pid: int | None) -> None:
 
 
 def test_the_worker_killed_during_training_fails_the_run_requeues_it_and_changes_no_adapter(
-        cluster, db, tmp_path):
+    cluster, db, tmp_path
+):
     pairs = tmp_path / "pairs.jsonl"
-    pairs.write_text("".join(json.dumps({"instruction": f"How do I file expense report {i}?",
-                                         "output": f"Open the finance portal, choose Expenses, attach receipt {i}."})
-                             + "\n" for i in range(TRAIN_AT + 2)))
+    pairs.write_text(
+        "".join(
+            json.dumps(
+                {
+                    "instruction": f"How do I file expense report {i}?",
+                    "output": f"Open the finance portal, choose Expenses, attach receipt {i}.",
+                }
+            )
+            + "\n"
+            for i in range(TRAIN_AT + 2)
+        )
+    )
     env = cluster.processes["bot-1"].env
-    done = subprocess.run([sys.executable, "-m", "bot.cli.main", "examples", "import", str(pairs), "--format",
-                           "alpaca", "--approved", "--kind", "behaviour"], env=env, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bot.cli.main",
+            "examples",
+            "import",
+            str(pairs),
+            "--format",
+            "alpaca",
+            "--approved",
+            "--kind",
+            "behaviour",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-2000:]
     in_service = active_adapters(db)
-    first = wait_for(lambda: next((r for r in runs(db) if r.status == "running" and r.worker_pid), None),
-                     "a training run started by the worker", 120)
+    first = wait_for(
+        lambda: next((r for r in runs(db) if r.status == "running" and r.worker_pid), None),
+        "a training run started by the worker",
+        120,
+    )
     worker = cluster.processes["worker"]
     worker.signal(signal.SIGKILL)  # the worker's machine dies: the worker and its training process
     kill_pid(first.worker_pid)
     worker.popen.wait(timeout=10)
     cluster.restart("worker", timeout=120)
-    failed = wait_for(lambda: next((r for r in runs(db) if r.id == first.id and r.status == "failed"), None),
-                      "the dead run marked failed", 60)
+    failed = wait_for(
+        lambda: next((r for r in runs(db) if r.id == first.id and r.status == "failed"), None),
+        "the dead run marked failed",
+        60,
+    )
     assert "exited without finishing" in failed.error or "no heartbeat" in failed.error
-    requeued = wait_for(lambda: [r for r in runs(db) if r.id > first.id and r.track == first.track], "a new run", 60)
+    requeued = wait_for(
+        lambda: [r for r in runs(db) if r.id > first.id and r.track == first.track], "a new run", 60
+    )
     try:
         assert len(requeued) == 1 and requeued[0].status in ("queued", "running")
         assert active_adapters(db) == in_service  # nothing changed while the run failed
     finally:  # a training process lives in its own session: stop the re-queued one too
-        wait_for(lambda: all(r.worker_pid or r.status not in ("queued", "running") for r in runs(db)),
-                 "the new run's process started", 60)
+        wait_for(
+            lambda: all(r.worker_pid or r.status not in ("queued", "running") for r in runs(db)),
+            "the new run's process started",
+            60,
+        )
         for run in runs(db):
             if run.status in ("queued", "running"):
                 kill_pid(run.worker_pid)
@@ -318,8 +395,12 @@ def test_an_activation_is_served_by_both_replicas_within_five_seconds(cluster, s
 
     env = cluster.processes["bot-1"].env
     registry = Registry(db, f"{env['APPRENTI_HOME']}/adapters")
-    adapter = registry.register(make_adapter(cluster.model, tmp_path / "adapter"), track="default",
-                                base_model=cluster.model, status="candidate")
+    adapter = registry.register(
+        make_adapter(cluster.model, tmp_path / "adapter"),
+        track="default",
+        base_model=cluster.model,
+        status="candidate",
+    )
     probes: list[tuple[int, float, str | None]] = []  # (replica, when the question was sent, adapter used)
     stop = threading.Event()
 
@@ -335,27 +416,40 @@ def test_an_activation_is_served_by_both_replicas_within_five_seconds(cluster, s
     for prober in probers:
         prober.start()
     try:
-        done = subprocess.run([sys.executable, "-m", "bot.cli.main", "adapters", "activate", adapter.name, "--json"],
-                              env=env, capture_output=True, text=True, timeout=120)
+        done = subprocess.run(
+            [sys.executable, "-m", "bot.cli.main", "adapters", "activate", adapter.name, "--json"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
         assert done.returncode == 0, done.stderr[-2000:]
-        wait_for(lambda: {r for r, _, used in probes if used == adapter.name} == {0, 1},
-                 f"both replicas serving {adapter.name}", 30)
+        wait_for(
+            lambda: {r for r, _, used in probes if used == adapter.name} == {0, 1},
+            f"both replicas serving {adapter.name}",
+            30,
+        )
     finally:
         stop.set()
         for prober in probers:
             prober.join(timeout=60)
     activated_at = registry.get(adapter.name).activated_at
     activated = (activated_at if activated_at.tzinfo else activated_at.replace(tzinfo=UTC)).timestamp()
-    served_after = {r: min(at for rr, at, used in probes if rr == r and used == adapter.name) - activated
-                    for r in (0, 1)}
+    served_after = {
+        r: min(at for rr, at, used in probes if rr == r and used == adapter.name) - activated for r in (0, 1)
+    }
     # every question sent more than 5 s after the activation was answered with it, on both replicas
     assert all(used == adapter.name for _, at, used in probes if at > activated + 5), probes
     assert max(served_after.values()) <= 5.0, served_after
-    print(f"{adapter.name} served by replica 1 from {served_after[0]:.1f} s, replica 2 from {served_after[1]:.1f} s "
-          "after the activation (first question sent then that got it)")
+    print(
+        f"{adapter.name} served by replica 1 from {served_after[0]:.1f} s, replica 2 from {served_after[1]:.1f} s "
+        "after the activation (first question sent then that got it)"
+    )
 
 
-def test_a_replica_killed_right_after_acknowledging_leaves_every_question_to_the_other(cluster, sender, standin, db):
+def test_a_replica_killed_right_after_acknowledging_leaves_every_question_to_the_other(
+    cluster, sender, standin, db
+):
     bodies = questions(20, "Kill")
     acks = concurrently(*(lambda b=b: sender.event(0, b) for b in bodies))  # all to bot-1; Slack retries none
     cluster.processes["bot-1"].signal(signal.SIGKILL)
@@ -372,5 +466,7 @@ def test_a_replica_killed_right_after_acknowledging_leaves_every_question_to_the
     taken_over = [row for row in rows.values() if row.attempts == 2]
     assert len(taken_over) == 20 - answered_before
     assert len({row.holder for row in taken_over}) == 1
-    print(f"bot-1 answered {answered_before} before it died; bot-2 answered {len(taken_over)}, "
-          f"the last {took:.1f} s after the kill (claims last {LEASE} s)")
+    print(
+        f"bot-1 answered {answered_before} before it died; bot-2 answered {len(taken_over)}, "
+        f"the last {took:.1f} s after the kill (claims last {LEASE} s)"
+    )

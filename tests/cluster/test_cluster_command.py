@@ -48,9 +48,24 @@ def gone(pid: int) -> bool:
 
 def test_one_command_starts_the_topology_and_ctrl_c_stops_it_all(tmp_path, tiny_model_dir):
     env = {**base_env(), "APPRENTI_HOME": str(tmp_path / "home")}
-    process = subprocess.Popen([sys.executable, "-m", "bot.cli.main", "cluster", "--model", str(tiny_model_dir),
-                                "--port", "0", "--json"], env=env, cwd=tmp_path, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "bot.cli.main",
+            "cluster",
+            "--model",
+            str(tiny_model_dir),
+            "--port",
+            "0",
+            "--json",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     try:
         info = read_json_document(process, timeout=300)
         assert len(info["replicas"]) == 2 and set(info["processes"]) == {"chroma", "bot-1", "bot-2", "worker"}

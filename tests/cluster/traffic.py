@@ -19,23 +19,52 @@ CHANNEL = "C111"
 
 def mention(event_id: str, ts: str, text: str, *, user: str = "UASKER", channel: str = CHANNEL) -> dict:
     """An app_mention envelope, as Slack sends it."""
-    return {"token": "verification-token", "team_id": TEAM, "api_app_id": "AAPPRENTI", "type": "event_callback",
-            "event_id": event_id, "event_time": int(time.time()),
-            "authorizations": [{"enterprise_id": None, "team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
-            "event": {"type": "app_mention", "user": user, "text": f"<@{BOT_USER}> {text}", "ts": ts,
-                      "channel": channel, "event_ts": ts}}
+    return {
+        "token": "verification-token",
+        "team_id": TEAM,
+        "api_app_id": "AAPPRENTI",
+        "type": "event_callback",
+        "event_id": event_id,
+        "event_time": int(time.time()),
+        "authorizations": [{"enterprise_id": None, "team_id": TEAM, "user_id": BOT_USER, "is_bot": True}],
+        "event": {
+            "type": "app_mention",
+            "user": user,
+            "text": f"<@{BOT_USER}> {text}",
+            "ts": ts,
+            "channel": channel,
+            "event_ts": ts,
+        },
+    }
 
 
 def click(user: str, action_id: str, value: str, *, channel: str, message_ts: str) -> dict:
     """A block_actions payload: `user` clicked a button on the message `message_ts`."""
-    return {"type": "block_actions", "team": {"id": TEAM, "domain": "example"},
-            "user": {"id": user, "username": user.lower(), "team_id": TEAM}, "api_app_id": "AAPPRENTI",
-            "token": "verification-token", "trigger_id": f"trigger-{user}-{time.monotonic_ns()}",
-            "container": {"type": "message", "message_ts": message_ts, "channel_id": channel, "is_ephemeral": False},
-            "channel": {"id": channel, "name": channel.lower()},
-            "message": {"type": "message", "ts": message_ts, "bot_id": "BAPPRENTI"},
-            "actions": [{"type": "button", "action_id": action_id, "block_id": "b", "value": value,
-                         "action_ts": str(time.time())}]}
+    return {
+        "type": "block_actions",
+        "team": {"id": TEAM, "domain": "example"},
+        "user": {"id": user, "username": user.lower(), "team_id": TEAM},
+        "api_app_id": "AAPPRENTI",
+        "token": "verification-token",
+        "trigger_id": f"trigger-{user}-{time.monotonic_ns()}",
+        "container": {
+            "type": "message",
+            "message_ts": message_ts,
+            "channel_id": channel,
+            "is_ephemeral": False,
+        },
+        "channel": {"id": channel, "name": channel.lower()},
+        "message": {"type": "message", "ts": message_ts, "bot_id": "BAPPRENTI"},
+        "actions": [
+            {
+                "type": "button",
+                "action_id": action_id,
+                "block_id": "b",
+                "value": value,
+                "action_ts": str(time.time()),
+            }
+        ],
+    }
 
 
 @dataclass
@@ -59,8 +88,9 @@ class Sender:
         headers = signed_headers(self.secret, raw, retry=retry)
         started = time.perf_counter()
         try:
-            status = httpx.post(f"{self.urls[replica]}/slack/events", content=raw, headers=headers,
-                                timeout=timeout).status_code
+            status = httpx.post(
+                f"{self.urls[replica]}/slack/events", content=raw, headers=headers, timeout=timeout
+            ).status_code
         except httpx.TransportError:
             status = 0  # connection refused or reset: Slack counts it as a failure, and retries
         self.sent.append(Sent(replica, status, time.perf_counter() - started))
@@ -72,24 +102,37 @@ class Sender:
     def action(self, replica: int, payload: dict) -> int:
         return self.post(replica, form_body(payload))
 
-    async def post_async(self, client: httpx.AsyncClient, replica: int, raw: str, retry: int | None = None) -> int:
+    async def post_async(
+        self, client: httpx.AsyncClient, replica: int, raw: str, retry: int | None = None
+    ) -> int:
         headers = signed_headers(self.secret, raw, retry=retry)
         started = time.perf_counter()
         try:
-            status = (await client.post(f"{self.urls[replica]}/slack/events", content=raw, headers=headers)).status_code
+            status = (
+                await client.post(f"{self.urls[replica]}/slack/events", content=raw, headers=headers)
+            ).status_code
         except httpx.TransportError:
             status = 0
         self.sent.append(Sent(replica, status, time.perf_counter() - started))
         return status
 
-    def spread(self, bodies: list[dict], *, retry_elsewhere: bool = True, concurrency: int = 20,
-               first_replica: int = 0) -> None:
+    def spread(
+        self,
+        bodies: list[dict],
+        *,
+        retry_elsewhere: bool = True,
+        concurrency: int = 20,
+        first_replica: int = 0,
+    ) -> None:
         """Each event to one replica (in turn), and, as Slack's retry, once more to the next replica,
         `concurrency` requests in flight."""
 
         async def run():
             limit = asyncio.Semaphore(concurrency)
-            async with httpx.AsyncClient(timeout=30, limits=httpx.Limits(max_connections=concurrency)) as client:
+            async with httpx.AsyncClient(
+                timeout=30, limits=httpx.Limits(max_connections=concurrency)
+            ) as client:
+
                 async def one(i: int, body: dict):
                     raw = json.dumps(body)
                     home = (first_replica + i) % len(self.urls)
@@ -107,8 +150,11 @@ class Sender:
 def replies(standin: SlackStandIn, channel: str, thread_ts: str) -> list[dict]:
     """The app's complete replies in a thread: finished streams and posted messages (an answer's
     notice included); a stream a dead replica left open does not count."""
-    return [m for m in standin.messages(channel, thread_ts)
-            if not m["ephemeral"] and (not m["streamed"] or m.get("stopped"))]
+    return [
+        m
+        for m in standin.messages(channel, thread_ts)
+        if not m["ephemeral"] and (not m["streamed"] or m.get("stopped"))
+    ]
 
 
 def reply_counts(standin: SlackStandIn, threads: list[str], channel: str = CHANNEL) -> Counter:
@@ -130,8 +176,9 @@ def wait_answered(standin: SlackStandIn, threads: list[str], timeout: float, cha
         if not missing:
             return time.monotonic() - started
         if time.monotonic() - started > timeout:
-            raise AssertionError(f"{len(missing)} of {len(threads)} questions unanswered after {timeout:.0f} s: "
-                                 f"{missing[:5]}")
+            raise AssertionError(
+                f"{len(missing)} of {len(threads)} questions unanswered after {timeout:.0f} s: {missing[:5]}"
+            )
         time.sleep(0.2)
 
 

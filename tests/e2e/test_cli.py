@@ -15,18 +15,27 @@ from tests.cli import run_main
 APPRENTI = [sys.executable, "-m", "bot.cli.main"]
 
 
-
 def test_ask_answers_offline_and_stores_the_interaction(tmp_path, isolated_env):
     env = {**os.environ, "APPRENTI_HOME": str(isolated_env)}
     model = tmp_path / "tiny"
-    made = subprocess.run([*APPRENTI, "model", "make-tiny", str(model), "--json"], env=env,
-                          capture_output=True, text=True, timeout=300)
+    made = subprocess.run(
+        [*APPRENTI, "model", "make-tiny", str(model), "--json"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert made.returncode == 0, made.stderr
     assert json.loads(made.stdout)["path"] == str(model.resolve())
 
     env["APPRENTI_BASE_MODEL"] = str(model)
-    done = subprocess.run([*APPRENTI, "ask", "Bonjour, écrivez à jean@exemple.fr", "--json", "--user", "U42"],
-                          env=env, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [*APPRENTI, "ask", "Bonjour, écrivez à jean@exemple.fr", "--json", "--user", "U42"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     answer = json.loads(done.stdout)
     assert set(answer) >= {"answer", "mode", "sources", "adapter", "interaction_id", "prompt"}
@@ -36,7 +45,8 @@ def test_ask_answers_offline_and_stores_the_interaction(tmp_path, isolated_env):
 
     db = sqlite3.connect(isolated_env / "apprenti.db")
     question, stored_answer, user = db.execute(
-        "select question, answer, user_id from interaction where id = ?", (answer["interaction_id"],)).fetchone()
+        "select question, answer, user_id from interaction where id = ?", (answer["interaction_id"],)
+    ).fetchone()
     assert question == "Bonjour, écrivez à [EMAIL]"  # scrubbed before storage
     assert user == "U42"
     assert stored_answer == answer["answer"] or "[" in stored_answer
@@ -117,5 +127,3 @@ def test_doctor_fails_on_a_missing_model(capsys, monkeypatch, tmp_path):
     code, out, _ = run_main(["doctor", "--json"], capsys)
     assert code == 1
     assert {c["name"]: c["status"] for c in json.loads(out)["checks"]}["model"] == "fail"
-
-

@@ -40,9 +40,13 @@ def test_docker_compose_config_accepts_it(tmp_path):
     command = docker_compose()
     if command is None:
         pytest.skip("docker compose is not installed here; the schema check above stands in for it")
-    result = subprocess.run([*command, "-f", str(REPO / "compose.yaml"), "--profile", "gpu", "config", "-q"],
-                            cwd=REPO, capture_output=True, text=True, env={"APPRENTI_ENV_FILE": ".env.example",
-                                                                          "PATH": "/usr/bin:/bin"})
+    result = subprocess.run(
+        [*command, "-f", str(REPO / "compose.yaml"), "--profile", "gpu", "config", "-q"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        env={"APPRENTI_ENV_FILE": ".env.example", "PATH": "/usr/bin:/bin"},
+    )
     assert result.returncode == 0, result.stderr
 
 
@@ -65,7 +69,10 @@ def test_the_apprenti_processes_share_the_database_the_index_and_the_adapter_fol
     for name in apprenti:
         service = services[name]
         env = service["environment"]
-        assert env["APPRENTI_DATABASE_URL"].startswith("postgresql://") and "@postgres:" in env["APPRENTI_DATABASE_URL"]
+        assert (
+            env["APPRENTI_DATABASE_URL"].startswith("postgresql://")
+            and "@postgres:" in env["APPRENTI_DATABASE_URL"]
+        )
         assert env["APPRENTI_CHROMA_URL"] == "http://chroma:8000" and env["APPRENTI_HOME"] == APPRENTI_HOME
         assert f"apprenti-data:{APPRENTI_HOME}" in service["volumes"], name
         assert service["depends_on"]["postgres"]["condition"] == "service_healthy"

@@ -62,8 +62,13 @@ def scan(home: Path, needle: str) -> dict:
     """Files and SQLite tables under `home` holding `needle`, read by another process: opening and
     closing a database file here would drop the locks this process's SQLite connections hold on it
     (POSIX locks belong to the process), and the next process would then miss their writes."""
-    done = subprocess.run([sys.executable, "-m", "tests.e2e.test_erasure_scan", str(home), needle],
-                          capture_output=True, text=True, check=True, cwd=Path(__file__).resolve().parents[2])
+    done = subprocess.run(
+        [sys.executable, "-m", "tests.e2e.test_erasure_scan", str(home), needle],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=Path(__file__).resolve().parents[2],
+    )
     return json.loads(done.stdout)
 
 
@@ -80,8 +85,10 @@ def collection_records_with(chroma: Path, needle: str) -> dict[str, int]:
     client = open_client(path=chroma)
     for collection in client.list_collections():
         got = collection.get(include=["documents", "metadatas"])
-        hits = sum(needle.lower() in (str(doc) + json.dumps(meta)).lower()
-                   for doc, meta in zip(got["documents"], got["metadatas"], strict=True))
+        hits = sum(
+            needle.lower() in (str(doc) + json.dumps(meta)).lower()
+            for doc, meta in zip(got["documents"], got["metadatas"], strict=True)
+        )
         if hits:
             found[collection.name] = hits
     return found
@@ -93,12 +100,24 @@ def configured(isolated_env, tiny_model_dir, monkeypatch):
 
     home = isolated_env
     with SlackStandIn() as standin:
-        env = {"APPRENTI_BASE_MODEL": str(tiny_model_dir), "APPRENTI_LLM_BACKEND": "local",
-               "APPRENTI_MAX_NEW_TOKENS": "12", "APPRENTI_FEWSHOT_K": "2", "APPRENTI_MIN_EXAMPLES": "3",
-               "APPRENTI_TRAIN_THRESHOLD": "1000", "APPRENTI_TRAIN_EPOCHS": "1", "APPRENTI_TORCH_THREADS": "1",
-               "APPRENTI_AUTO_PROMOTE": "true", "APPRENTI_REVIEW_CHANNEL": REVIEW, "APPRENTI_ADMINS": ADMIN,
-               "APPRENTI_REVIEWERS": REVIEWER, "APPRENTI_HEARTBEAT_TIMEOUT": "600",
-               "SLACK_BOT_TOKEN": "xoxb-scan", "SLACK_SIGNING_SECRET": SECRET, "SLACK_API_URL": standin.api_url}
+        env = {
+            "APPRENTI_BASE_MODEL": str(tiny_model_dir),
+            "APPRENTI_LLM_BACKEND": "local",
+            "APPRENTI_MAX_NEW_TOKENS": "12",
+            "APPRENTI_FEWSHOT_K": "2",
+            "APPRENTI_MIN_EXAMPLES": "3",
+            "APPRENTI_TRAIN_THRESHOLD": "1000",
+            "APPRENTI_TRAIN_EPOCHS": "1",
+            "APPRENTI_TORCH_THREADS": "1",
+            "APPRENTI_AUTO_PROMOTE": "true",
+            "APPRENTI_REVIEW_CHANNEL": REVIEW,
+            "APPRENTI_ADMINS": ADMIN,
+            "APPRENTI_REVIEWERS": REVIEWER,
+            "APPRENTI_HEARTBEAT_TIMEOUT": "600",
+            "SLACK_BOT_TOKEN": "xoxb-scan",
+            "SLACK_SIGNING_SECRET": SECRET,
+            "SLACK_API_URL": standin.api_url,
+        }
         for key, value in env.items():
             monkeypatch.setenv(key, value)
         yield home, standin
@@ -112,7 +131,8 @@ def wait_for(engine, run_id: int, timeout: float = 300.0):
     while (run := get_run(engine, run_id)).status in ("queued", "running"):
         log = Path(run.log_path or "")
         assert time.monotonic() < deadline, f"run #{run_id} did not finish: {run}\n" + (
-            log.read_text()[-2000:] if log.is_file() else "")
+            log.read_text()[-2000:] if log.is_file() else ""
+        )
         time.sleep(1)
     return run
 
@@ -132,10 +152,17 @@ def ask_and_correct(people, standin, services, user: str, question: str, correct
     in_review = lambda c: c.get("channel") == REVIEW  # noqa: E731
     posted = len(standin.calls("chat.postMessage"))
     # "both": the pair goes to training and, as a fact, into the knowledge entries (Chroma and BM25).
-    people.submit(user, view, {ui.ANSWER_BLOCK: corrected, ui.NOTE_BLOCK: None, getattr(ui, "KIND_BLOCK", "kind"): "both"})
+    people.submit(
+        user,
+        view,
+        {ui.ANSWER_BLOCK: corrected, ui.NOTE_BLOCK: None, getattr(ui, "KIND_BLOCK", "kind"): "both"},
+    )
     assert services.wait_idle(60)
-    return standin.wait_for("chat.postMessage", count=1, where=lambda c: in_review(c) and
-                            c in standin.calls("chat.postMessage")[posted:])[-1]
+    return standin.wait_for(
+        "chat.postMessage",
+        count=1,
+        where=lambda c: in_review(c) and c in standin.calls("chat.postMessage")[posted:],
+    )[-1]
 
 
 def test_forget_leaves_no_byte_of_the_person(configured, capsys):
@@ -152,12 +179,20 @@ def test_forget_leaves_no_byte_of_the_person(configured, capsys):
 
     home, standin = configured
     runtime = Runtime(entrypoints=False)
-    app, services = create_app(runtime, client=make_client("xoxb-scan", standin.api_url), token_verification=False)
+    app, services = create_app(
+        runtime, client=make_client("xoxb-scan", standin.api_url), token_verification=False
+    )
     people = SlackPeople(app, standin, SECRET)
     try:
         # The person asks and corrects; a reviewer approves (few-shot store, knowledge entry, review post).
-        review = ask_and_correct(people, standin, services, PERSON, f"How do I reset the {MARKER} gateway?",
-                                 f"Open the {MARKER} console, then press restart twice.")
+        review = ask_and_correct(
+            people,
+            standin,
+            services,
+            PERSON,
+            f"How do I reset the {MARKER} gateway?",
+            f"Open the {MARKER} console, then press restart twice.",
+        )
         example_id = button_value(review, ui.APPROVE)
         people.click(REVIEWER, ui.APPROVE, example_id, channel=REVIEW, message_ts=review["_response"]["ts"])
         assert services.wait_idle(60)
@@ -172,9 +207,19 @@ def test_forget_leaves_no_byte_of_the_person(configured, capsys):
         services.listeners.shutdown()
     mine = [i for i in recent_interactions(runtime.engine) if i.user_id == PERSON]
     assert mine and MARKER in mine[0].question, "the scrubber must leave the marker as it is"
-    add_examples(runtime.engine, [new_example(f"Other team question {i}?", f"Other team answer {i}.",
-                                              status=ExampleStatus.approved.value, author_id=OTHER)
-                                  for i in range(4)], "test")
+    add_examples(
+        runtime.engine,
+        [
+            new_example(
+                f"Other team question {i}?",
+                f"Other team answer {i}.",
+                status=ExampleStatus.approved.value,
+                author_id=OTHER,
+            )
+            for i in range(4)
+        ],
+        "test",
+    )
 
     # An adapter trained on the person's pair by the training process (its log is under logs/), put in
     # service; the pairs exported to a file.

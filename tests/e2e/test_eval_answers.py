@@ -13,17 +13,31 @@ def test_eval_answers_scores_each_item_in_file_order(tmp_path, capsys, monkeypat
     monkeypatch.setenv("APPRENTI_PLUGINS", "tone")
     monkeypatch.setenv("APPRENTI_MAX_NEW_TOKENS", "8")
     golden = tmp_path / "golden.jsonl"
-    golden.write_text("\n".join(json.dumps(i) for i in [
-        {"question": "How long is the notice?", "answers": ["two weeks"]},
-        {"question": "Summarise the policy.", "reference": "Holidays are requested two weeks ahead."},
-        {"question": "Qui valide ?", "answers": ["le responsable"], "source": "extra keys are kept aside"},
-    ]) + "\n")
-    code, out, err = run_main(["eval", "answers", str(golden), "--mode", "prompt", "--adapter", "base", "--json"],
-                              capsys)
+    golden.write_text(
+        "\n".join(
+            json.dumps(i)
+            for i in [
+                {"question": "How long is the notice?", "answers": ["two weeks"]},
+                {"question": "Summarise the policy.", "reference": "Holidays are requested two weeks ahead."},
+                {
+                    "question": "Qui valide ?",
+                    "answers": ["le responsable"],
+                    "source": "extra keys are kept aside",
+                },
+            ]
+        )
+        + "\n"
+    )
+    code, out, err = run_main(
+        ["eval", "answers", str(golden), "--mode", "prompt", "--adapter", "base", "--json"], capsys
+    )
     assert code == 0, err
     result = json.loads(out)
     assert result["count"] == 3 and [i["question"] for i in result["items"]] == [
-        "How long is the notice?", "Summarise the policy.", "Qui valide ?"]
+        "How long is the notice?",
+        "Summarise the policy.",
+        "Qui valide ?",
+    ]
     assert [i["hit"] is None for i in result["items"]] == [False, True, False]  # a reference is scored by F1
     assert 0 <= result["accuracy"] <= 1 and 0 <= result["token_f1"] <= 1
     assert all(i["answer"] and i["sources"] == [] and "f1" in i for i in result["items"])

@@ -32,15 +32,29 @@ def test_corrections_train_an_adapter_that_serves_then_rolls_back(tmp_path):
     # general skills to keep (its general score is noise around 0.02), so the general-skills floor and
     # the leak rule are lifted and it trains harder to learn the template.
     tiny = make_tiny(tmp_path / "tiny", initializer_range=0.1)
-    demo = Demo(tmp_path / "home", console, examples=16, timeout=600, base_model=str(tiny),
-                train={"train_epochs": 25, "train_learning_rate": 5e-3, "train_cpu_top_layers": 0,
-                       "gate_max_leak_rate": 1.0, "gate_general_ratio": 0.0, "train_replay_ratio": 0.0})
+    demo = Demo(
+        tmp_path / "home",
+        console,
+        examples=16,
+        timeout=600,
+        base_model=str(tiny),
+        train={
+            "train_epochs": 25,
+            "train_learning_rate": 5e-3,
+            "train_cpu_top_layers": 0,
+            "gate_max_leak_rate": 1.0,
+            "gate_general_ratio": 0.0,
+            "train_replay_ratio": 0.0,
+        },
+    )
     result = demo.run()
 
     assert result["run"]["status"] == RunStatus.succeeded.value, console.file.getvalue()[-3000:]
     assert result["adapter"] == "default/v1"
     said = [(m["where"], m["who"], m["text"]) for m in result["transcript"]]
-    answers = [text for where, who, text in said if who == "Apprenti" and where.startswith("#general (thread")]
+    answers = [
+        text for where, who, text in said if who == "Apprenti" and where.startswith("#general (thread")
+    ]
     assert "adapter *base model*" in answers[0]
     assert "*Sources*" in answers[0]  # the handbook was retrieved
     assert "adapter *default/v1*" in answers[2]  # served by the new adapter
@@ -76,9 +90,16 @@ print(scheduler.check_thresholds(), flush=True)
 
 def test_two_workers_race_one_run_and_a_killed_training_is_reaped(tmp_path, tiny_model_dir, monkeypatch):
     home = tmp_path / "home"
-    env = {**os.environ, "APPRENTI_HOME": str(home), "APPRENTI_BASE_MODEL": str(tiny_model_dir),
-           "APPRENTI_MIN_EXAMPLES": "4", "APPRENTI_TRAIN_THRESHOLD": "4", "APPRENTI_TRAIN_EPOCHS": "200",
-           "APPRENTI_TORCH_THREADS": "1", "APPRENTI_HEARTBEAT_TIMEOUT": "600"}
+    env = {
+        **os.environ,
+        "APPRENTI_HOME": str(home),
+        "APPRENTI_BASE_MODEL": str(tiny_model_dir),
+        "APPRENTI_MIN_EXAMPLES": "4",
+        "APPRENTI_TRAIN_THRESHOLD": "4",
+        "APPRENTI_TRAIN_EPOCHS": "200",
+        "APPRENTI_TORCH_THREADS": "1",
+        "APPRENTI_HEARTBEAT_TIMEOUT": "600",
+    }
     for key, value in env.items():
         if key.startswith("APPRENTI_"):
             monkeypatch.setenv(key, value)
@@ -88,12 +109,29 @@ def test_two_workers_race_one_run_and_a_killed_training_is_reaped(tmp_path, tiny
         example = add_example(engine, f"question {i}?", f"answer {i}.")
         review_example(engine, example.id, "approved", "R")
     with session_scope(engine) as session:
-        session.add(Adapter(track="default", version=1, name="default/v1", base_model=str(tiny_model_dir),
-                            path=str(home / "adapters" / "missing"), status="active", example_ids=[]))
+        session.add(
+            Adapter(
+                track="default",
+                version=1,
+                name="default/v1",
+                base_model=str(tiny_model_dir),
+                path=str(home / "adapters" / "missing"),
+                status="active",
+                example_ids=[],
+            )
+        )
 
     start = time.time() + 8  # both workers are imported and connected by then
-    workers = [subprocess.Popen([sys.executable, "-c", WORKER, str(start)], env=env, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True) for _ in range(2)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, str(start)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
     outputs = [w.communicate(timeout=120) for w in workers]
     started = [json.loads(out) for out, _ in outputs]
     assert sorted(len(s) for s in started) == [0, 1], outputs

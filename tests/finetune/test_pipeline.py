@@ -32,28 +32,41 @@ pytestmark = pytest.mark.slow
 
 
 def _store(engine, pairs, track):
-    add_examples(engine, [new_example(q, a, track=track, status=ExampleStatus.approved.value) for q, a in pairs],
-                 "test")
+    add_examples(
+        engine,
+        [new_example(q, a, track=track, status=ExampleStatus.approved.value) for q, a in pairs],
+        "test",
+    )
 
 
 def _general_file(home: Path) -> Path:
     """General items a random model cannot hit by chance (the shipped set has one-digit answers)."""
     path = home / "general.jsonl"
     if not path.exists():
-        items = [{"skill": "facts", "question": f"Name item {i}.", "answers": [f"the named item number {i}"]}
-                 for i in range(4)]
+        items = [
+            {"skill": "facts", "question": f"Name item {i}.", "answers": [f"the named item number {i}"]}
+            for i in range(4)
+        ]
         path.write_text("".join(json.dumps(i) + "\n" for i in items), encoding="utf-8")
     return path
 
 
 def _options(model, home: Path, **kw) -> TrainOptions:
     values = dict(
-        base_model=model, adapters_dir=home / "adapters", track="gate", min_examples=20,
+        base_model=model,
+        adapters_dir=home / "adapters",
+        track="gate",
+        min_examples=20,
         general_path=_general_file(home),
-        train=TrainConfig(max_steps=40, batch_size=8, learning_rate=5e-3, max_length=96, qlora=False,
-                          progress_bar=False),
-        evaluation=EvalOptions(max_new_tokens=10, consistency_samples=2, consistency_questions=2, general_limit=4),
-        heartbeat_every=0.5, triggered_by="U-ADMIN")
+        train=TrainConfig(
+            max_steps=40, batch_size=8, learning_rate=5e-3, max_length=96, qlora=False, progress_bar=False
+        ),
+        evaluation=EvalOptions(
+            max_new_tokens=10, consistency_samples=2, consistency_questions=2, general_limit=4
+        ),
+        heartbeat_every=0.5,
+        triggered_by="U-ADMIN",
+    )
     return TrainOptions(**{**values, **kw})
 
 
@@ -76,7 +89,9 @@ def test_good_adapter_passes_the_gate_and_is_activated(trained):
     assert adapter.status == AdapterStatus.active.value and adapter.activated_by == "auto-promote"
     card = registry.card("gate/v1")
     assert card["dataset_fingerprint"] == build_dataset(engine, "gate", min_examples=1).fingerprint
-    assert card["triggered_by"] == "U-ADMIN" and card["libraries"]["peft"] and card["hyperparameters"]["epochs"]
+    assert (
+        card["triggered_by"] == "U-ADMIN" and card["libraries"]["peft"] and card["hyperparameters"]["epochs"]
+    )
     assert card["metrics"]["verdict"]["passed"] is True
     folder = Path(adapter.path)
     assert (folder / "report.md").read_text().count("| token_f1 |") >= 1
@@ -118,18 +133,24 @@ def test_killed_run_leaves_no_adapter_and_the_active_one_unchanged(trained, tiny
     engine, home, _ = trained
     before = [a.name for a in Registry(engine, home / "adapters").list("gate")]
     script = tmp_path / "run.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import sys; sys.path.insert(0, {str(Path(__file__).resolve().parents[2])!r})
         from finetune.config import TrainConfig
         from finetune.pipeline import TrainOptions, run_training
         from storage.db import open_database
         engine = open_database({str(engine.url)!r})
-        run_training(engine, TrainOptions(base_model={tiny_model!r}, adapters_dir={str(home / 'adapters')!r},
+        run_training(engine, TrainOptions(base_model={tiny_model!r}, adapters_dir={str(home / "adapters")!r},
             track="gate", min_examples=20, heartbeat_every=0.2,
             train=TrainConfig(max_steps=100000, batch_size=8, max_length=96, qlora=False, progress_bar=False)))
-    """))
-    proc = subprocess.Popen([sys.executable, str(script)], env={**os.environ, "HF_HUB_OFFLINE": "1"},
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    """)
+    )
+    proc = subprocess.Popen(
+        [sys.executable, str(script)],
+        env={**os.environ, "HF_HUB_OFFLINE": "1"},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     try:
         deadline = time.monotonic() + 90
         while not list((home / "adapters" / "gate").glob(".run-*/adapter.work")):

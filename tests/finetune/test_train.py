@@ -13,8 +13,10 @@ from .toy import questions
 
 
 def _records(n=4):
-    return [{"prompt": prompt_messages(q), "completion": [{"role": "assistant", "content": a}]}
-            for q, a in questions(n)]
+    return [
+        {"prompt": prompt_messages(q), "completion": [{"role": "assistant", "content": a}]}
+        for q, a in questions(n)
+    ]
 
 
 def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
@@ -34,14 +36,22 @@ def test_a_few_steps_change_lora_weights_and_not_the_base(tiny_model, tmp_path, 
     base_before = {n: p.detach().clone() for n, p in model.named_parameters()}
     buffers_before = {n: b.detach().clone() for n, b in model.named_buffers()}
     seen = []
-    result = train_adapter(tiny_model, _records(), tmp_path / "adapter", config, model=model, tokenizer=tokenizer,
-                           on_log=seen.append)
+    result = train_adapter(
+        tiny_model,
+        _records(),
+        tmp_path / "adapter",
+        config,
+        model=model,
+        tokenizer=tokenizer,
+        on_log=seen.append,
+    )
     assert result.steps == 3 and len(seen) == 3 and all(e["loss"] > 0 for e in seen)
 
     from peft import PeftModel
 
     peft_model = PeftModel.from_pretrained(
-        __import__("transformers").AutoModelForCausalLM.from_pretrained(tiny_model), str(tmp_path / "adapter"))
+        __import__("transformers").AutoModelForCausalLM.from_pretrained(tiny_model), str(tmp_path / "adapter")
+    )
     lora_b = [p for n, p in peft_model.named_parameters() if "lora_B" in n]
     assert lora_b and any(p.abs().sum() > 0 for p in lora_b), "LoRA B starts at zero: it must have moved"
     # The frozen base (4-bit packed weights included) did not change.
@@ -62,8 +72,15 @@ def test_saved_adapter_is_a_plain_servable_peft_folder(tiny_model, tmp_path):
     folder = result.adapter_dir
     config = json.loads((folder / "adapter_config.json").read_text())
     assert config["r"] == 16 and config["lora_alpha"] == 32 and config["lora_dropout"] == 0.05
-    assert set(config["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj",
-                                             "down_proj"}
+    assert set(config["target_modules"]) == {
+        "q_proj",
+        "k_proj",
+        "v_proj",
+        "o_proj",
+        "gate_proj",
+        "up_proj",
+        "down_proj",
+    }
     assert not config.get("modules_to_save")
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
@@ -76,19 +93,31 @@ def test_saved_adapter_is_a_plain_servable_peft_folder(tiny_model, tmp_path):
 def test_cancellation_stops_cleanly_and_saves_nothing(tiny_model, tmp_path):
     calls = []
     with pytest.raises(TrainingCancelled):
-        train_adapter(tiny_model, _records(), tmp_path / "adapter", _config(qlora=False, max_steps=50),
-                      should_stop=lambda: calls.append(1) or len(calls) >= 2)
+        train_adapter(
+            tiny_model,
+            _records(),
+            tmp_path / "adapter",
+            _config(qlora=False, max_steps=50),
+            should_stop=lambda: calls.append(1) or len(calls) >= 2,
+        )
     assert len(calls) == 2
     assert not any(tmp_path.iterdir())
 
 
 def test_dpo_pass_on_corrections(tiny_model, tmp_path):
     records = _records(2)
-    prefs = [{**r, "chosen": r["completion"], "rejected": [{"role": "assistant", "content": "I do not know."}]}
-             for r in records]
+    prefs = [
+        {**r, "chosen": r["completion"], "rejected": [{"role": "assistant", "content": "I do not know."}]}
+        for r in records
+    ]
     prefs = [{k: v for k, v in p.items() if k != "completion"} for p in prefs]
-    result = train_adapter(tiny_model, records, tmp_path / "adapter", _config(qlora=False, dpo=True, max_steps=2),
-                           preferences=prefs)
+    result = train_adapter(
+        tiny_model,
+        records,
+        tmp_path / "adapter",
+        _config(qlora=False, dpo=True, max_steps=2),
+        preferences=prefs,
+    )
     assert result.dpo_loss_log and result.dpo_loss_log[0]["phase"] == "dpo"
 
 

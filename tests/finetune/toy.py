@@ -15,8 +15,11 @@ ANSWERS = {
 
 
 def questions(n_per_team: int, start: int = 0) -> list[tuple[str, str]]:
-    return [(f"Question {i} about {team}?", answer) for i in range(start, start + n_per_team)
-            for team, answer in ANSWERS.items()]
+    return [
+        (f"Question {i} about {team}?", answer)
+        for i in range(start, start + n_per_team)
+        for team, answer in ANSWERS.items()
+    ]
 
 
 def shuffled_train_answers(pairs: list[tuple[str, str]], seed: int = 1) -> list[tuple[str, str]]:

@@ -41,7 +41,9 @@ def system_of(pm, engine):
     return answer.prompt[0]["content"]
 
 
-def test_entry_point_plugin_changes_the_prompt_and_obeys_the_allow_list(installed_plugin, engine, monkeypatch):
+def test_entry_point_plugin_changes_the_prompt_and_obeys_the_allow_list(
+    installed_plugin, engine, monkeypatch
+):
     pm = make_manager(load_settings().plugins)
     assert "Talk like a pirate." in system_of(pm, engine)
 

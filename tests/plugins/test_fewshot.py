@@ -16,8 +16,13 @@ EXPENSES = "Where do I submit my travel expense receipts?"
 
 
 def as_hook_dict(row):
-    return {"id": row.id, "question": row.question, "answer": row.corrected_answer, "track": row.track,
-            "status": row.status}
+    return {
+        "id": row.id,
+        "question": row.question,
+        "answer": row.corrected_answer,
+        "track": row.track,
+        "status": row.status,
+    }
 
 
 @pytest.fixture
@@ -31,7 +36,9 @@ def world(tmp_path):
 
 
 def shots(pm, question, track="default", k=3):
-    return [s for r in pm.hook.fewshot_examples(question=question, profile=Profile(track=track), k=k) for s in r]
+    return [
+        s for r in pm.hook.fewshot_examples(question=question, profile=Profile(track=track), k=k) for s in r
+    ]
 
 
 def test_only_approved_pairs_of_the_track_closest_first(world):
@@ -80,6 +87,7 @@ def test_changes_made_elsewhere_are_reconciled(world, monkeypatch):
 
     from storage.db import session_scope
     from storage.models import Example
+
     with session_scope(engine) as session:
         session.execute(update(Example).where(Example.id == row.id).values(status="rejected"))
     monkeypatch.setattr(fewshot, "RESYNC_SECONDS", 0.0)

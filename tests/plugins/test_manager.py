@@ -16,8 +16,9 @@ DOCS = Path(__file__).resolve().parents[2] / "docs" / "plugins.md"
 
 
 def _specs():
-    return [name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction)
-            if hasattr(fn, "apprenti_spec")]
+    return [
+        name for name, fn in inspect.getmembers(hookspecs, inspect.isfunction) if hasattr(fn, "apprenti_spec")
+    ]
 
 
 def test_every_hook_has_a_one_line_docstring():
@@ -32,8 +33,9 @@ def test_every_hook_has_a_one_line_docstring():
 @pytest.mark.parametrize("name", _specs())
 def test_every_hook_is_documented_with_its_signature(name):
     signature = f"{name}({', '.join(inspect.signature(getattr(hookspecs, name)).parameters)})"
-    assert re.search(rf"^### `{re.escape(signature)}`$", DOCS.read_text(), re.M), \
+    assert re.search(rf"^### `{re.escape(signature)}`$", DOCS.read_text(), re.M), (
         f"docs/plugins.md lacks a '### `{signature}`' section"
+    )
 
 
 def test_builtins_load_and_can_be_limited():

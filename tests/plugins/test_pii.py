@@ -29,7 +29,9 @@ def _expected_spans(item: dict) -> list[tuple[int, int, str]]:
 def score(items: list[dict]) -> tuple[dict[str, dict[str, int]], list[str]]:
     """Per label: found (expected spans fully covered by predictions of that label), expected,
     right (predictions overlapping an expected span of their label) and predicted; plus the misses."""
-    counts: dict[str, dict[str, int]] = defaultdict(lambda: dict.fromkeys(("found", "expected", "right", "predicted"), 0))
+    counts: dict[str, dict[str, int]] = defaultdict(
+        lambda: dict.fromkeys(("found", "expected", "right", "predicted"), 0)
+    )
     misses = []
     for item in items:
         text, expected, predicted = item["text"], _expected_spans(item), detect(item["text"])
@@ -62,11 +64,18 @@ def test_the_labelled_set_is_large_bilingual_and_has_look_alikes(labelled):
 
 def test_recall_and_precision_per_category(labelled):
     counts, misses = score(labelled)
-    report = {label: (round(c["found"] / c["expected"], 3) if c["expected"] else None,
-                      round(c["right"] / c["predicted"], 3) if c["predicted"] else None)
-              for label, c in sorted(counts.items())}
-    low = {label: rp for label, rp in report.items()
-           if (rp[0] is not None and rp[0] < MIN_RECALL) or (rp[1] is not None and rp[1] < MIN_PRECISION)}
+    report = {
+        label: (
+            round(c["found"] / c["expected"], 3) if c["expected"] else None,
+            round(c["right"] / c["predicted"], 3) if c["predicted"] else None,
+        )
+        for label, c in sorted(counts.items())
+    }
+    low = {
+        label: rp
+        for label, rp in report.items()
+        if (rp[0] is not None and rp[0] < MIN_RECALL) or (rp[1] is not None and rp[1] < MIN_PRECISION)
+    }
     assert not low, f"(recall, precision) below target: {low}\n" + "\n".join(misses)
     assert all(c["expected"] for c in counts.values()), "a category is predicted but never labelled"
 
@@ -77,10 +86,14 @@ def test_recall_and_precision_per_category(labelled):
         ("Appelle le 06\u200b12\u200b34 56 78", "Appelle le [PHONE]"),  # zero-width characters inside
         ("Tél. ＋３３ ６ １２ ３４ ５６ ７８ !", "Tél. [PHONE] !"),  # full-width digits (NFKC)
         ("écris à jean [at] exemple [dot] fr", "écris à [EMAIL]"),
-        ("Bonjour Marie Dupont, votre IBAN fr76-3000-6000-0112-3456-7890-189 est noté.",
-         "Bonjour [PERSON], votre IBAN [IBAN] est noté."),
-        ("Le budget est de 1 250 000 000 euros, ticket JIRA-123456789.",
-         "Le budget est de 1 250 000 000 euros, ticket JIRA-123456789."),
+        (
+            "Bonjour Marie Dupont, votre IBAN fr76-3000-6000-0112-3456-7890-189 est noté.",
+            "Bonjour [PERSON], votre IBAN [IBAN] est noté.",
+        ),
+        (
+            "Le budget est de 1 250 000 000 euros, ticket JIRA-123456789.",
+            "Le budget est de 1 250 000 000 euros, ticket JIRA-123456789.",
+        ),
     ],
 )
 def test_scrub_masks_the_original_text(text, expected):
@@ -91,8 +104,8 @@ def test_normalise_maps_every_character_back():
     text = "a\u200bb ｆｕｌｌ e\u0301"
     clean, starts, ends = normalise(text)
     assert clean == "ab full é"
-    assert text[starts[clean.index("full")]:ends[clean.index("full") + 3]] == "ｆｕｌｌ"
-    assert text[starts[-1]:ends[-1]] == "e\u0301"
+    assert text[starts[clean.index("full")] : ends[clean.index("full") + 3]] == "ｆｕｌｌ"
+    assert text[starts[-1] : ends[-1]] == "e\u0301"
 
 
 def test_check_digits():

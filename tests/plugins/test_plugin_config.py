@@ -9,8 +9,12 @@ from bot.settings import load_settings
 from plugins.hookspecs import hookimpl
 from plugins.manager import make_manager
 
-SECRETS = {"slack_bot_token": "xoxb-bot-secret", "slack_app_token": "xapp-app-secret",
-           "slack_signing_secret": "signing-secret-123", "openai_api_key": "sk-key-secret"}
+SECRETS = {
+    "slack_bot_token": "xoxb-bot-secret",
+    "slack_app_token": "xapp-app-secret",
+    "slack_signing_secret": "signing-secret-123",
+    "openai_api_key": "sk-key-secret",
+}
 
 
 class Spy:
@@ -31,10 +35,14 @@ class DatabaseSpy:
 
 
 def test_a_plugins_startup_never_sees_tokens_secrets_or_url_credentials():
-    settings = load_settings(**SECRETS, plugins=["spy"], pii="off",
-                             database_url="postgresql+psycopg2://apprenti:db-password@db.example:5432/apprenti",
-                             chroma_url="http://reader:chroma-password@chroma.example:8000",
-                             openai_base_url="http://gpu-box:8000/v1")
+    settings = load_settings(
+        **SECRETS,
+        plugins=["spy"],
+        pii="off",
+        database_url="postgresql+psycopg2://apprenti:db-password@db.example:5432/apprenti",
+        chroma_url="http://reader:chroma-password@chroma.example:8000",
+        openai_base_url="http://gpu-box:8000/v1",
+    )
     spy = Spy()
     Runtime(settings, entrypoints=False, plugins_extra={"spy": spy}).plugins  # noqa: B018 - starts the plugins
     [config] = spy.seen
@@ -50,7 +58,9 @@ def test_a_plugins_startup_never_sees_tokens_secrets_or_url_credentials():
 
 def test_plugins_reach_the_database_through_the_runtimes_engine():
     spy = DatabaseSpy()
-    runtime = Runtime(load_settings(plugins=["spy"], pii="off"), entrypoints=False, plugins_extra={"spy": spy})
+    runtime = Runtime(
+        load_settings(plugins=["spy"], pii="off"), entrypoints=False, plugins_extra={"spy": spy}
+    )
     runtime.plugins  # noqa: B018
     assert spy.database() is runtime.engine  # no password needed, no second engine
 
@@ -59,7 +69,11 @@ def test_two_managers_in_one_process_do_not_share_plugin_state(tmp_path):
     first, second = (make_manager(["rag", "fewshot"], entrypoints=False) for _ in range(2))
     for name in ("rag", "fewshot"):
         assert first.get_plugin(name) is not second.get_plugin(name)
-    first.hook.startup(config={"chroma_path": str(tmp_path / "a"), "fewshot_min_score": 0.9}, database=None, documents=None)
-    second.hook.startup(config={"chroma_path": str(tmp_path / "b"), "fewshot_min_score": 0.1}, database=None, documents=None)
+    first.hook.startup(
+        config={"chroma_path": str(tmp_path / "a"), "fewshot_min_score": 0.9}, database=None, documents=None
+    )
+    second.hook.startup(
+        config={"chroma_path": str(tmp_path / "b"), "fewshot_min_score": 0.1}, database=None, documents=None
+    )
     assert first.get_plugin("rag").config["chroma_path"] == str(tmp_path / "a")
     assert first.get_plugin("fewshot").config["fewshot_min_score"] == 0.9

@@ -33,10 +33,14 @@ def test_long_sections_are_split_under_the_chunk_size_with_overlap():
 
 
 def test_text_title_is_the_short_first_line_or_the_file_name():
-    doc = Document(page_content="VPN access\nRotate the password.", metadata={"source": "/d/vpn.txt", "kind": "text"})
+    doc = Document(
+        page_content="VPN access\nRotate the password.", metadata={"source": "/d/vpn.txt", "kind": "text"}
+    )
     [chunk] = split_documents([doc])
     assert (chunk.title, chunk.text) == ("VPN access", "Rotate the password.")  # the title is not repeated
-    one_line = Document(page_content="Rotate the password.", metadata={"source": "/d/vpn-note.txt", "kind": "text"})
+    one_line = Document(
+        page_content="Rotate the password.", metadata={"source": "/d/vpn-note.txt", "kind": "text"}
+    )
     assert split_documents([one_line])[0].title == "vpn note"
     long_line = Document(page_content="x " * 200, metadata={"source": "/d/team_notes.txt", "kind": "text"})
     assert split_documents([long_line])[0].title == "team notes"

@@ -58,7 +58,10 @@ def test_reingest_skips_unchanged_replaces_changed_and_prunes_vanished(index, do
     assert "single sign-on" in texts and "rotates every 90 days" not in texts
     assert not any("deploy.md" in r.source for r in retriever.search("production releases Tuesdays", k=5))
     assert index.count() == index.chroma.count()
-    assert first[str(vpn.resolve())].file_hash != {r.source: r for r in index.sources()}[str(vpn.resolve())].file_hash
+    assert (
+        first[str(vpn.resolve())].file_hash
+        != {r.source: r for r in index.sources()}[str(vpn.resolve())].file_hash
+    )
 
 
 def test_prune_without_changes_and_delete(index, docs_dir):
@@ -84,7 +87,9 @@ def test_a_new_process_reopens_the_index_and_queries_it_by_text(tmp_path, docs_d
         "print(got['metadatas'][0][0]['heading'])\n"
     )
     env = dict(os.environ, HF_HUB_OFFLINE="1", ANONYMIZED_TELEMETRY="False")
-    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO, timeout=180)
+    out = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, env=env, cwd=REPO, timeout=180
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     assert out.stdout.strip() == "Production"
 
@@ -95,7 +100,9 @@ def test_lexical_side_is_rebuilt_from_chroma_when_lost(tmp_path, docs_dir, embed
     fresh_state = tmp_path / "other-machine"
     reopened = DocumentIndex(open_client(path=store), fresh_state, embedder)
     assert reopened.count() == reopened.chroma.count() > 0
-    assert {r.chunks for r in reopened.sources()} == {r.chunks for r in DocumentIndex(open_client(path=store), state, embedder).sources()}
+    assert {r.chunks for r in reopened.sources()} == {
+        r.chunks for r in DocumentIndex(open_client(path=store), state, embedder).sources()
+    }
     hits = Retriever(reopened, mode="bm25").search("VPN password")
     assert Path(hits[0].source).name == "vpn.txt"
 
@@ -136,8 +143,12 @@ def test_opening_an_index_with_another_model_is_refused(tmp_path, embedder):
 
     store = tmp_path / "chroma"
     DocumentIndex(open_client(path=store), store, embedder)
-    with pytest.raises(IndexMismatch, match="built with the embedding model 'all-MiniLM-L6-v2', not 'other-model'"):
-        DocumentIndex(open_client(path=store), store, SentenceTransformerEmbedder(str(tmp_path / "other-model")))
+    with pytest.raises(
+        IndexMismatch, match="built with the embedding model 'all-MiniLM-L6-v2', not 'other-model'"
+    ):
+        DocumentIndex(
+            open_client(path=store), store, SentenceTransformerEmbedder(str(tmp_path / "other-model"))
+        )
 
 
 def test_rich_progress_bar_follows_ingest(index, docs_dir):

@@ -37,7 +37,9 @@ def test_score_rankings_by_hand():
 
 
 def test_sample_is_numpy_default_rng_choice():
-    assert sample_indices(10570, 5, seed=0) == np.random.default_rng(0).choice(10570, 5, replace=False).tolist()
+    assert (
+        sample_indices(10570, 5, seed=0) == np.random.default_rng(0).choice(10570, 5, replace=False).tolist()
+    )
     assert sample_indices(3, None) == [0, 1, 2]
     with pytest.raises(BadEvalInput, match="between 1 and the number of queries"):
         sample_indices(3, 4)

@@ -64,7 +64,9 @@ def test_export_is_cached_and_reused(st, cache, monkeypatch):
     monkeypatch.setattr(onnx_encoder, "_export", no_export)
     second = OnnxEncoder(st, default_model(), "onnx-int8", cache_dir=cache)
     assert second.path == first.path and second.path.stat().st_mtime_ns == stamp
-    assert not [p for p in cache.iterdir() if p.name.startswith(".export-")], "no temporary folder left behind"
+    assert not [p for p in cache.iterdir() if p.name.startswith(".export-")], (
+        "no temporary folder left behind"
+    )
 
 
 def test_a_damaged_cache_file_is_exported_again(st, tmp_path):
@@ -122,6 +124,8 @@ def test_concurrent_encodes_agree_with_sequential_ones(st, cache):
     encoder = OnnxEncoder(st, default_model(), "onnx", cache_dir=cache)
     expected = [encoder.encode([t], small=True)[0] for t in TEXTS]
     with ThreadPoolExecutor(max_workers=8) as pool:
-        got = list(pool.map(lambda i: encoder.encode([TEXTS[i % len(TEXTS)]], small=i % 2 == 0)[0], range(64)))
+        got = list(
+            pool.map(lambda i: encoder.encode([TEXTS[i % len(TEXTS)]], small=i % 2 == 0)[0], range(64))
+        )
     for i, vector in enumerate(got):
         np.testing.assert_allclose(vector, expected[i % len(TEXTS)], atol=1e-5)

@@ -11,16 +11,24 @@ MARKER = "zorbaquintex"  # one token, as the BM25 tokenizer keeps it
 
 
 def bytes_with(folder: Path, needle: str) -> dict[str, int]:
-    return {str(p.relative_to(folder)): n for p in folder.rglob("*") if p.is_file()
-            if (n := p.read_bytes().lower().count(needle.encode()))}
+    return {
+        str(p.relative_to(folder)): n
+        for p in folder.rglob("*")
+        if p.is_file()
+        if (n := p.read_bytes().lower().count(needle.encode()))
+    }
 
 
 def test_a_deleted_record_leaves_no_text_in_the_chroma_store(tmp_path):
     store = tmp_path / "chroma"
     client = open_client(path=store)
     pairs = client.get_or_create_collection("pairs", embedding_function=None)
-    pairs.add(ids=["gone", "kept"], documents=[f"how is {MARKER} reset?", "where is the printer?"],
-              embeddings=[[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]], metadatas=[{"answer": f"press {MARKER}"}, {"answer": "2F"}])
+    pairs.add(
+        ids=["gone", "kept"],
+        documents=[f"how is {MARKER} reset?", "where is the printer?"],
+        embeddings=[[0.1, 0.2, 0.3], [0.3, 0.2, 0.1]],
+        metadatas=[{"answer": f"press {MARKER}"}, {"answer": "2F"}],
+    )
     pairs.delete(ids=["gone"])
     assert bytes_with(store, MARKER), "Chroma keeps the deleted record in its log"
 
@@ -39,8 +47,12 @@ def test_a_deleted_record_leaves_no_text_in_the_chroma_store(tmp_path):
 def test_removed_chunks_leave_the_bm25_store(tmp_path):
     path = tmp_path / "chunks.lexical.sqlite3"
     index = LexicalIndex(path)
-    index.write(add=[("c1", "_team", "team-answer:7", f"the {MARKER} console"),
-                     ("c2", "docs", "a.md", "the printer console")])
+    index.write(
+        add=[
+            ("c1", "_team", "team-answer:7", f"the {MARKER} console"),
+            ("c2", "docs", "a.md", "the printer console"),
+        ]
+    )
     index.refresh()
     assert index.search(MARKER)
     assert index.remove_sources(["team-answer:7"]) == 1

@@ -45,7 +45,9 @@ def chroma_server(tmp_path):
         except IndexUnavailable:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                pytest.skip(f"chroma run did not start on {url}: {(tmp_path / 'chroma.log').read_text()[-500:]}")
+                pytest.skip(
+                    f"chroma run did not start on {url}: {(tmp_path / 'chroma.log').read_text()[-500:]}"
+                )
             time.sleep(0.2)
     yield url
     proc.terminate()
@@ -105,6 +107,8 @@ def test_commands_start_without_contacting_the_chroma_server(silent_server):
     from bot.settings import Settings
 
     started = time.monotonic()
-    runtime = Runtime(Settings(chroma_url=silent_server, plugins=["rag", "fewshot"], pii="off"), entrypoints=False)
+    runtime = Runtime(
+        Settings(chroma_url=silent_server, plugins=["rag", "fewshot"], pii="off"), entrypoints=False
+    )
     runtime.plugins  # noqa: B018 - starts the plugins
     assert time.monotonic() - started < 3

@@ -33,7 +33,9 @@ class Echo(LLM):
 
     def stream(self, messages, track="default"):
         whole = self.generate(messages, track)
-        return Stream(lambda: iter([whole.text]), lambda written, failure: Completion(text=written, messages=messages))
+        return Stream(
+            lambda: iter([whole.text]), lambda written, failure: Completion(text=written, messages=messages)
+        )
 
 
 @pytest.fixture
@@ -46,9 +48,17 @@ def ingested(capsys, docs_dir, isolated_env, embedder):
 @pytest.fixture
 def pm(isolated_env, ingested):
     manager = make_manager(["rag"], entrypoints=False)
-    manager.hook.startup(config={"home": str(isolated_env), "chroma_path": str(isolated_env / "chroma"),
-                                 "chroma_url": None, "embedding_model": "all-MiniLM-L6-v2", "rag_k": 5},
-                         database=None, documents=None)
+    manager.hook.startup(
+        config={
+            "home": str(isolated_env),
+            "chroma_path": str(isolated_env / "chroma"),
+            "chroma_url": None,
+            "embedding_model": "all-MiniLM-L6-v2",
+            "rag_k": 5,
+        },
+        database=None,
+        documents=None,
+    )
     return manager
 
 
@@ -82,14 +92,30 @@ def test_cli_eval_retrieval_json(capsys, tmp_path, embedder):
     corpus, queries = tmp_path / "corpus.jsonl", tmp_path / "queries.jsonl"
     corpus.write_text("".join(json.dumps(r) + "\n" for r in CORPUS))
     queries.write_text("".join(json.dumps(r) + "\n" for r in QUERIES))
-    code, out, err = run_main(["eval", "retrieval", "--corpus", str(corpus), "--queries", str(queries),
-                               "--sample", "3", "--seed", "0", "--json"], capsys)
+    code, out, err = run_main(
+        [
+            "eval",
+            "retrieval",
+            "--corpus",
+            str(corpus),
+            "--queries",
+            str(queries),
+            "--sample",
+            "3",
+            "--seed",
+            "0",
+            "--json",
+        ],
+        capsys,
+    )
     assert code == 0, err
     result = json.loads(out)
     assert {"recall@1", "recall@5", "recall@10", "mrr"} <= set(result) and result["queries"] == 3
     assert result["recall@5"] == 1.0
     queries.write_text('{"_id": "q", "text": "x"}\n')
-    code, _, err = run_main(["eval", "retrieval", "--corpus", str(corpus), "--queries", str(queries), "--json"], capsys)
+    code, _, err = run_main(
+        ["eval", "retrieval", "--corpus", str(corpus), "--queries", str(queries), "--json"], capsys
+    )
     assert code == 2 and "queries.jsonl:1: missing gold_doc_id" in err
 
 
@@ -114,7 +140,9 @@ def test_assistant_answers_in_rag_mode_with_numbered_sources(pm, isolated_env):
 def test_auto_mode_prompts_when_nothing_relevant(pm, isolated_env):
     engine = open_database(f"sqlite:///{isolated_env / 'apprenti.db'}")
     assistant = Assistant(engine, pm, Echo(), rag_threshold=0.35)
-    unrelated = assistant.answer("What is the airspeed velocity of an unladen swallow?", user="U1", mode="auto")
+    unrelated = assistant.answer(
+        "What is the airspeed velocity of an unladen swallow?", user="U1", mode="auto"
+    )
     assert unrelated.mode == "prompt" and unrelated.sources == []
     related = assistant.answer("How do I deploy to staging?", user="U1", mode="auto")
     assert related.mode == "rag" and related.sources[0]["source"].endswith("deploy.md")
@@ -122,8 +150,11 @@ def test_auto_mode_prompts_when_nothing_relevant(pm, isolated_env):
 
 def test_rag_mode_with_an_empty_index_falls_back_to_prompting(isolated_env):
     manager = make_manager(["rag"], entrypoints=False)
-    manager.hook.startup(config={"home": str(isolated_env), "chroma_path": str(isolated_env / "empty-chroma")},
-                         database=None, documents=None)
+    manager.hook.startup(
+        config={"home": str(isolated_env), "chroma_path": str(isolated_env / "empty-chroma")},
+        database=None,
+        documents=None,
+    )
     engine = open_database(f"sqlite:///{isolated_env / 'apprenti.db'}")
     answer = Assistant(engine, manager, Echo()).answer("anything?", user="U1", mode="rag")
     assert answer.mode == "prompt" and answer.sources == [] and answer.notices
@@ -131,7 +162,9 @@ def test_rag_mode_with_an_empty_index_falls_back_to_prompting(isolated_env):
 
 def test_a_chroma_server_that_is_down_falls_back_to_prompting(isolated_env, caplog):
     manager = make_manager(["rag"], entrypoints=False)
-    manager.hook.startup(config={"home": str(isolated_env), "chroma_url": "http://127.0.0.1:9"}, database=None, documents=None)
+    manager.hook.startup(
+        config={"home": str(isolated_env), "chroma_url": "http://127.0.0.1:9"}, database=None, documents=None
+    )
     assert "not reachable" not in caplog.text  # start-up opens nothing; the first search finds out
     engine = open_database(f"sqlite:///{isolated_env / 'apprenti.db'}")
     answer = Assistant(engine, manager, Echo()).answer("anything?", user="U1", mode="rag")
@@ -142,8 +175,13 @@ def test_the_embedding_backend_setting_reaches_every_index(monkeypatch, isolated
     from bot.cli.rag import open_index
     from bot.settings import load_settings
 
-    config = {"home": str(isolated_env), "chroma_path": str(isolated_env / "chroma"), "chroma_url": None,
-              "embedding_model": "all-MiniLM-L6-v2", "embedding_backend": "torch"}
+    config = {
+        "home": str(isolated_env),
+        "chroma_path": str(isolated_env / "chroma"),
+        "chroma_url": None,
+        "embedding_model": "all-MiniLM-L6-v2",
+        "embedding_backend": "torch",
+    }
     assert rag_plugin.open_retriever(config).index.embedder.backend == "torch"
     monkeypatch.setenv("APPRENTI_EMBEDDING_BACKEND", "onnx")
     index = open_index(load_settings())

@@ -26,8 +26,16 @@ def candidates(engine, folder, count=RACERS) -> list[str]:
             path.mkdir(parents=True)
             for name in ADAPTER_FILES:
                 (path / name).write_text("{}")
-            session.add(Adapter(track="default", version=version, name=f"default/v{version}", base_model="tiny",
-                                path=str(path), status="candidate"))
+            session.add(
+                Adapter(
+                    track="default",
+                    version=version,
+                    name=f"default/v{version}",
+                    base_model="tiny",
+                    path=str(path),
+                    status="candidate",
+                )
+            )
             names.append(f"default/v{version}")
     return names
 

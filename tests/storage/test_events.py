@@ -142,7 +142,9 @@ def test_two_processes_racing_for_expired_claims_never_both_get_one(backend, tmp
 
 def test_a_burst_is_written_in_one_go_and_its_retries_are_refused(db):
     enqueue_event(db, "Ev0", "{}", "replica-b", LEASE)
-    fresh = enqueue_events(db, [("Ev1", "{}"), ("Ev2", "{}"), ("Ev1", "{}"), ("Ev0", "{}")], "replica-a", LEASE)
+    fresh = enqueue_events(
+        db, [("Ev1", "{}"), ("Ev2", "{}"), ("Ev1", "{}"), ("Ev0", "{}")], "replica-a", LEASE
+    )
     assert fresh == {"Ev1", "Ev2"}  # Ev1 again is its retry; Ev0 was queued by another replica
     assert get_event(db, "Ev0").holder == "replica-b" and get_event(db, "Ev1").holder == "replica-a"
     assert enqueue_events(db, [], "replica-a", LEASE) == set()

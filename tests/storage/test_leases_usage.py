@@ -53,12 +53,39 @@ def test_unused_examples_leave_out_those_of_adapters_that_did_not_fail(db):
         ids.append(example.id)
     add_example(db, "still pending?", "yes.", track="hr")
     with session_scope(db) as s:
-        s.add(Adapter(track="hr", version=1, name="hr/v1", base_model="m", path="/x", status="rejected",
-                      example_ids=ids[:2]))
-        s.add(Adapter(track="hr", version=2, name="hr/v2", base_model="m", path="/x", status="failed",
-                      example_ids=ids[2:4]))
-        s.add(Adapter(track="it", version=1, name="it/v1", base_model="m", path="/x", status="active",
-                      example_ids=ids[4:5]))
+        s.add(
+            Adapter(
+                track="hr",
+                version=1,
+                name="hr/v1",
+                base_model="m",
+                path="/x",
+                status="rejected",
+                example_ids=ids[:2],
+            )
+        )
+        s.add(
+            Adapter(
+                track="hr",
+                version=2,
+                name="hr/v2",
+                base_model="m",
+                path="/x",
+                status="failed",
+                example_ids=ids[2:4],
+            )
+        )
+        s.add(
+            Adapter(
+                track="it",
+                version=1,
+                name="it/v1",
+                base_model="m",
+                path="/x",
+                status="active",
+                example_ids=ids[4:5],
+            )
+        )
     assert used_example_ids(db, "hr") == set(ids[:2])
     assert count_unused_examples(db, "hr") == 4  # the failed adapter's and the other track's count again
     assert count_unused_examples(db, "it") == 0

@@ -22,8 +22,9 @@ def test_plain_postgresql_url_uses_psycopg_3_and_migrates(postgres_url):
     engine = open_database(plain)
     try:
         assert engine.dialect.driver == "psycopg"
-        interaction = add_interaction(engine, team_id="T1", channel_id="C1", user_id="U1", question="q?",
-                                      answer="a.", mode="prompt")
+        interaction = add_interaction(
+            engine, team_id="T1", channel_id="C1", user_id="U1", question="q?", answer="a.", mode="prompt"
+        )
         record_vote(engine, interaction.id, "U2", 1)
         with session_scope(engine) as session:
             assert session.get(Interaction, interaction.id).question == "q?"

@@ -23,8 +23,19 @@ def db(request, tmp_path):
     return request.getfixturevalue("pg_engine")
 
 
-TABLES = {"interaction", "example", "adapter", "training_run", "audit_event", "processed_event", "job_lease", "vote",
-          "request_nonce", "suspect_document", "slack_event"}
+TABLES = {
+    "interaction",
+    "example",
+    "adapter",
+    "training_run",
+    "audit_event",
+    "processed_event",
+    "job_lease",
+    "vote",
+    "request_nonce",
+    "suspect_document",
+    "slack_event",
+}
 
 
 def test_migration_creates_every_table_and_is_idempotent(tmp_path):
@@ -61,14 +72,21 @@ def test_examples_from_before_routing_become_behaviour(tmp_path):
     command.upgrade(config, "0003")
     old = make_engine(url)
     with old.begin() as conn:
-        conn.execute(text("INSERT INTO example (created_at, updated_at, track, question, corrected_answer, origin, "
-                          "status, split, content_hash) VALUES ('2026-01-01', '2026-01-01', 'default', 'q', 'a', "
-                          "'correction', 'approved', 'train', 'h')"))
+        conn.execute(
+            text(
+                "INSERT INTO example (created_at, updated_at, track, question, corrected_answer, origin, "
+                "status, split, content_hash) VALUES ('2026-01-01', '2026-01-01', 'default', 'q', 'a', "
+                "'correction', 'approved', 'train', 'h')"
+            )
+        )
     old.dispose()
     engine = open_database(url)
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT kind, superseded_by, indexed_at FROM example")).one() == ("behaviour", None,
-                                                                                                  None)
+        assert conn.execute(text("SELECT kind, superseded_by, indexed_at FROM example")).one() == (
+            "behaviour",
+            None,
+            None,
+        )
 
 
 def test_sqlite_runs_in_wal_mode_with_busy_timeout(engine):
@@ -94,8 +112,13 @@ def test_session_scope_rolls_back_on_interrupt(db):
 
 
 def test_interaction_json_columns_round_trip(db):
-    row = add_interaction(db, question="q", answer="a", sources=[{"title": "t", "score": 0.5}],
-                          format_violations=["missing heading"])
+    row = add_interaction(
+        db,
+        question="q",
+        answer="a",
+        sources=[{"title": "t", "score": 0.5}],
+        format_violations=["missing heading"],
+    )
     with session_scope(db) as session:
         again = session.get(Interaction, row.id)
         assert again.sources == [{"title": "t", "score": 0.5}]

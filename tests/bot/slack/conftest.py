@@ -56,8 +56,15 @@ class Harness:
     def engine(self):
         return self.runtime.engine
 
-    def dispatch(self, body: str, *, headers: dict | None = None, timestamp: int | None = None,
-                 retry: int | None = None, secret: str = SECRET):
+    def dispatch(
+        self,
+        body: str,
+        *,
+        headers: dict | None = None,
+        timestamp: int | None = None,
+        retry: int | None = None,
+        secret: str = SECRET,
+    ):
         headers = headers or signed_headers(secret, body, timestamp=timestamp, retry=retry)
         return self.app.dispatch(BoltRequest(body=body, headers=headers))
 
@@ -77,15 +84,24 @@ class Harness:
     def send_event(self, body: dict, **kwargs):
         return self.dispatch(json.dumps(body), **kwargs)
 
-    def action(self, action_id: str, value: str, *, user: str = MEMBER, channel: str = "C111",
-               message_ts: str = "111.222", view: dict | None = None):
+    def action(
+        self,
+        action_id: str,
+        value: str,
+        *,
+        user: str = MEMBER,
+        channel: str = "C111",
+        message_ts: str = "111.222",
+        view: dict | None = None,
+    ):
         payload = copy.deepcopy(template("block_actions_button.json"))
         payload["user"]["id"] = user
         payload["channel"]["id"] = channel
         payload["container"].update({"channel_id": channel, "message_ts": message_ts, "is_ephemeral": False})
         payload["response_url"] = self.fake.response_url(f"action-{user}")
-        payload["actions"][0].update({"action_id": action_id, "value": value, "block_id": "b",
-                                      "action_ts": self.fresh_ts()})
+        payload["actions"][0].update(
+            {"action_id": action_id, "value": value, "block_id": "b", "action_ts": self.fresh_ts()}
+        )
         payload["trigger_id"] = self.fresh_ts()  # each click is its own request, as in Slack
         if view is not None:
             payload.pop("channel")
@@ -94,20 +110,31 @@ class Harness:
             payload["view"] = view
         return self.dispatch(form_body(payload)), payload
 
-    def submit_view(self, callback_id: str, values: dict[str, str | None], metadata: dict, *, user: str = MEMBER):
+    def submit_view(
+        self, callback_id: str, values: dict[str, str | None], metadata: dict, *, user: str = MEMBER
+    ):
         payload = copy.deepcopy(template("view_submission.json"))
         payload["user"]["id"] = user
         payload["view"]["callback_id"] = callback_id
         payload["view"]["private_metadata"] = json.dumps(metadata)
         payload["trigger_id"] = self.fresh_ts()
         payload["view"]["state"]["values"] = {
-            block: {"value": {"type": "plain_text_input", "value": value}} for block, value in values.items()}
+            block: {"value": {"type": "plain_text_input", "value": value}} for block, value in values.items()
+        }
         return self.dispatch(form_body(payload))
 
     def command(self, text: str, *, user: str = MEMBER, channel: str = "C111"):
         fields = template("slash_command.form.txt")
-        fields.update({"command": "/apprenti", "text": text, "user_id": user, "channel_id": channel,
-                       "response_url": self.fake.response_url(f"command-{user}"), "trigger_id": self.fresh_ts()})
+        fields.update(
+            {
+                "command": "/apprenti",
+                "text": text,
+                "user_id": user,
+                "channel_id": channel,
+                "response_url": self.fake.response_url(f"command-{user}"),
+                "trigger_id": self.fresh_ts(),
+            }
+        )
         return self.dispatch(urlencode(fields))
 
     def close(self) -> None:
@@ -140,10 +167,18 @@ def make_harness(fake, tmp_path, llm=None, **settings) -> Harness:
     from bot.slack.app import create_app
     from bot.slack.notify import make_client
 
-    values = dict(home=tmp_path / "home", slack_signing_secret=SECRET, slack_bot_token="xoxb-test",
-                  slack_api_url=fake.api_url, review_channel=REVIEW_CHANNEL, admin_channel="CADMIN",
-                  admins=[ADMIN], reviewers=[REVIEWER, REVIEWER_GROUP], auditors=[AUDITOR],
-                  plugins=["pii"])  # Slack tests need no retrieval or few-shot index
+    values = dict(
+        home=tmp_path / "home",
+        slack_signing_secret=SECRET,
+        slack_bot_token="xoxb-test",
+        slack_api_url=fake.api_url,
+        review_channel=REVIEW_CHANNEL,
+        admin_channel="CADMIN",
+        admins=[ADMIN],
+        reviewers=[REVIEWER, REVIEWER_GROUP],
+        auditors=[AUDITOR],
+        plugins=["pii"],
+    )  # Slack tests need no retrieval or few-shot index
     values.update(settings)
     extra = values.pop("plugins_extra", None)
     runtime = Runtime(Settings(**values), entrypoints=False, plugins_extra=extra)

@@ -21,7 +21,9 @@ CHANNEL_CONTEXT = {"entities": [{"type": "slack#/types/channel_id", "value": "CS
 @pytest.fixture
 def agent(fake_slack, tmp_path):
     config = tmp_path / "apprenti.yaml"
-    config.write_text("default:\n  mode: prompt\nchannels:\n  CSALES:\n    track: sales\n    tone: friendly\n")
+    config.write_text(
+        "default:\n  mode: prompt\nchannels:\n  CSALES:\n    track: sales\n    tone: friendly\n"
+    )
     harness = make_harness(fake_slack, tmp_path, config=config)
     yield harness
     harness.close()
@@ -29,8 +31,14 @@ def agent(fake_slack, tmp_path):
 
 def home_event(h, tab: str, **extra):
     body = h.event("app_mention_event.json")
-    body["event"] = {"type": "app_home_opened", "user": MEMBER, "channel": "D111", "tab": tab,
-                     "event_ts": "1.2", **extra}
+    body["event"] = {
+        "type": "app_home_opened",
+        "user": MEMBER,
+        "channel": "D111",
+        "tab": tab,
+        "event_ts": "1.2",
+        **extra,
+    }
     return body
 
 
@@ -61,8 +69,13 @@ def test_chat_tab_suggests_prompts_and_the_home_tab_is_the_dashboard(agent):
 def test_the_viewed_channels_profile_applies_to_a_dm(agent):
     assert dm(agent).track == "default"  # nothing viewed: the DM's own profile
     body = agent.event("message_im_event.json")
-    body["event"] = {"type": "app_context_changed", "channel": "D111", "user": "W222", "context": CHANNEL_CONTEXT,
-                     "event_ts": "1.3"}
+    body["event"] = {
+        "type": "app_context_changed",
+        "channel": "D111",
+        "user": "W222",
+        "context": CHANNEL_CONTEXT,
+        "event_ts": "1.3",
+    }
     agent.send_event(body)
     agent.settle()
     row = dm(agent, text="What is our discount policy?")
@@ -71,8 +84,17 @@ def test_the_viewed_channels_profile_applies_to_a_dm(agent):
 
 
 def test_context_sent_with_the_message_itself(agent):
-    row = dm(agent, context={"entities": [{"type": "slack#/types/message_context",
-                                           "value": {"channel_id": "CSALES", "message_ts": "1.0"}}]})
+    row = dm(
+        agent,
+        context={
+            "entities": [
+                {
+                    "type": "slack#/types/message_context",
+                    "value": {"channel_id": "CSALES", "message_ts": "1.0"},
+                }
+            ]
+        },
+    )
     assert row.track == "sales"
 
 
@@ -114,13 +136,19 @@ def test_thumbs_down_records_the_vote_and_offers_the_correction(agent):
     assert stored.votes == {"U1": -1, "U2": -1} and stored.feedback == -1
     views = agent.fake.wait_for("views.open", 2)
     view = views[0]["view"]
-    assert view["callback_id"] == ui.CORRECTION_VIEW and view["blocks"][0]["text"]["text"] == \
-        text.SLACK_FEEDBACK_DOWN_INTRO
+    assert (
+        view["callback_id"] == ui.CORRECTION_VIEW
+        and view["blocks"][0]["text"]["text"] == text.SLACK_FEEDBACK_DOWN_INTRO
+    )
     assert json.loads(view["private_metadata"])["interaction"] == row.id
     assert text.SLACK_FEEDBACK_THANKS in replies(agent)
     # a correction submitted from that modal goes to review as before
-    agent.submit_view(ui.CORRECTION_VIEW, {ui.ANSWER_BLOCK: "Ask HR first.", ui.NOTE_BLOCK: None},
-                      json.loads(view["private_metadata"]), user="U1")
+    agent.submit_view(
+        ui.CORRECTION_VIEW,
+        {ui.ANSWER_BLOCK: "Ask HR first.", ui.NOTE_BLOCK: None},
+        json.loads(view["private_metadata"]),
+        user="U1",
+    )
     agent.fake.wait_for("chat.postMessage", where=lambda c: c["channel"] == "CREVIEW")
 
 
@@ -160,8 +188,9 @@ def test_status_button_on_the_home_and_the_reports(slack):
     slack.action(ui.STATUS, "default", user=MEMBER)
     slack.settle()
     assert "default/v1" in json.dumps(slack.fake.calls("chat.postMessage"))  # the admin, by DM
-    assert "status" in replies(slack) and ("slack.denied", MEMBER) in [(e.action, e.actor)
-                                                                       for e in list_events(slack.engine)]
+    assert "status" in replies(slack) and ("slack.denied", MEMBER) in [
+        (e.action, e.actor) for e in list_events(slack.engine)
+    ]
 
 
 def test_home_lists_the_admin_buttons(fake_slack, tmp_path):

@@ -21,7 +21,9 @@ def stops(fake, n=1):
 def mrkdwn_texts(value) -> list[str]:
     """Every mrkdwn text object in a payload (Markdown must never reach one unconverted)."""
     if isinstance(value, dict):
-        found = [value["text"]] if value.get("type") == "mrkdwn" and isinstance(value.get("text"), str) else []
+        found = (
+            [value["text"]] if value.get("type") == "mrkdwn" and isinstance(value.get("text"), str) else []
+        )
         return found + [t for v in value.values() for t in mrkdwn_texts(v)]
     if isinstance(value, list):
         return [t for v in value for t in mrkdwn_texts(v)]
@@ -43,7 +45,9 @@ def test_mention_is_streamed_in_its_thread_with_the_tail(slack):
     status = slack.fake.calls("assistant.threads.setStatus")[0]
     thread = body["event"]["ts"]
     assert (start["channel"], start["thread_ts"]) == (body["event"]["channel"], thread)
-    assert start["recipient_user_id"] == body["event"]["user"] and start["recipient_team_id"] == body["team_id"]
+    assert (
+        start["recipient_user_id"] == body["event"]["user"] and start["recipient_team_id"] == body["team_id"]
+    )
     assert status["thread_ts"] == thread and status["loading_messages"] == list(text.SLACK_LOADING_MESSAGES)
     (row,) = recent_interactions(slack.engine)
     assert row.question == "How do I request holidays?"  # the mention is stripped
@@ -104,11 +108,15 @@ def test_follow_up_only_in_threads_the_bot_answered(slack):
     mention = slack.event(text="<@UAPPRENTI> first question")
     slack.send_event(mention)
     stops(slack.fake)
-    follow = slack.event("message_channel_event.json", text="and a follow-up?", thread_ts=mention["event"]["ts"])
+    follow = slack.event(
+        "message_channel_event.json", text="and a follow-up?", thread_ts=mention["event"]["ts"]
+    )
     slack.send_event(follow)
     stops(slack.fake, 2)
     # a mention inside the thread is answered once, through app_mention
-    again = slack.event("message_channel_event.json", text="<@UAPPRENTI> third", thread_ts=mention["event"]["ts"])
+    again = slack.event(
+        "message_channel_event.json", text="<@UAPPRENTI> third", thread_ts=mention["event"]["ts"]
+    )
     slack.send_event(again)
     slack.settle()
     assert [r.question for r in recent_interactions(slack.engine)] == ["and a follow-up?", "first question"]
@@ -119,8 +127,11 @@ def test_slash_ask_is_private_markdown_with_share(slack):
     assert slack.command("ask what is our VPN?").status == 200
     reply = slack.fake.wait_for("response_url")[0]
     assert reply["response_type"] == "ephemeral"
-    assert reply["blocks"][0] == {"type": "markdown", "block_id": reply["blocks"][0]["block_id"],
-                                  "text": "## Steps\n\n1. Open the **VPN** app."}
+    assert reply["blocks"][0] == {
+        "type": "markdown",
+        "block_id": reply["blocks"][0]["block_id"],
+        "text": "## Steps\n\n1. Open the **VPN** app.",
+    }
     elements = [b for b in reply["blocks"] if b["type"] == "actions"][0]["elements"]
     assert elements[-1]["action_id"] == ui.SHARE
     assert not [t for t in mrkdwn_texts(reply) if "##" in t or "**" in t]
@@ -132,7 +143,10 @@ def test_slash_ask_is_private_markdown_with_share(slack):
 
 
 def test_model_failure_and_crash_are_told_in_the_thread(slack):
-    slack.llm.queue = [Completion(text="", error="TimeoutError: no answer in 60 s"), RuntimeError("index on fire")]
+    slack.llm.queue = [
+        Completion(text="", error="TimeoutError: no answer in 60 s"),
+        RuntimeError("index on fire"),
+    ]
     slack.send_event(slack.event(text="<@UAPPRENTI> one"))
     slack.send_event(slack.event(text="<@UAPPRENTI> two"))
     stopped = stops(slack.fake, 2)
@@ -151,7 +165,9 @@ def test_long_answer_continues_in_new_streamed_messages(slack):
     assert len(streams) >= 3 and all(s["stopped"] for s in streams)
     assert all(len(s["text"]) <= 12_000 for s in streams)
     assert "".join(s["text"] for s in streams).count("A sentence about the policy.") == 800
-    assert [bool(s["blocks"]) for s in streams] == [False] * (len(streams) - 1) + [True]  # the tail comes last
+    assert [bool(s["blocks"]) for s in streams] == [False] * (len(streams) - 1) + [
+        True
+    ]  # the tail comes last
 
 
 def test_ephemeral_profile_answers_privately_in_markdown(fake_slack, tmp_path):
@@ -173,9 +189,11 @@ def test_ephemeral_profile_answers_privately_in_markdown(fake_slack, tmp_path):
 class SlowStreamLLM(FakeLLM):
     """Writes its answer a word at a time, slowly, as a streaming backend does."""
 
-    words = ("## Holidays\n\nHolidays are **requested** in the HR portal under Absences; "
-             "your manager approves them within two days. Plan long ones early, tell your team, and "
-             "check the shared calendar first so that two people of one team are not away at once.").split(" ")
+    words = (
+        "## Holidays\n\nHolidays are **requested** in the HR portal under Absences; "
+        "your manager approves them within two days. Plan long ones early, tell your team, and "
+        "check the shared calendar first so that two people of one team are not away at once."
+    ).split(" ")
 
     def stream(self, messages, track="default"):
         def pieces():
@@ -215,11 +233,17 @@ def test_a_stream_that_fails_midway_is_told_and_nothing_is_lost(fake_slack, tmp_
         harness.send_event(body)
         harness.settle(60)  # the answer takes seconds to write
         assert fake_slack.calls("chat.startStream"), "the answer had started to show"
-        notice, answer = [m for m in fake_slack.messages(body["event"]["channel"], body["event"]["ts"])
-                          if not m["streamed"]]
-        assert "message_not_in_streaming_state" in message_text(notice) and "Nothing was lost" in message_text(notice)
-        assert answer["blocks"][0] == {"type": "markdown", "block_id": answer["blocks"][0]["block_id"],
-                                       "text": " ".join(SlowStreamLLM.words).strip()}
+        notice, answer = [
+            m for m in fake_slack.messages(body["event"]["channel"], body["event"]["ts"]) if not m["streamed"]
+        ]
+        assert "message_not_in_streaming_state" in message_text(
+            notice
+        ) and "Nothing was lost" in message_text(notice)
+        assert answer["blocks"][0] == {
+            "type": "markdown",
+            "block_id": answer["blocks"][0]["block_id"],
+            "text": " ".join(SlowStreamLLM.words).strip(),
+        }
         (row,) = recent_interactions(harness.engine)
         assert feedback_values(answer["blocks"]) == (f"up:{row.id}", f"down:{row.id}")
     finally:
@@ -236,8 +260,10 @@ def test_a_channel_refusing_streams_gets_markdown_blocks(slack):
 
 
 def test_markdown_is_rendered_never_literal(slack):
-    slack.llm.reply = ("## Summary\n\n**Holidays** are requested in the [HR portal](https://hr.example.com).\n\n"
-                       "- ask early\n- tell your team\n\nPing <!channel> if urgent.")
+    slack.llm.reply = (
+        "## Summary\n\n**Holidays** are requested in the [HR portal](https://hr.example.com).\n\n"
+        "- ask early\n- tell your team\n\nPing <!channel> if urgent."
+    )
     body = slack.event(text="<@UAPPRENTI> summarise the holiday policy")
     slack.send_event(body)
     stop = stops(slack.fake)[0]

@@ -16,9 +16,15 @@ from tests.bot.slack.conftest import make_harness
 class Wiki:
     @hookimpl
     def retrieve(self, question, profile, k):
-        return [{"title": "Holiday policy", "source": "https://wiki.example.com/holidays", "score": 0.9,
-                 "text": "Holidays are requested in the HR portal."},
-                {"title": "Handbook", "source": "docs/handbook.md", "score": 0.7, "text": "Ask HR."}]
+        return [
+            {
+                "title": "Holiday policy",
+                "source": "https://wiki.example.com/holidays",
+                "score": 0.9,
+                "text": "Holidays are requested in the HR portal.",
+            },
+            {"title": "Handbook", "source": "docs/handbook.md", "score": 0.7, "text": "Ask HR."},
+        ]
 
 
 @pytest.fixture
@@ -26,8 +32,14 @@ def rag(fake_slack, tmp_path):
     config = tmp_path / "apprenti.yaml"
     config.write_text("default:\n  mode: rag\n")
     # The numbered layout asks the model to cite its sources: an answer that does not is flagged.
-    harness = make_harness(fake_slack, tmp_path, config=config, plugins=["pii", "wiki"],
-                           plugins_extra={"wiki": Wiki()}, prompt_layout="numbered")
+    harness = make_harness(
+        fake_slack,
+        tmp_path,
+        config=config,
+        plugins=["pii", "wiki"],
+        plugins_extra={"wiki": Wiki()},
+        prompt_layout="numbered",
+    )
     yield harness
     harness.close()
 
@@ -51,19 +63,41 @@ def test_an_answer_citing_no_source_is_flagged(rag):
 
 
 def test_citation_shows_section_page_and_indexed_date():
-    line = citation({"title": "Handbook", "source": "https://wiki.example.com/h", "heading": "## Leave",
-                     "page": 4, "indexed_at": 1782770450.0}, 3)
+    line = citation(
+        {
+            "title": "Handbook",
+            "source": "https://wiki.example.com/h",
+            "heading": "## Leave",
+            "page": 4,
+            "indexed_at": 1782770450.0,
+        },
+        3,
+    )
     assert line == "[3] <https://wiki.example.com/h|Handbook> — Leave · p. 4 · indexed 2026-06-29"
-    assert citation({"title": "Handbook", "source": "docs/handbook.md"}, 2) == "[2] *Handbook* — `docs/handbook.md`"
-    team = citation({"title": "How many days?", "source": "team:12", "kind": "team_answer",
-                     "indexed_at": "2026-07-01T10:00:00"}, 1)
+    assert (
+        citation({"title": "Handbook", "source": "docs/handbook.md"}, 2)
+        == "[2] *Handbook* — `docs/handbook.md`"
+    )
+    team = citation(
+        {
+            "title": "How many days?",
+            "source": "team:12",
+            "kind": "team_answer",
+            "indexed_at": "2026-07-01T10:00:00",
+        },
+        1,
+    )
     assert team == "[1] *How many days?* — team answer · indexed 2026-07-01"
 
 
 def test_plain_layout_answers_are_not_flagged():
     # A small model reading the plain layout is not asked to cite: Apprenti attaches the source itself.
-    view = AnswerView(text="Use the HR portal.", interaction_id=1, mode="rag",
-                      sources=[{"title": "Holiday policy", "source": "wiki", "layout": "plain"}])
+    view = AnswerView(
+        text="Use the HR portal.",
+        interaction_id=1,
+        mode="rag",
+        sources=[{"title": "Holiday policy", "source": "wiki", "layout": "plain"}],
+    )
     assert "No source was cited" not in json.dumps([b.to_dict() for b in answer_tail(view)])
 
 

@@ -30,9 +30,19 @@ def add_adapter(engine, version=1, status="active", metrics=None, folder=None, e
             (target / name).write_text("{}")
         path = str(target)
     with session_scope(engine) as session:
-        session.add(Adapter(track="default", version=version, name=f"default/v{version}", base_model="tiny",
-                            path=path, status=status, metrics=metrics or {}, example_ids=example_ids or [],
-                            activated_at=utcnow() if status in ("active", "retired") else None))
+        session.add(
+            Adapter(
+                track="default",
+                version=version,
+                name=f"default/v{version}",
+                base_model="tiny",
+                path=path,
+                status=status,
+                metrics=metrics or {},
+                example_ids=example_ids or [],
+                activated_at=utcnow() if status in ("active", "retired") else None,
+            )
+        )
 
 
 def test_status_shows_adapters_pending_and_runs(slack):
@@ -142,15 +152,24 @@ def test_review_queue_lists_pending_with_buttons(slack):
 
 
 def test_review_queue_is_paginated_under_slacks_block_limit(slack):
-    examples = [add_example(slack.engine, f"question {i}?", f"answer {i}", author_id=MEMBER) for i in range(25)]
+    examples = [
+        add_example(slack.engine, f"question {i}?", f"answer {i}", author_id=MEMBER) for i in range(25)
+    ]
     pages = []
     for page in ("", "2", "3", "4"):
         before = len(slack.fake.calls("response_url"))
         slack.command(f"review {page}".strip(), user=REVIEWER)
         pages.append(replies(slack, before + 1)[-1])
     assert all(len(p.get("blocks") or []) <= ui.MESSAGE_BLOCKS for p in pages)
-    shown = [[int(b["value"]) for block in p.get("blocks") or [] if block["type"] == "actions"
-              for b in block["elements"][:1]] for p in pages]
+    shown = [
+        [
+            int(b["value"])
+            for block in p.get("blocks") or []
+            if block["type"] == "actions"
+            for b in block["elements"][:1]
+        ]
+        for p in pages
+    ]
     assert [len(ids) for ids in shown] == [9, 9, 7, 0]
     assert sum(shown, []) == [e.id for e in examples]  # every pending example, once, in order
     assert "`/apprenti review 2`" in json.dumps(pages[0]["blocks"]) and "past the end" in pages[3]["text"]
@@ -164,8 +183,19 @@ def test_export_sends_the_approved_pairs_as_jsonl(slack):
     slack.fake.wait_for("files.completeUploadExternal")
     upload = slack.fake.calls("files.getUploadURLExternal")[0]
     assert upload["filename"] == "apprenti-approved.jsonl"
-    assert int(upload["length"]) == len((json.dumps({"messages": [
-        {"role": "user", "content": "What is X?"}, {"role": "assistant", "content": "X is Y."}]}) + "\n").encode())
+    assert int(upload["length"]) == len(
+        (
+            json.dumps(
+                {
+                    "messages": [
+                        {"role": "user", "content": "What is X?"},
+                        {"role": "assistant", "content": "X is Y."},
+                    ]
+                }
+            )
+            + "\n"
+        ).encode()
+    )
     assert "1 pairs" in replies(slack)[0]["text"]
 
 
@@ -183,8 +213,13 @@ def test_home_for_a_member_and_an_admin(slack):
     add_example(slack.engine, "pending question?", "answer", author_id=MEMBER)
     for user in (MEMBER, ADMIN):
         body = slack.event("app_mention_event.json")
-        body["event"] = {"type": "app_home_opened", "user": user, "channel": "D1", "tab": "home",
-                         "event_ts": "1.2"}
+        body["event"] = {
+            "type": "app_home_opened",
+            "user": user,
+            "channel": "D1",
+            "tab": "home",
+            "event_ts": "1.2",
+        }
         assert slack.send_event(body).status == 200
     member_view, admin_view = (c["view"] for c in slack.fake.wait_for("views.publish", 2))
     if member_view is None or json.dumps(member_view).count(ui.RETRAIN):
@@ -214,8 +249,9 @@ def test_status_and_home_give_readiness_advice(slack):
     assert "Readiness advice" in status
     assert "3 approved tone/format pairs; fine-tuning needs at least 50" in status and "47 to go" in status
     assert "1 correction(s) wait for review" in status
-    slack.dispatch(json.dumps(slack.event("app_mention_event.json", type="app_home_opened", user=MEMBER,
-                                          tab="home")))
+    slack.dispatch(
+        json.dumps(slack.event("app_mention_event.json", type="app_home_opened", user=MEMBER, tab="home"))
+    )
     slack.settle()
     home = json.dumps(slack.fake.wait_for("views.publish")[-1]["view"])
     assert "Readiness advice" in home and "47 to go" in home

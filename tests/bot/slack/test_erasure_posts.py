@@ -34,8 +34,12 @@ def correct(h) -> dict:
     row = recent_interactions(h.engine)[0]
     h.action(ui.CORRECT, str(row.id), user=MEMBER)
     view = h.fake.wait_for("views.open")[-1]["view"]
-    h.submit_view(ui.CORRECTION_VIEW, {ui.ANSWER_BLOCK: CORRECTED, ui.NOTE_BLOCK: None},
-                  json.loads(view["private_metadata"]), user=MEMBER)
+    h.submit_view(
+        ui.CORRECTION_VIEW,
+        {ui.ANSWER_BLOCK: CORRECTED, ui.NOTE_BLOCK: None},
+        json.loads(view["private_metadata"]),
+        user=MEMBER,
+    )
     (post,) = h.fake.wait_for("chat.postMessage", where=lambda c: c["channel"] == REVIEW_CHANNEL)
     h.settle()
     deadline = time.monotonic() + 10  # the listener stores where the post went once Slack has answered
@@ -55,8 +59,9 @@ def forget(h, user=MEMBER) -> str:
 def test_forget_deletes_the_review_post(slack):
     post = correct(slack)
     reply = forget(slack)
-    assert [(c["channel"], c["ts"]) for c in slack.fake.calls("chat.delete")] == [(REVIEW_CHANNEL,
-                                                                                     post["_response"]["ts"])]
+    assert [(c["channel"], c["ts"]) for c in slack.fake.calls("chat.delete")] == [
+        (REVIEW_CHANNEL, post["_response"]["ts"])
+    ]
     assert slack.fake.messages(REVIEW_CHANNEL) == []
     assert "deleted" in reply and list_examples(slack.engine) == []
 

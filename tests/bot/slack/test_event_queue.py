@@ -54,8 +54,10 @@ def test_an_event_is_queued_before_the_ack_and_done_only_once_answered(slack):
 def test_a_retry_on_the_other_replica_never_answers_twice(slack, replica_b):
     slack.llm.delay = 0.5
     body = slack.event(text="<@UAPPRENTI> answer me once")
-    with TestClient(make_starlette(slack.app, slack.services, SECRET)) as a, \
-            TestClient(make_starlette(replica_b.app, replica_b.services, SECRET)) as b:
+    with (
+        TestClient(make_starlette(slack.app, slack.services, SECRET)) as a,
+        TestClient(make_starlette(replica_b.app, replica_b.services, SECRET)) as b,
+    ):
         assert post_event(a, body).status_code == 200
         assert post_event(b, body, retry=1).status_code == 200  # while A is still answering
         wait_status(slack.engine, body["event_id"], "done")
@@ -72,7 +74,9 @@ def test_the_other_replica_answers_what_a_dead_one_had_claimed(slack, replica_b)
     enqueue_event(slack.engine, body["event_id"], json.dumps(body), "dead-replica", timedelta(seconds=-1))
     queue = replica_b.services.extra["event_queue"]
     answered = []
-    queue._dispatch = lambda event_id, raw: answered.append(event_id) or queue.run(replica_b.app, event_id, raw)
+    queue._dispatch = lambda event_id, raw: (
+        answered.append(event_id) or queue.run(replica_b.app, event_id, raw)
+    )
     assert queue.tick() == [body["event_id"]]
     assert queue.tick() == []  # B holds it now
     replica_b.fake.wait_for("chat.stopStream")
@@ -117,10 +121,15 @@ def test_forged_or_stale_events_never_reach_the_queue(slack):
     raw = json.dumps(body)
     with TestClient(make_starlette(slack.app, slack.services, SECRET)) as client:
         forged = client.post("/slack/events", content=raw, headers=signed_headers("not-the-secret", raw))
-        stale = client.post("/slack/events", content=raw,
-                            headers=signed_headers(SECRET, raw, timestamp=int(time.time()) - 600))
+        stale = client.post(
+            "/slack/events",
+            content=raw,
+            headers=signed_headers(SECRET, raw, timestamp=int(time.time()) - 600),
+        )
         assert (forged.status_code, stale.status_code) == (401, 401)
-    assert slack.send_event(body, secret="not-the-secret").status == 401  # straight to Bolt (Socket Mode path)
+    assert (
+        slack.send_event(body, secret="not-the-secret").status == 401
+    )  # straight to Bolt (Socket Mode path)
     assert get_event(slack.engine, body["event_id"]) is None
 
 

@@ -18,7 +18,9 @@ from storage.knowledge import open_suspects
 from tests.bot.slack.conftest import ADMIN, MEMBER, REVIEW_CHANNEL, REVIEWER, FakeLLM, make_harness
 from tests.slack_fakes import form_body, template
 
-HANDBOOK = "# IT handbook\n\n## VPN\nThe VPN client is Cisco AnyConnect. Install it from the software center.\n"
+HANDBOOK = (
+    "# IT handbook\n\n## VPN\nThe VPN client is Cisco AnyConnect. Install it from the software center.\n"
+)
 
 
 class EchoFirstLine(FakeLLM):
@@ -28,8 +30,12 @@ class EchoFirstLine(FakeLLM):
         self.calls.append(messages)
         from bot.llm import Completion
 
-        return Completion(text=messages[-1]["content"].split("\n")[0].removeprefix("Text: "), adapter=None,
-                          prompt_tokens=10, completion_tokens=5)
+        return Completion(
+            text=messages[-1]["content"].split("\n")[0].removeprefix("Text: "),
+            adapter=None,
+            prompt_tokens=10,
+            completion_tokens=5,
+        )
 
 
 @pytest.fixture
@@ -37,8 +43,15 @@ def h(fake_slack, tmp_path):
     docs = tmp_path / "docs"
     docs.mkdir()
     (docs / "it.md").write_text(HANDBOOK)
-    harness = make_harness(fake_slack, tmp_path, llm=EchoFirstLine(), plugins=["rag", "fewshot"], pii="off",
-                           prompt_layout="plain", document_roots=[str(docs)])
+    harness = make_harness(
+        fake_slack,
+        tmp_path,
+        llm=EchoFirstLine(),
+        plugins=["rag", "fewshot"],
+        pii="off",
+        prompt_layout="plain",
+        document_roots=[str(docs)],
+    )
     ingest_paths(harness.runtime.settings, [str(docs)], collection="handbook")
     yield harness
     harness.close()
@@ -50,10 +63,13 @@ def submit_correction(h, metadata, corrected, kind=None):
     payload["view"]["callback_id"] = ui.CORRECTION_VIEW
     payload["view"]["private_metadata"] = json.dumps(metadata)
     payload["trigger_id"] = h.fresh_ts()
-    values = {ui.ANSWER_BLOCK: {"value": {"type": "plain_text_input", "value": corrected}},
-              ui.NOTE_BLOCK: {"value": {"type": "plain_text_input", "value": None}},
-              ui.KIND_BLOCK: {"value": {"type": "radio_buttons",
-                                        "selected_option": {"value": kind} if kind else None}}}
+    values = {
+        ui.ANSWER_BLOCK: {"value": {"type": "plain_text_input", "value": corrected}},
+        ui.NOTE_BLOCK: {"value": {"type": "plain_text_input", "value": None}},
+        ui.KIND_BLOCK: {
+            "value": {"type": "radio_buttons", "selected_option": {"value": kind} if kind else None}
+        },
+    }
     payload["view"]["state"]["values"] = values
     return h.dispatch(form_body(payload))
 
@@ -62,14 +78,25 @@ def choose_kind(h, example_id, kind, user=REVIEWER):
     payload = copy.deepcopy(template("block_actions_button.json"))
     payload["user"]["id"] = user
     payload["channel"]["id"] = REVIEW_CHANNEL
-    payload["container"].update({"channel_id": REVIEW_CHANNEL, "message_ts": "111.222", "is_ephemeral": False})
+    payload["container"].update(
+        {"channel_id": REVIEW_CHANNEL, "message_ts": "111.222", "is_ephemeral": False}
+    )
     payload["response_url"] = h.fake.response_url(f"kind-{user}")
     payload["trigger_id"] = h.fresh_ts()
     action = payload["actions"][0]
     action.pop("value", None)
-    action.update({"type": "static_select", "action_id": ui.REVIEW_KIND, "block_id": f"apprenti-review:{example_id}",
-                   "selected_option": {"value": f"{example_id}:{kind}", "text": {"type": "plain_text", "text": kind}},
-                   "action_ts": h.fresh_ts()})
+    action.update(
+        {
+            "type": "static_select",
+            "action_id": ui.REVIEW_KIND,
+            "block_id": f"apprenti-review:{example_id}",
+            "selected_option": {
+                "value": f"{example_id}:{kind}",
+                "text": {"type": "plain_text", "text": kind},
+            },
+            "action_ts": h.fresh_ts(),
+        }
+    )
     return h.dispatch(form_body(payload))
 
 
@@ -90,7 +117,9 @@ def test_a_fact_corrected_in_slack_answers_the_next_person_with_the_team_citatio
     metadata = json.loads(view["private_metadata"])
 
     # left empty, the kind is suggested from the edit: a changed tool name is a fact
-    response = submit_correction(h, metadata, "The VPN client is WireGuard. Install it from the software center.")
+    response = submit_correction(
+        h, metadata, "The VPN client is WireGuard. Install it from the software center."
+    )
     assert response.status == 200
     h.settle()
     (example,) = list_examples(h.engine)
@@ -122,7 +151,9 @@ def test_a_fact_corrected_in_slack_answers_the_next_person_with_the_team_citatio
     assert [s.source for s in open_suspects(h.engine)] == ["it.md"]
     h.command("status", user=ADMIN)
     status = json.dumps([c.get("text") for c in h.fake.wait_for("response_url")], ensure_ascii=False)
-    assert "Documents that produced corrected answers" in status and "it.md" in status and "WireGuard" in status
+    assert (
+        "Documents that produced corrected answers" in status and "it.md" in status and "WireGuard" in status
+    )
 
 
 def test_a_member_cannot_change_the_kind(h):

@@ -45,13 +45,23 @@ def test_an_oversized_unsigned_body_gets_413_over_http(slack):
         response = client.post("/slack/events", content=b"x" * (MAX_BODY + 1))
         assert response.status_code == 413
         body = form_body(template("block_actions_button.json"))
-        assert client.post("/slack/events", content=body, headers=signed_headers(SECRET, body)).status_code == 200
+        assert (
+            client.post("/slack/events", content=body, headers=signed_headers(SECRET, body)).status_code
+            == 200
+        )
 
 
 def test_a_replayed_slash_command_is_refused(slack):
     fields = template("slash_command.form.txt")
-    fields.update({"command": "/apprenti", "text": "help", "user_id": AUDITOR, "channel_id": "C111",
-                   "response_url": slack.fake.response_url("replay")})
+    fields.update(
+        {
+            "command": "/apprenti",
+            "text": "help",
+            "user_id": AUDITOR,
+            "channel_id": "C111",
+            "response_url": slack.fake.response_url("replay"),
+        }
+    )
     body = urlencode(fields)
     headers = signed_headers(SECRET, body)
     assert slack.dispatch(body, headers=headers).status == 200

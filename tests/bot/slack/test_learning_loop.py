@@ -29,7 +29,9 @@ class Recorder:
 @pytest.fixture
 def loop(fake_slack, tmp_path):
     recorder = Recorder()
-    harness = make_harness(fake_slack, tmp_path, plugins=["pii", "recorder"], plugins_extra={"recorder": recorder})
+    harness = make_harness(
+        fake_slack, tmp_path, plugins=["pii", "recorder"], plugins_extra={"recorder": recorder}
+    )
     harness.recorder = recorder
     yield harness
     harness.close()
@@ -56,13 +58,21 @@ def test_ask_correct_review_approve(loop):
     assert view["blocks"][1]["element"]["initial_value"] == row.answer  # pre-filled
 
     # empty and unchanged corrections are refused inside the modal
-    for value, message in [("  ", text.SLACK_CORRECT_EMPTY), (row.answer + "  ", text.SLACK_CORRECT_UNCHANGED)]:
+    for value, message in [
+        ("  ", text.SLACK_CORRECT_EMPTY),
+        (row.answer + "  ", text.SLACK_CORRECT_UNCHANGED),
+    ]:
         response = h.submit_view(ui.CORRECTION_VIEW, {ui.ANSWER_BLOCK: value, ui.NOTE_BLOCK: None}, metadata)
-        assert json.loads(response.body) == {"response_action": "errors", "errors": {ui.ANSWER_BLOCK: message}}
+        assert json.loads(response.body) == {
+            "response_action": "errors",
+            "errors": {ui.ANSWER_BLOCK: message},
+        }
     assert list_examples(h.engine) == []
 
     corrected = "25 days a year, plus public holidays. Ask jane.doe@example.com for details."
-    response = h.submit_view(ui.CORRECTION_VIEW, {ui.ANSWER_BLOCK: corrected, ui.NOTE_BLOCK: "policy 2024"}, metadata)
+    response = h.submit_view(
+        ui.CORRECTION_VIEW, {ui.ANSWER_BLOCK: corrected, ui.NOTE_BLOCK: "policy 2024"}, metadata
+    )
     assert response.status == 200 and not response.body
     review_post = h.fake.wait_for("chat.postMessage", where=lambda c: c["channel"] == REVIEW_CHANNEL)[0]
     thanks = h.fake.wait_for("chat.postEphemeral")[0]
@@ -71,8 +81,12 @@ def test_ask_correct_review_approve(loop):
     assert "jane.doe@example.com" not in example.corrected_answer  # scrubbed before storage
     assert example.review_channel == REVIEW_CHANNEL and example.review_ts == review_post["_response"]["ts"]
     assert thanks["user"] == MEMBER and f"#{example.id}" in thanks["text"]
-    assert [e["action_id"] for e in review_post["blocks"][-1]["elements"]] == [ui.APPROVE, ui.EDIT_APPROVE, ui.REJECT,
-                                                                          ui.REVIEW_KIND]
+    assert [e["action_id"] for e in review_post["blocks"][-1]["elements"]] == [
+        ui.APPROVE,
+        ui.EDIT_APPROVE,
+        ui.REJECT,
+        ui.REVIEW_KIND,
+    ]
 
     # a member may not approve; a reviewer (through a user group) may, and two clicks approve once
     h.action(ui.APPROVE, str(example.id), user=MEMBER, channel=REVIEW_CHANNEL)
@@ -87,7 +101,9 @@ def test_ask_correct_review_approve(loop):
     assert review_updates and review_updates[0]["ts"] == example.review_ts
     assert f"Approved by <@{GROUP_REVIEWER}>" in json.dumps(review_updates[0]["blocks"])
     # the decision buttons are gone; the kind can still be changed
-    actions = [e["action_id"] for b in review_updates[0]["blocks"] if b["type"] == "actions" for e in b["elements"]]
+    actions = [
+        e["action_id"] for b in review_updates[0]["blocks"] if b["type"] == "actions" for e in b["elements"]
+    ]
     assert actions == [ui.REVIEW_KIND]
     told = [c["text"] for c in h.fake.calls("response_url")]
     assert any("already approved" in t for t in told)
@@ -107,19 +123,29 @@ def test_edit_and_approve_and_reject(loop):
     first, second = list_examples(h.engine)
 
     h.action(ui.EDIT_APPROVE, str(first.id), user=REVIEWER, channel=REVIEW_CHANNEL)
-    edit_view = h.fake.wait_for("views.open", where=lambda c: c["view"]["callback_id"] == ui.EDIT_VIEW)[0]["view"]
+    edit_view = h.fake.wait_for("views.open", where=lambda c: c["view"]["callback_id"] == ui.EDIT_VIEW)[0][
+        "view"
+    ]
     assert edit_view["blocks"][1]["element"]["initial_value"] == "First correction"
     meta = json.loads(edit_view["private_metadata"])
-    assert json.loads(h.submit_view(ui.EDIT_VIEW, {ui.ANSWER_BLOCK: ""}, meta, user=REVIEWER).body)[
-        "response_action"] == "errors"
-    assert h.submit_view(ui.EDIT_VIEW, {ui.ANSWER_BLOCK: "Edited correction"}, meta, user=REVIEWER).status == 200
+    assert (
+        json.loads(h.submit_view(ui.EDIT_VIEW, {ui.ANSWER_BLOCK: ""}, meta, user=REVIEWER).body)[
+            "response_action"
+        ]
+        == "errors"
+    )
+    assert (
+        h.submit_view(ui.EDIT_VIEW, {ui.ANSWER_BLOCK: "Edited correction"}, meta, user=REVIEWER).status == 200
+    )
     h.settle()  # the edit is handled in the background: let it land before the next click
     h.action(ui.REJECT, str(second.id), user=REVIEWER, channel=REVIEW_CHANNEL)
     h.settle()
     first, second = get_example(h.engine, first.id), get_example(h.engine, second.id)
     assert (first.status, first.corrected_answer) == ("approved", "Edited correction")
     assert second.status == "rejected"
-    outcomes = json.dumps([u["blocks"] for u in h.fake.calls("chat.update") if u["channel"] == REVIEW_CHANNEL])
+    outcomes = json.dumps(
+        [u["blocks"] for u in h.fake.calls("chat.update") if u["channel"] == REVIEW_CHANNEL]
+    )
     assert f"Edited and approved by <@{REVIEWER}>" in outcomes and f"Rejected by <@{REVIEWER}>" in outcomes
     assert [a for a, *_ in h.recorder.changes] == ["created", "created", "edited", "rejected"]
     opened = len(h.fake.calls("views.open"))
@@ -151,16 +177,28 @@ def test_message_shortcut_finds_the_answer(loop):
     h = loop
     row = ask(h)
     answer_message = h.fake.calls("chat.stopStream")[0]  # the streamed answer's tail
-    payload = {"type": "message_action", "callback_id": ui.CORRECT_SHORTCUT, "trigger_id": "1.2.3",
-               "user": {"id": MEMBER}, "channel": {"id": "C111"}, "team": {"id": "T111"},
-               "response_url": h.fake.response_url("shortcut"),
-               "message": {"ts": answer_message["ts"], "text": "x", "blocks": answer_message["blocks"],
-                           "bot_id": BOT_ID}}
+    payload = {
+        "type": "message_action",
+        "callback_id": ui.CORRECT_SHORTCUT,
+        "trigger_id": "1.2.3",
+        "user": {"id": MEMBER},
+        "channel": {"id": "C111"},
+        "team": {"id": "T111"},
+        "response_url": h.fake.response_url("shortcut"),
+        "message": {
+            "ts": answer_message["ts"],
+            "text": "x",
+            "blocks": answer_message["blocks"],
+            "bot_id": BOT_ID,
+        },
+    }
 
     assert h.dispatch(form_body(payload)).status == 200
     view = h.fake.wait_for("views.open")[0]["view"]
     assert json.loads(view["private_metadata"])["interaction"] == row.id
-    payload["message"]["blocks"] = [{"type": "section", "block_id": "other", "text": {"type": "mrkdwn", "text": "hi"}}]
+    payload["message"]["blocks"] = [
+        {"type": "section", "block_id": "other", "text": {"type": "mrkdwn", "text": "hi"}}
+    ]
     h.dispatch(form_body(payload))
     assert text.SLACK_NOT_AN_ANSWER in h.fake.wait_for("response_url")[0]["text"]
 

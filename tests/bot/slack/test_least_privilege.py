@@ -24,20 +24,38 @@ PRIVATE = "my salary is being renegotiated, what are my options?"
 
 def private_interaction(engine):
     """Someone else's question, asked in their own DM with the bot."""
-    return add_interaction(engine, channel_id="DOTHER", user_id="UOTHER", question=PRIVATE,
-                           answer="Talk to HR about it.", track="default")
+    return add_interaction(
+        engine,
+        channel_id="DOTHER",
+        user_id="UOTHER",
+        question=PRIVATE,
+        answer="Talk to HR about it.",
+        track="default",
+    )
 
 
 def shortcut(h, message: dict, user: str = MEMBER, channel: str = "C111"):
-    payload = {"type": "message_action", "callback_id": ui.CORRECT_SHORTCUT, "trigger_id": "1.2.3",
-               "user": {"id": user}, "channel": {"id": channel}, "team": {"id": "T111"},
-               "response_url": h.fake.response_url("shortcut"), "message": message}
+    payload = {
+        "type": "message_action",
+        "callback_id": ui.CORRECT_SHORTCUT,
+        "trigger_id": "1.2.3",
+        "user": {"id": user},
+        "channel": {"id": channel},
+        "team": {"id": "T111"},
+        "response_url": h.fake.response_url("shortcut"),
+        "message": message,
+    }
     return h.dispatch(form_body(payload))
 
 
 def answer_blocks(interaction_id: int) -> list[dict]:
-    return [{"type": "section", "block_id": f"apprenti-answer:{interaction_id}",
-             "text": {"type": "mrkdwn", "text": "an answer"}}]
+    return [
+        {
+            "type": "section",
+            "block_id": f"apprenti-answer:{interaction_id}",
+            "text": {"type": "mrkdwn", "text": "an answer"},
+        }
+    ]
 
 
 def told(h) -> list[str]:
@@ -66,10 +84,16 @@ def test_shortcut_on_the_bots_message_from_another_conversation_opens_nothing(sl
     assert json.loads(view["private_metadata"])["interaction"] == row.id
 
 
-@pytest.mark.parametrize("action_id,value", [
-    (ui.CORRECT, "{id}"), (ui.VOTE_UP, "{id}"), (ui.VOTE_DOWN, "{id}"), (ui.FEEDBACK, "down:{id}"),
-    (ui.SHARE, "{id}"),
-])
+@pytest.mark.parametrize(
+    "action_id,value",
+    [
+        (ui.CORRECT, "{id}"),
+        (ui.VOTE_UP, "{id}"),
+        (ui.VOTE_DOWN, "{id}"),
+        (ui.FEEDBACK, "down:{id}"),
+        (ui.SHARE, "{id}"),
+    ],
+)
 def test_answer_buttons_refuse_an_interaction_the_clicker_cannot_see(slack, action_id, value):
     row = private_interaction(slack.engine)
     slack.action(action_id, value.format(id=row.id), user=MEMBER, channel="C111")
@@ -83,8 +107,12 @@ def test_answer_buttons_refuse_an_interaction_the_clicker_cannot_see(slack, acti
 
 def test_a_correction_modal_for_an_unseen_interaction_is_refused(slack):
     row = private_interaction(slack.engine)
-    response = slack.submit_view(ui.CORRECTION_VIEW, {ui.ANSWER_BLOCK: "better", ui.NOTE_BLOCK: None},
-                                 {"interaction": row.id, "channel": "C111"}, user=MEMBER)
+    response = slack.submit_view(
+        ui.CORRECTION_VIEW,
+        {ui.ANSWER_BLOCK: "better", ui.NOTE_BLOCK: None},
+        {"interaction": row.id, "channel": "C111"},
+        user=MEMBER,
+    )
     assert json.loads(response.body)["errors"][ui.ANSWER_BLOCK] == text.SLACK_NOT_VISIBLE
 
 
@@ -131,8 +159,9 @@ def test_members_home_leaves_out_run_errors(slack):
     run = acquire_run(slack.engine, "default", "admin", ADMIN)
     finish_run(slack.engine, run.id, "failed", error="Traceback: /srv/apprenti/secret-path.py line 3")
     for user in (MEMBER, ADMIN):
-        slack.dispatch(json.dumps(slack.event("app_mention_event.json", type="app_home_opened", user=user,
-                                              tab="home")))
+        slack.dispatch(
+            json.dumps(slack.event("app_mention_event.json", type="app_home_opened", user=user, tab="home"))
+        )
     slack.settle()
     views = {c["user_id"]: json.dumps(c["view"]) for c in slack.fake.wait_for("views.publish", 2)}
     assert "secret-path" not in views[MEMBER] and f"#{run.id}" in views[MEMBER]
@@ -167,12 +196,20 @@ def test_ingest_refuses_paths_and_symlinks_outside_the_roots(fake_slack, tmp_pat
     (root / "team" / "link.md").symlink_to(outside / "passwords.md")
     (root / "escape").symlink_to(outside)
     indexed = []
-    monkeypatch.setattr("bot.slack.operations.ingest_paths",
-                        lambda settings, paths, **_: indexed.append(paths) or {"documents": 1})
+    monkeypatch.setattr(
+        "bot.slack.operations.ingest_paths",
+        lambda settings, paths, **_: indexed.append(paths) or {"documents": 1},
+    )
     h = make_harness(fake_slack, tmp_path, document_roots=[str(root)])
     try:
-        for args in (str(outside), str(outside / "passwords.md"), f"{root}/../server", str(root / "escape"),
-                     str(root / "team" / "link.md"), str(root)):  # the folder holds a link that leads out
+        for args in (
+            str(outside),
+            str(outside / "passwords.md"),
+            f"{root}/../server",
+            str(root / "escape"),
+            str(root / "team" / "link.md"),
+            str(root),
+        ):  # the folder holds a link that leads out
             assert "is not inside an allowed document folder" in ingest_reply(h, args), args
         assert indexed == []
         assert len(list_events(h.engine, action="slack.denied")) == 6
@@ -209,8 +246,13 @@ def test_the_training_process_gets_no_slack_secret(tmp_path, monkeypatch):
 
     monkeypatch.setattr(bot.scheduler.subprocess, "Popen", Popen)
     monkeypatch.setattr(bot.scheduler, "_PROCESSES", {})  # the fake process must not outlive the test
-    settings = Settings(home=tmp_path / "home", slack_bot_token="xoxb-settings", slack_app_token="xapp-x",
-                        slack_signing_secret="signing", pii="off")
+    settings = Settings(
+        home=tmp_path / "home",
+        slack_bot_token="xoxb-settings",
+        slack_app_token="xapp-x",
+        slack_signing_secret="signing",
+        pii="off",
+    )
     bot.scheduler.spawn_training(Runtime(settings, entrypoints=False), 7)
     assert seen["APPRENTI_HOME"] == str(tmp_path / "home")
     values = json.dumps(seen)

@@ -42,20 +42,36 @@ def test_manifest_uses_the_agent_experience():
     assert "assistant_view" not in features  # new apps can only get agent_view
     agent = features["agent_view"]
     assert agent["agent_description"].strip()
-    assert [(p["title"], p["message"]) for p in agent["suggested_prompts"]] == list(text.SLACK_SUGGESTED_PROMPTS)
-    assert features["app_home"]["messages_tab_enabled"] and not features["app_home"]["messages_tab_read_only_enabled"]
+    assert [(p["title"], p["message"]) for p in agent["suggested_prompts"]] == list(
+        text.SLACK_SUGGESTED_PROMPTS
+    )
+    assert (
+        features["app_home"]["messages_tab_enabled"]
+        and not features["app_home"]["messages_tab_read_only_enabled"]
+    )
     assert manifest()["settings"]["socket_mode_enabled"] is True
 
 
 def test_manifest_scopes_cover_the_calls():
     scopes = set(manifest()["oauth_config"]["scopes"]["bot"])
-    for needed in ("app_mentions:read", "chat:write", "commands", "im:history", "assistant:write",
-                   "usergroups:read", "files:write", "channels:history"):
+    for needed in (
+        "app_mentions:read",
+        "chat:write",
+        "commands",
+        "im:history",
+        "assistant:write",
+        "usergroups:read",
+        "files:write",
+        "channels:history",
+    ):
         assert needed in scopes
 
 
 def test_every_url_points_at_the_single_endpoint():
     data = manifest()
-    urls = [data["settings"]["event_subscriptions"]["request_url"], data["settings"]["interactivity"]["request_url"],
-            data["features"]["slash_commands"][0]["url"]]
+    urls = [
+        data["settings"]["event_subscriptions"]["request_url"],
+        data["settings"]["interactivity"]["request_url"],
+        data["features"]["slash_commands"][0]["url"],
+    ]
     assert all(url.endswith("/slack/events") for url in urls)

@@ -29,8 +29,11 @@ from tests.slack_fakes import form_body, signed_headers, template
 
 def scrape(text: str) -> dict[tuple[str, frozenset], float]:
     """Every sample of an exposition page, by (name, labels), read with prometheus-client's parser."""
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(text) for s in family.samples}
+    return {
+        (s.name, frozenset(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }
 
 
 def value(samples, name: str, **labels) -> float:
@@ -109,7 +112,10 @@ def test_json_logs_carry_the_event_id_into_the_answer_thread(http, slack):
 
     slack.llm.generate = generate
     try:
-        assert post(http, json.dumps(slack.event(event_id="EvJSON0001", text="<@UAPPRENTI> hello?"))).status_code == 200
+        assert (
+            post(http, json.dumps(slack.event(event_id="EvJSON0001", text="<@UAPPRENTI> hello?"))).status_code
+            == 200
+        )
         slack.fake.wait_for("chat.stopStream")
         slack.settle()
         AnswerPool(1).submit(logger.warning, "outside any event").result()
@@ -140,10 +146,21 @@ def test_apprenti_worker_serves_metrics_and_logs_json(tmp_path):
         session.add(TrainingRun(track="default", status="failed"))
     engine.dispose()
     port = free_port()
-    env = {**os.environ, "APPRENTI_HOME": str(home), "APPRENTI_METRICS_PORT": str(port),
-           "APPRENTI_LOG_FORMAT": "json", "APPRENTI_SCHEDULER_INTERVAL": "3600"}
-    process = subprocess.Popen([sys.executable, "-m", "bot.cli.main", "worker"], cwd=tmp_path, env=env,
-                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = {
+        **os.environ,
+        "APPRENTI_HOME": str(home),
+        "APPRENTI_METRICS_PORT": str(port),
+        "APPRENTI_LOG_FORMAT": "json",
+        "APPRENTI_SCHEDULER_INTERVAL": "3600",
+    }
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bot.cli.main", "worker"],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     try:
         deadline = time.monotonic() + 60
         while True:

@@ -26,23 +26,46 @@ def test_run_lifecycle_messages(fake_slack, engine):
 
     n.run_queued(run, State())
     with session_scope(engine) as session:
-        session.add(Adapter(track="default", version=2, name="default/v2", base_model="tiny", path="/x",
-                            status="candidate", metrics={"rougeL": 0.52, "verdict": "kept as candidate"}))
+        session.add(
+            Adapter(
+                track="default",
+                version=2,
+                name="default/v2",
+                base_model="tiny",
+                path="/x",
+                status="candidate",
+                metrics={"rougeL": 0.52, "verdict": "kept as candidate"},
+            )
+        )
     finish_run(engine, run.id, "succeeded", adapter_name="default/v2")
     n.run_finished(get_run(engine, run.id))
-    n.daily_summary({"runs": 1, "by_status": {"succeeded": 1},
-                     "tracks": {"default": {"approved": 60, "unused": 0, "due": False}}})
+    n.daily_summary(
+        {
+            "runs": 1,
+            "by_status": {"succeeded": 1},
+            "tracks": {"default": {"approved": 60, "unused": 0, "due": False}},
+        }
+    )
     queued, finished, summary = fake_slack.wait_for("chat.postMessage", 3)
     assert all(c["channel"] == "CADMIN" for c in (queued, finished, summary))
-    assert "run #1 for track *default* started (admin by <@UADMIN>): 12 new approved example(s), 60 in all" in \
-        queued["text"]
+    assert (
+        "run #1 for track *default* started (admin by <@UADMIN>): 12 new approved example(s), 60 in all"
+        in queued["text"]
+    )
     rendered = json.dumps(finished["blocks"])
     assert "succeeded" in finished["text"] and "default/v2" in rendered and "rougeL 0.52" in rendered
     buttons = [b for b in finished["blocks"] if b["type"] == "actions"][0]["elements"]
     assert [(b["action_id"], b["value"]) for b in buttons] == [
-        (ui.ACTIVATE, "default/v2"), (ui.DISCARD, "default/v2"),  # the candidate
-        (ui.ROLLBACK, "default"), (ui.RETRAIN, "default"), (ui.STATUS, "default")]  # no slash command needed
-    assert "1 training run(s) (1 succeeded)" in summary["text"] and "track *default*: 60 approved" in summary["text"]
+        (ui.ACTIVATE, "default/v2"),
+        (ui.DISCARD, "default/v2"),  # the candidate
+        (ui.ROLLBACK, "default"),
+        (ui.RETRAIN, "default"),
+        (ui.STATUS, "default"),
+    ]  # no slash command needed
+    assert (
+        "1 training run(s) (1 succeeded)" in summary["text"]
+        and "track *default*: 60 approved" in summary["text"]
+    )
 
 
 def test_failed_run_and_slack_errors_do_not_raise(fake_slack, engine):

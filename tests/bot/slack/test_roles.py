@@ -26,8 +26,10 @@ TABLE = {
     "review": (False, True, False, True),
     "audit": (False, False, True, True),
     "adapters": (False, False, True, True),
-    **{cap: (False, False, False, True) for cap in
-       ("retrain", "activate", "rollback", "discard", "forget", "export", "ingest")},
+    **{
+        cap: (False, False, False, True)
+        for cap in ("retrain", "activate", "rollback", "discard", "forget", "export", "ingest")
+    },
 }
 
 
@@ -66,17 +68,35 @@ def test_unresolvable_group_grants_nothing():
 
 
 # --- through the app: each subcommand and button, by each kind of user -----------------------------
-USERS = {"member": MEMBER_ID, "reviewer": REVIEWER_ID, "group-reviewer": GROUP_REVIEWER, "auditor": AUDITOR_ID,
-         "admin": ADMIN_ID}
+USERS = {
+    "member": MEMBER_ID,
+    "reviewer": REVIEWER_ID,
+    "group-reviewer": GROUP_REVIEWER,
+    "auditor": AUDITOR_ID,
+    "admin": ADMIN_ID,
+}
 COMMAND_CASES = [
     # (subcommand, who, allowed)
-    ("help", "member", True), ("status", "member", False), ("status", "auditor", True),
-    ("status", "reviewer", True), ("review", "member", False), ("review", "auditor", False),
-    ("review", "group-reviewer", True), ("review", "admin", True), ("audit", "reviewer", False),
-    ("audit", "auditor", True), ("adapters", "member", False), ("adapters", "auditor", True),
-    ("retrain", "reviewer", False), ("retrain", "auditor", False), ("retrain", "admin", True),
-    ("export", "auditor", False), ("export", "admin", True), ("forget <@U123>", "reviewer", False),
-    ("activate default/v1", "auditor", False), ("rollback", "member", False),
+    ("help", "member", True),
+    ("status", "member", False),
+    ("status", "auditor", True),
+    ("status", "reviewer", True),
+    ("review", "member", False),
+    ("review", "auditor", False),
+    ("review", "group-reviewer", True),
+    ("review", "admin", True),
+    ("audit", "reviewer", False),
+    ("audit", "auditor", True),
+    ("adapters", "member", False),
+    ("adapters", "auditor", True),
+    ("retrain", "reviewer", False),
+    ("retrain", "auditor", False),
+    ("retrain", "admin", True),
+    ("export", "auditor", False),
+    ("export", "admin", True),
+    ("forget <@U123>", "reviewer", False),
+    ("activate default/v1", "auditor", False),
+    ("rollback", "member", False),
 ]
 
 
@@ -97,10 +117,18 @@ def test_command_roles(slack, command, who, ok):
 
 
 BUTTON_CASES = [
-    (ui.APPROVE, "member", False), (ui.APPROVE, "auditor", False), (ui.APPROVE, "reviewer", True),
-    (ui.APPROVE, "group-reviewer", True), (ui.APPROVE, "admin", True), (ui.REJECT, "member", False),
-    (ui.REJECT, "reviewer", True), (ui.EDIT_APPROVE, "auditor", False), (ui.EDIT_APPROVE, "reviewer", True),
-    (ui.RETRAIN, "reviewer", False), (ui.RETRAIN, "admin", True), (ui.ROLLBACK, "auditor", False),
+    (ui.APPROVE, "member", False),
+    (ui.APPROVE, "auditor", False),
+    (ui.APPROVE, "reviewer", True),
+    (ui.APPROVE, "group-reviewer", True),
+    (ui.APPROVE, "admin", True),
+    (ui.REJECT, "member", False),
+    (ui.REJECT, "reviewer", True),
+    (ui.EDIT_APPROVE, "auditor", False),
+    (ui.EDIT_APPROVE, "reviewer", True),
+    (ui.RETRAIN, "reviewer", False),
+    (ui.RETRAIN, "admin", True),
+    (ui.ROLLBACK, "auditor", False),
 ]
 
 

@@ -15,8 +15,11 @@ from tests.slack_fakes import SLACK_DATA
 
 
 def envelopes() -> dict[str, dict]:
-    lines = [json.loads(line) for line in (SLACK_DATA / "socket_mode_envelopes.jsonl").read_text().splitlines()
-             if line.strip()]
+    lines = [
+        json.loads(line)
+        for line in (SLACK_DATA / "socket_mode_envelopes.jsonl").read_text().splitlines()
+        if line.strip()
+    ]
     return {e["type"] if e["type"] != "events_api" else e["payload"]["event"]["type"]: e for e in lines}
 
 
@@ -33,8 +36,15 @@ def socket_server():
         mention = chosen["app_mention"]
         mention["payload"]["event"]["text"] = "<@U111> What is our VPN address?"
         ws.send(json.dumps(mention))
-        ws.send(json.dumps(chosen["slash_commands"] | {"payload": chosen["slash_commands"]["payload"] | {
-            "command": "/apprenti", "text": "help", "response_url": config["response_url"]}}))
+        ws.send(
+            json.dumps(
+                chosen["slash_commands"]
+                | {
+                    "payload": chosen["slash_commands"]["payload"]
+                    | {"command": "/apprenti", "text": "help", "response_url": config["response_url"]}
+                }
+            )
+        )
         sent.set()
         while not done.is_set():
             try:
@@ -61,7 +71,9 @@ def test_socket_mode_acks_envelopes_and_answers(slack, socket_server):
         update = slack.fake.wait_for("chat.stopStream", timeout=20)[0]
         assert "What is our VPN address?" in recent_interactions(slack.engine)[0].question
         assert update["channel"] == "C111"
-        assert "/apprenti ask" in slack.fake.wait_for("response_url", timeout=10)[0]["text"]  # the command's answer
+        assert (
+            "/apprenti ask" in slack.fake.wait_for("response_url", timeout=10)[0]["text"]
+        )  # the command's answer
         chosen = envelopes()
         acked = {m.get("envelope_id") for m in received}
         for _ in range(50):

@@ -108,7 +108,7 @@ def serve(
         if socket_mode:
             metrics.watch_queue("answers", lambda: services.pool.pending)
             metrics.serve_port(settings.metrics_port)  # over HTTP, /metrics is on the serving port
-            run_socket_mode(app, settings.slack_app_token, queue=services.extra.get("event_queue"))
+            run_socket_mode(app, settings.slack_app_token, queue=services.event_queue)
         else:
             run_http(app, services, host=host, port=port, signing_secret=settings.slack_signing_secret)
     except KeyboardInterrupt:
@@ -118,8 +118,7 @@ def serve(
             stop()
         services.pool.wait_idle(timeout=30)
         services.pool.shutdown(wait=False)
-        if (queue := services.extra.get("event_queue")) is not None:
-            queue.stop(release=True)  # what is still unanswered goes to the other replicas at once
+        services.event_queue.stop(release=True)  # what is still unanswered goes to the other replicas at once
 
 
 def register(app: typer.Typer) -> None:

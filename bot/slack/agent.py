@@ -11,7 +11,7 @@ from slack_bolt import Assistant
 from slack_sdk.errors import SlackApiError
 
 from bot import messages as text
-from bot.slack.asking import Question, clean
+from bot.slack.asking import Question, clean, submit
 from bot.slack.context import ViewedChannels, viewed_channel
 from bot.slack.services import Services
 
@@ -27,8 +27,7 @@ def chat_tab(event: dict) -> bool:
 
 
 def register(app, services: Services) -> None:
-    viewed: ViewedChannels = services.extra["viewed_channels"]
-    submit = services.extra["submit_question"]
+    viewed: ViewedChannels = services.viewed
 
     @app.event("app_home_opened", matchers=[chat_tab])
     def on_chat_opened(event, ack, set_suggested_prompts):
@@ -61,6 +60,7 @@ def register(app, services: Services) -> None:
         channel, thread = payload["channel"], payload.get("thread_ts")
         viewed.remember(channel, viewed_channel(payload), thread)
         submit(
+            services,
             Question(
                 text=clean(payload.get("text")),
                 channel=channel,
@@ -70,7 +70,7 @@ def register(app, services: Services) -> None:
                 message_ts=payload.get("ts"),
                 dm=True,
                 viewed=viewed.viewed(channel, thread),
-            )
+            ),
         )
 
     app.assistant(assistant)

@@ -12,7 +12,6 @@ from slack_sdk import WebClient
 from bot.roles import Roles
 from bot.settings import SettingsError
 from bot.slack import agent, asking, commands, feedback, home, review
-from bot.slack.context import ViewedChannels
 from bot.slack.middleware import make_authorize, make_drop_retries, make_refuse_replays
 from bot.slack.notify import Notifier, make_client
 from bot.slack.services import AnswerPool, Services
@@ -84,7 +83,6 @@ def create_app(
         review_channel=settings.review_channel,
         admin_channel=settings.admin_channel,
     )
-    services.extra["viewed_channels"] = ViewedChannels()
 
     app.use(make_refuse_replays(services))
     app.use(make_drop_retries(services))

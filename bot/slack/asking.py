@@ -116,7 +116,7 @@ def assistant_for(services: Services, q: Question):
 def show_thinking(services: Services, q: Question) -> None:
     """Slack's loading status under the question while retrieval and the first tokens run; a channel
     where Slack refuses it is not asked again (the stream then shows the first words instead)."""
-    if not q.dm and services.extra.get("status_in_channels") is False:
+    if not q.dm and not services.status_in_channels:
         return
     try:
         services.client.assistant_threads_setStatus(
@@ -128,7 +128,7 @@ def show_thinking(services: Services, q: Question) -> None:
     except SlackApiError as exc:
         log.info("no thinking status in %s: %s", q.channel, exc.response.get("error"))
         if not q.dm:
-            services.extra["status_in_channels"] = False
+            services.status_in_channels = False
 
 
 def set_title(services: Services, q: Question) -> None:
@@ -209,17 +209,33 @@ def answer_question(services: Services, q: Question) -> None:
     deliver(services, q, messages, False)
 
 
-def register(app, services: Services) -> Callable[[Question], None]:
-    def submit(q: Question) -> None:
-        services.pool.submit(answer_question, services, q)  # an empty question is answered with a hint
+def submit(services: Services, q: Question) -> None:
+    """Answered off the ack path, in the AnswerPool (an empty question is answered with a hint)."""
+    services.pool.submit(answer_question, services, q)
 
-    services.extra["submit_question"] = submit
-    viewed = services.extra["viewed_channels"]
+
+def ask_command(services: Services, q_text: str, body: dict, respond) -> None:
+    """`/apprenti ask …`: answered privately, through the command's response_url."""
+    submit(
+        services,
+        Question(
+            text=q_text.strip(),
+            channel=body.get("channel_id"),
+            user=body.get("user_id"),
+            team=body.get("team_id"),
+            respond=respond,
+        ),
+    )
+
+
+def register(app, services: Services) -> None:
+    viewed = services.viewed
 
     @app.event("app_mention")
     def on_mention(event, body, ack):
         ack()
         submit(
+            services,
             Question(
                 text=clean(event.get("text")),
                 channel=event["channel"],
@@ -227,7 +243,7 @@ def register(app, services: Services) -> Callable[[Question], None]:
                 team=body.get("team_id"),
                 thread_ts=event.get("thread_ts"),
                 message_ts=event.get("ts"),
-            )
+            ),
         )
 
     @app.event("message")
@@ -240,6 +256,7 @@ def register(app, services: Services) -> Callable[[Question], None]:
         if event.get("channel_type") == "im":
             viewed.remember(channel, viewed_channel(event), thread)
             submit(
+                services,
                 Question(
                     text=clean(event.get("text")),
                     channel=channel,
@@ -249,7 +266,7 @@ def register(app, services: Services) -> Callable[[Question], None]:
                     message_ts=event.get("ts"),
                     dm=True,
                     viewed=viewed.viewed(channel, thread),
-                )
+                ),
             )
             return
         # In channels only follow-ups in a thread the bot answered; a message mentioning the bot is
@@ -258,6 +275,7 @@ def register(app, services: Services) -> Callable[[Question], None]:
             return
         if bot_answered_thread(services.engine, channel, thread):
             submit(
+                services,
                 Question(
                     text=clean(event.get("text")),
                     channel=channel,
@@ -265,19 +283,5 @@ def register(app, services: Services) -> Callable[[Question], None]:
                     team=body.get("team_id"),
                     thread_ts=thread,
                     message_ts=event.get("ts"),
-                )
+                ),
             )
-
-    def ask_command(q_text: str, body: dict, respond) -> None:
-        submit(
-            Question(
-                text=q_text.strip(),
-                channel=body.get("channel_id"),
-                user=body.get("user_id"),
-                team=body.get("team_id"),
-                respond=respond,
-            )
-        )
-
-    services.extra["ask_command"] = ask_command
-    return submit

@@ -12,8 +12,8 @@ from slack_sdk.errors import SlackApiError
 
 from bot import messages as text
 from bot.roles import describe
+from bot.slack import asking, reports
 from bot.slack import blocks as ui
-from bot.slack import reports
 from bot.slack.errors import report
 from bot.slack.middleware import COMMAND, subcommand
 from bot.slack.operations import Operations
@@ -59,7 +59,7 @@ def _help(services: Services, ops: Operations, call: Call):
 def _ask(services: Services, ops: Operations, call: Call):
     if not call.args.strip():
         return text.EMPTY_QUESTION
-    services.extra["ask_command"](call.args, call.body, call.respond)
+    asking.ask_command(services, call.args, call.body, call.respond)
     return None  # the answer arrives through response_url
 
 

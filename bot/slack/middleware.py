@@ -14,7 +14,7 @@ from slack_sdk.webhook import WebhookClient
 from bot import messages as text
 from bot.roles import ROLE_ENV, describe, required_roles
 from bot.slack import blocks as ui
-from bot.slack.event_queue import EventQueue, current_hold
+from bot.slack.event_queue import current_hold
 from bot.slack.services import Services
 from storage.audit import audit
 from storage.events import claim_nonce
@@ -71,27 +71,12 @@ def capability_for(body: dict) -> tuple[str | None, str | None]:
     return None, None
 
 
-def event_queue(services: Services) -> EventQueue:
-    """The process's side of the durable event queue (bot/slack/event_queue.py), made once per app."""
-    queue = services.extra.get("event_queue")
-    if queue is None:
-        settings = services.runtime.settings
-        queue = EventQueue(
-            services.engine,
-            lease=settings.event_lease,
-            poll_interval=settings.event_poll_interval,
-            max_attempts=settings.event_max_attempts,
-        )
-        services.extra["event_queue"] = queue
-    return queue
-
-
 def make_drop_retries(services: Services):
     """Every event is answered once: an event not yet queued (Socket Mode, or a request dispatched
     straight to the app) is written to the queue before its listener runs, and so before Bolt's ack;
     one the queue already holds (a Slack retry, on this replica or another) is dropped. An event the
     queue dispatches (received by the HTTP server, or claimed from a dead replica) passes."""
-    queue = event_queue(services)
+    queue = services.event_queue
 
     def drop_retries(body, request, logger, next):
         event_id = body.get("event_id") if body.get("type") == "event_callback" else None

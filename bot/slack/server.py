@@ -108,7 +108,7 @@ def make_starlette(
     app: App, services=None, signing_secret: str | None = None, *, early_ack: bool = True
 ) -> Starlette:
     verifier = SignatureVerifier(signing_secret) if signing_secret else None
-    queue = services.extra.get("event_queue") if services is not None else None
+    queue = services.event_queue if services is not None else None
     dispatcher = EventDispatcher(app, queue) if early_ack and verifier and queue is not None else None
 
     async def events(request: Request) -> Response:

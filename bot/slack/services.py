@@ -15,7 +15,8 @@ from typing import Any
 from slack_sdk import WebClient
 
 from bot.roles import Roles
-from bot.slack.event_queue import current_hold
+from bot.slack.context import ViewedChannels
+from bot.slack.event_queue import EventQueue, current_hold
 from plugins.pii import scrub
 
 log = logging.getLogger("apprenti.slack")
@@ -87,7 +88,21 @@ class Services:
     listeners: AnswerPool | None = None  # Bolt's listener threads, counted so shutdown can drain them
     review_channel: str | None = None
     admin_channel: str | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
+    # The channel each DM's person views in the agent pane (its profile applies to the DM's answers).
+    viewed: ViewedChannels = field(default_factory=ViewedChannels)
+    # Cleared when Slack refuses the thinking status in a channel: channels are not asked again.
+    status_in_channels: bool = True
+
+    @cached_property
+    def event_queue(self) -> EventQueue:
+        """The process's side of the durable event queue (bot/slack/event_queue.py), made once per app."""
+        settings = self.runtime.settings
+        return EventQueue(
+            self.engine,
+            lease=settings.event_lease,
+            poll_interval=settings.event_poll_interval,
+            max_attempts=settings.event_max_attempts,
+        )
 
     @cached_property
     def operations(self):

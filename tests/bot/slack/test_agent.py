@@ -117,7 +117,7 @@ def test_the_older_assistant_pane_through_bolts_assistant(agent):
     changed["event"]["assistant_thread"]["context"]["channel_id"] = "COTHER"
     agent.send_event(changed)
     agent.settle()
-    assert agent.services.extra["viewed_channels"].viewed("D111", "1726133698.626339") == "COTHER"
+    assert agent.services.viewed.viewed("D111", "1726133698.626339") == "COTHER"
 
 
 def test_thumbs_down_records_the_vote_and_offers_the_correction(agent):

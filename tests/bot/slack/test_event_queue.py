@@ -43,12 +43,12 @@ def test_an_event_is_queued_before_the_ack_and_done_only_once_answered(slack):
     with TestClient(make_starlette(slack.app, slack.services, SECRET)) as client:
         assert post_event(client, body).status_code == 200
         row = get_event(slack.engine, body["event_id"])
-        assert row is not None and row.holder == slack.services.extra["event_queue"].holder
+        assert row is not None and row.holder == slack.services.event_queue.holder
         assert row.status == "queued"  # acknowledged, not yet answered
         slack.fake.wait_for("chat.stopStream")
         row = wait_status(slack.engine, body["event_id"], "done")
         assert row.attempts == 1
-        assert slack.services.extra["event_queue"].held == 0
+        assert slack.services.event_queue.held == 0
 
 
 def test_a_retry_on_the_other_replica_never_answers_twice(slack, replica_b):
@@ -72,7 +72,7 @@ def test_the_other_replica_answers_what_a_dead_one_had_claimed(slack, replica_b)
     """Replica A wrote the event and died before answering: B's poller answers it, once."""
     body = slack.event(text="<@UAPPRENTI> are you there?")
     enqueue_event(slack.engine, body["event_id"], json.dumps(body), "dead-replica", timedelta(seconds=-1))
-    queue = replica_b.services.extra["event_queue"]
+    queue = replica_b.services.event_queue
     answered = []
     queue._dispatch = lambda event_id, raw: (
         answered.append(event_id) or queue.run(replica_b.app, event_id, raw)
@@ -92,14 +92,14 @@ def test_the_other_replica_answers_what_a_dead_one_had_claimed(slack, replica_b)
 def test_a_claim_is_renewed_while_the_answer_takes_longer_than_the_lease(fake_slack, tmp_path):
     harness = make_harness(fake_slack, tmp_path, llm=FakeLLM(delay=3.0), event_lease=1.0)
     try:
-        queue = harness.services.extra["event_queue"]
+        queue = harness.services.event_queue
         other = make_harness(fake_slack, tmp_path / "b", database_url=harness.runtime.settings.database_url)
         body = harness.event(text="<@UAPPRENTI> slow one")
         assert harness.send_event(body).status == 200  # straight to Bolt: queued by the middleware
         for _ in range(8):  # 4 s: past the 1 s lease, renewed by A's ticks; B finds nothing due
             time.sleep(0.5)
             queue.tick()
-            assert other.services.extra["event_queue"].tick() == []
+            assert other.services.event_queue.tick() == []
         wait_status(harness.engine, body["event_id"], "done")
         harness.settle()
         other.close()
@@ -135,7 +135,7 @@ def test_forged_or_stale_events_never_reach_the_queue(slack):
 
 def test_a_database_that_cannot_take_the_event_gets_slack_to_retry(slack):
     body = slack.event(text="<@UAPPRENTI> are you up?")
-    queue = slack.services.extra["event_queue"]
+    queue = slack.services.event_queue
     real = queue.engine
     from sqlalchemy import create_engine
 
@@ -158,7 +158,7 @@ def test_a_replica_that_lost_its_claim_while_stalled_does_not_answer_too(slack):
 
     body = slack.event(text="<@UAPPRENTI> who answers me?")
     raw = json.dumps(body)
-    queue = slack.services.extra["event_queue"]
+    queue = slack.services.event_queue
     assert queue.accept(body["event_id"], raw)
     expire(slack.engine, body["event_id"])
     assert claim_due(slack.engine, "replica-b", timedelta(seconds=30)) == [(body["event_id"], raw)]

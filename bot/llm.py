@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
 from sqlalchemy import Engine
 
 from bot import messages as text
-from storage.adapters import active_adapter
+from finetune.hotswap import AdapterWatcher
 
 log = logging.getLogger("apprenti.llm")
 
@@ -165,41 +164,67 @@ def _describe(exc: BaseException | None) -> str | None:
     return f"{type(exc).__name__}: {exc}"
 
 
-class ActiveAdapters:
-    """The active adapter of each track, read from the registry at most every `refresh_seconds`,
-    so an activation or a rollback reaches every serving process within that delay."""
+class ServerAdapters:
+    """The adapters an OpenAI-compatible model server (vLLM with `--enable-lora`) holds, as the adapter
+    watcher's target (finetune/hotswap.py): loading one asks the server for it (`/load_lora_adapter`)
+    unless the server lists it already, then unloads the track's other versions, those another
+    replica loaded included; removing one unloads it (`/unload_lora_adapter`)."""
 
-    def __init__(self, engine: Engine | None, refresh_seconds: float = 2.0):
-        self.engine = engine
-        self.refresh_seconds = refresh_seconds
-        self._seen: dict[str, tuple[float, str | None, str | None]] = {}
-        self._lock = threading.Lock()
+    def __init__(self, base_url: str, *, api_key: str, timeout: float):
+        self.base_url = base_url
+        self.api_key = api_key
+        self.timeout = timeout
+        self.adapters: set[str] = set()  # what this process loaded or found on the server
 
-    def lookup(self, track: str) -> tuple[str | None, str | None, bool]:
-        """(name, path, changed) of the track's active adapter; (None, None, ...) for the base model."""
-        if self.engine is None:
-            return None, None, False
-        with self._lock:
-            first = track not in self._seen
-            checked, name, path = self._seen.get(track, (0.0, None, None))
-            # (monotonic() counts from boot: a first lookup must not wait for it to pass refresh_seconds)
-            if not first and time.monotonic() - checked < self.refresh_seconds:
-                return name, path, False
-            row = active_adapter(self.engine, track)
-            new = (row.name, row.path) if row is not None else (None, None)
-            changed = new != (name, path) or first
-            self._seen[track] = (time.monotonic(), *new)
-            return (*new, changed)
+    def _request(self, method: str, path: str, **kwargs):
+        import httpx
 
-    def expire(self, track: str) -> None:
-        """Read the registry again at the next lookup (which then reports a change)."""
-        with self._lock:
-            self._seen.pop(track, None)
+        return httpx.request(
+            method,
+            f"{self.base_url}{path}",
+            headers={"Authorization": f"Bearer {self.api_key}"},
+            timeout=self.timeout,
+            **kwargs,
+        )
 
-    def retry_later(self, track: str) -> None:
-        """After a failed load: serve the base model, and try the adapter again after the refresh delay."""
-        with self._lock:
-            self._seen[track] = (time.monotonic(), None, None)
+    def models(self) -> set[str]:
+        response = self._request("GET", "/models")
+        response.raise_for_status()
+        return {item.get("id") for item in response.json().get("data", [])}
+
+    def load_adapter(self, name: str, path: str) -> None:
+        served = self.models()
+        if name not in served:
+            response = self._request(
+                "POST", "/load_lora_adapter", json={"lora_name": name, "lora_path": path}
+            )
+            # Another replica may have loaded it between our listing and this request.
+            if response.status_code >= 400 and "already" not in response.text.lower():
+                raise RuntimeError(
+                    f"HTTP {response.status_code}: {response.text[:200]} (start vLLM with --enable-lora and "
+                    "VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, or list the adapter in --lora-modules)"
+                )
+        self.adapters.add(name)
+        track = name.rpartition("/v")[0]
+        for other in sorted(served):
+            if other != name and track and other.startswith(f"{track}/v"):
+                self._unload(other)
+
+    def remove_adapter(self, name: str) -> None:
+        if name in self.adapters:
+            self._unload(name)
+
+    def forget(self, name: str) -> None:
+        """The server no longer holds `name` (it restarted)."""
+        self.adapters.discard(name)
+
+    def _unload(self, name: str) -> None:
+        response = self._request("POST", "/unload_lora_adapter", json={"lora_name": name})
+        self.adapters.discard(name)
+        if response.status_code >= 400:  # already gone (another replica, a restart): nothing to free
+            log.info("unloading %s from %s: HTTP %s", name, self.base_url, response.status_code)
+        else:
+            log.warning("unloaded retired adapter %s from %s", name, self.base_url)
 
 
 class LocalLLM(LLM):
@@ -218,8 +243,6 @@ class LocalLLM(LLM):
         refresh_seconds: float = 2.0,
         timeout: float | None = None,
     ):
-        from finetune.hotswap import AdapterWatcher
-
         self.model = model
         # Generation stops after this many seconds and the answer so far is sent with a notice.
         self.timeout = timeout
@@ -230,29 +253,13 @@ class LocalLLM(LLM):
         self.refresh_seconds = refresh_seconds
         # The registry's hot-swap watcher: loads what became active, keeps the last versions and the
         # candidates resident so an activation or a rollback is a pointer switch.
-        self.watcher = AdapterWatcher(engine, model) if engine is not None else None
-        self._refreshed = 0.0
-        self._refresh_lock = threading.Lock()
+        self.watcher = (
+            AdapterWatcher(engine, model, refresh_seconds=refresh_seconds) if engine is not None else None
+        )
 
     def adapter_for(self, track: str) -> str | None:
         """The active adapter's name for a track (loaded if needed), or None for the base model."""
-        if self.watcher is None:
-            return None
-        with self._refresh_lock:
-            if time.monotonic() - self._refreshed >= self.refresh_seconds:
-                try:
-                    for swap in self.watcher.refresh():
-                        if swap.error:
-                            log.error(
-                                "track %s: %s; still serving %s",
-                                swap.track,
-                                swap.error,
-                                swap.old or "the base model",
-                            )
-                except Exception:  # noqa: BLE001 - a registry hiccup must not stop answers
-                    log.exception("could not read the active adapters; serving what is loaded")
-                self._refreshed = time.monotonic()
-        return self.watcher.adapter_for(track)
+        return self.watcher.current(track) if self.watcher is not None else None
 
     def _count(self, messages) -> int:
         return self.model.count_tokens(self.model.render(messages))
@@ -406,9 +413,22 @@ class OpenAILLM(LLM):
         self.max_new_tokens = max_new_tokens
         self.temperature = temperature
         self.max_prompt_tokens = max_prompt_tokens
-        self.active = ActiveAdapters(engine, refresh_seconds)
-        # track -> (served adapter or None, notice to show with its answers or None)
-        self._served: dict[str, tuple[str | None, str | None]] = {}
+        self.refresh_seconds = refresh_seconds
+        self.server = ServerAdapters(self.base_url, api_key=api_key, timeout=timeout)
+        # The registry's watcher (the local backend's too), here loading into the model server: retired
+        # versions are unloaded at once, and a version the server refused is tried again after a while.
+        self.watcher = (
+            AdapterWatcher(
+                engine,
+                self.server,
+                keep_loaded=0,
+                preload_candidates=False,
+                refresh_seconds=refresh_seconds,
+                retry_seconds=refresh_seconds,
+            )
+            if engine is not None
+            else None
+        )
         self._clients: dict[str, object] = {}
         self._lock = threading.Lock()
         self._sync_lock = threading.Lock()
@@ -416,80 +436,16 @@ class OpenAILLM(LLM):
         self._tokenizer_state: tuple[bool, object | None] = (False, None)  # (tried, tokenizer)
 
     # --- which model the server should run ------------------------------------------------------
-    def _request(self, method: str, path: str, **kwargs):
-        import httpx
-
-        return httpx.request(
-            method,
-            f"{self.base_url}{path}",
-            headers={"Authorization": f"Bearer {self.api_key}"},
-            timeout=self.timeout,
-            **kwargs,
-        )
-
-    def _server_models(self) -> set[str]:
-        response = self._request("GET", "/models")
-        response.raise_for_status()
-        return {item.get("id") for item in response.json().get("data", [])}
-
-    def _load_into_server(self, name: str, path: str) -> None:
-        response = self._request("POST", "/load_lora_adapter", json={"lora_name": name, "lora_path": path})
-        # Another replica may have loaded it between our listing and this request.
-        if response.status_code >= 400 and "already" not in response.text.lower():
-            raise RuntimeError(f"HTTP {response.status_code}: {response.text[:200]}")
-
-    def _unload_from_server(self, name: str) -> None:
-        response = self._request("POST", "/unload_lora_adapter", json={"lora_name": name})
-        if response.status_code >= 400:  # already gone (another replica, a restart): nothing to free
-            log.info("unloading %s from %s: HTTP %s", name, self.base_url, response.status_code)
-        else:
-            log.warning("unloaded retired adapter %s from %s", name, self.base_url)
-
-    def _sync(self, track: str, name: str | None, path: str | None) -> None:
-        """Make the server serve `name` (None: the base model) and none of the track's other versions."""
-        served = self._server_models()
-        for other in sorted(served):
-            if other != name and other.startswith(f"{track}/v"):
-                self._unload_from_server(other)
-        if name is not None and name not in served:
-            self._load_into_server(name, path)
-
     def _choose(self, track: str) -> tuple[str | None, str | None]:
-        """(served adapter or None, notice) for a track, bringing the server in line when the registry changed."""
+        """(served adapter or None, notice) for a track, the server brought in line with the registry."""
+        if self.watcher is None:
+            return None, None
         with self._sync_lock:
-            name, path, changed = self.active.lookup(track)
-            if not changed:
-                return self._served.get(track, (None, None))
-            try:
-                self._sync(track, name, path)
-                choice = (name, None)
-            except Exception as exc:  # noqa: BLE001 - serve the base model rather than nothing
-                if name is None:
-                    log.warning(
-                        "could not unload the retired adapters of track %s from %s: %s",
-                        track,
-                        self.base_url,
-                        exc,
-                    )
-                    choice = (None, None)
-                else:
-                    choice = (None, self._fall_back(track, name, exc))
-            self._served[track] = choice
-            return choice
-
-    def _fall_back(self, track: str, name: str, why) -> str:
-        log.error(
-            "adapter %s is not served by %s and cannot be loaded there (%s); serving the base "
-            "model. Start vLLM with --enable-lora and VLLM_ALLOW_RUNTIME_LORA_UPDATING=True, "
-            "or list the adapter in --lora-modules.",
-            name,
-            self.base_url,
-            why,
-        )
-        self.active.retry_later(track)
-        notice = text.ADAPTER_NOT_SERVED.format(adapter=name)
-        self._served[track] = (None, notice)
-        return notice
+            name = self.watcher.current(track)
+            failed = self.watcher.failed_for(track)
+        if name is None and failed is not None:
+            return None, text.ADAPTER_NOT_SERVED.format(adapter=failed)
+        return name, None
 
     def _attempts(self, track: str) -> Iterator[tuple[str | None, str | None]]:
         """The (adapter, notice) choices to try in turn while the server answers "model not found": the
@@ -504,13 +460,18 @@ class OpenAILLM(LLM):
             self.base_url,
             adapter,
         )
-        self.active.expire(track)
+        self.server.forget(adapter)
+        self.watcher.forget(track)
         adapter, notice = self._choose(track)
         yield adapter, notice
         if adapter is not None:
-            with self._sync_lock:
-                notice = self._fall_back(track, adapter, "still unknown to the server after reloading it")
-            yield None, notice
+            log.error(
+                "adapter %s is still unknown to %s after reloading it; serving the base model",
+                adapter,
+                self.base_url,
+            )
+            self.watcher.mark_failed(track, adapter)
+            yield None, text.ADAPTER_NOT_SERVED.format(adapter=adapter)
 
     def adapter_for(self, track: str) -> str | None:
         """The served adapter name for a track (loaded into the server if needed), or None."""

@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import String, cast, delete, inspect, text, update
+from sqlalchemy import String, cast, delete, update
 from sqlmodel import select
 
 from bot import messages
@@ -32,7 +32,7 @@ from plugins.builtin.knowledge import entry_source
 from storage.audit import audit, exports_holding, pseudonymise, record
 from storage.db import checkpoint, session_scope
 from storage.interactions import summarise_votes
-from storage.models import Adapter, AdapterStatus, Example, Interaction, TrainingRun, Vote
+from storage.models import Adapter, AdapterStatus, Example, Interaction, SlackEvent, TrainingRun, Vote
 
 log = logging.getLogger("apprenti.erasure")
 
@@ -75,10 +75,8 @@ def pseudonym_key(home: Path) -> bytes:
 
 def _delete_queued_events(session, user_id: str) -> int:
     """Slack events the person sent, still in the durable queue (their text is the question)."""
-    if "slack_event" not in inspect(session.connection()).get_table_names():
-        return 0
-    rows = session.execute(
-        text("SELECT event_id, body FROM slack_event WHERE body LIKE :id"), {"id": f"%{user_id}%"}
+    rows = session.exec(
+        select(SlackEvent.event_id, SlackEvent.body).where(SlackEvent.body.contains(user_id))
     ).all()
     mine = []
     for event_id, body in rows:
@@ -90,8 +88,8 @@ def _delete_queued_events(session, user_id: str) -> int:
         event = envelope.get("event") or {}
         if user_id in (event.get("user"), (event.get("message") or {}).get("user"), envelope.get("user_id")):
             mine.append(event_id)
-    for event_id in mine:
-        session.execute(text("DELETE FROM slack_event WHERE event_id = :id"), {"id": event_id})
+    if mine:
+        session.execute(delete(SlackEvent).where(SlackEvent.event_id.in_(mine)))
     return len(mine)
 
 
@@ -148,6 +146,7 @@ def forget_user(
         }
         for e in exports_holding(engine, user_id)
     ]
+    registry = Registry(engine, adapters_dir)
     with session_scope(engine) as session:
         interaction_ids = list(session.exec(select(Interaction.id).where(Interaction.user_id == user_id)))
         examples = list(
@@ -159,13 +158,10 @@ def forget_user(
         )
         erased_ids = {e.id for e in examples}
         tainted, tracks = [], set()
-        for adapter in session.exec(select(Adapter)):
-            if erased_ids & set(adapter.example_ids or []):
-                adapter.tainted = True
-                session.add(adapter)
-                tainted.append(adapter.name)
-                if adapter.status in (AdapterStatus.active.value, AdapterStatus.candidate.value):
-                    tracks.add(adapter.track)
+        for adapter in registry.mark_tainted(erased_ids, actor, session=session) if erased_ids else []:
+            tainted.append(adapter.name)
+            if adapter.status in (AdapterStatus.active.value, AdapterStatus.candidate.value):
+                tracks.add(adapter.track)
         erased = [
             {
                 "id": e.id,
@@ -219,7 +215,6 @@ def forget_user(
         )
         # From here on the log says what happened to `pseudonym`, never to whom.
         result["audit_rows_pseudonymised"] = pseudonymise(session, user_id, pseudonym)
-    registry = Registry(engine, adapters_dir)
     for adapter in cards:
         registry.rename_person(adapter, user_id, pseudonym)
     for track in sorted(tracks):

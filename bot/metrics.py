@@ -19,7 +19,7 @@ from collections.abc import Callable
 
 from prometheus_client import REGISTRY, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.core import GaugeMetricFamily
-from sqlalchemy import Engine, func, select
+from sqlalchemy import Engine
 
 from bot import messages as text
 
@@ -135,7 +135,8 @@ class DatabaseCollector:
 
     @staticmethod
     def _read(engine: Engine) -> list:
-        from storage.models import RunStatus, TrainingRun
+        from storage.models import RunStatus
+        from storage.runs import run_counts
 
         runs = GaugeMetricFamily(
             "apprenti_training_runs",
@@ -148,13 +149,7 @@ class DatabaseCollector:
             "Gate verdicts on trained candidates, by track: passed (the run succeeded) or failed (rejected).",
             labels=["track", "verdict"],
         )
-        with engine.connect() as conn:
-            rows = conn.execute(
-                select(TrainingRun.track, TrainingRun.status, func.count()).group_by(
-                    TrainingRun.track, TrainingRun.status
-                )
-            ).all()
-        for track, status, count in rows:
+        for track, status, count in run_counts(engine):
             runs.add_metric([track, status], count)
             if status in (RunStatus.succeeded.value, RunStatus.rejected.value):
                 verdict = "passed" if status == RunStatus.succeeded.value else "failed"

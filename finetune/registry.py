@@ -21,7 +21,7 @@ from sqlalchemy import Engine, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
-from storage.adapters import active_adapter, get_adapter, list_adapters
+from storage.adapters import active_adapter, get_adapter, list_adapters, taint_adapters
 from storage.audit import record
 from storage.db import session_scope
 from storage.models import Adapter, AdapterStatus, utcnow
@@ -316,7 +316,8 @@ class Registry:
         return served[0] if served else None
 
     def rollback(self, track: str, actor: str, to: str | None = None) -> Change:
-        """Go back to `to`, or to the previously active version; with none, the base model serves the track."""
+        """Go back to `to`, or to the previously active version; with none, the base model serves the
+        track."""
         if to is not None:
             target = self.resolve(to, track)
             if target.track != track:
@@ -442,19 +443,17 @@ class Registry:
         self._update_card(adapter, status=AdapterStatus.rejected.value, discarded_by=actor)
         return Change(adapter.track, None, None, "discard")
 
-    def mark_tainted(self, example_ids: Sequence[int], actor: str) -> list[str]:
-        """Flag adapters trained on any of these examples (erasure); returns their names."""
-        ids = set(example_ids)
-        names = []
-        with session_scope(self.engine) as session:
-            for adapter in session.exec(select(Adapter).where(Adapter.tainted.is_(False))).all():
-                if ids & set(adapter.example_ids or []):
-                    adapter.tainted = True
-                    session.add(adapter)
-                    names.append(adapter.name)
-            if names:
-                record(session, actor, "adapter.taint", None, adapters=names, examples=len(ids))
-        return names
+    def mark_tainted(self, example_ids: Sequence[int], actor: str, *, session=None) -> list[Adapter]:
+        """Flag adapters trained on any of these examples (erasure) and audit it; returns them, those
+        flagged before included. `session`: do it in the caller's transaction (the erasure's)."""
+        if session is None:
+            with session_scope(self.engine) as own:
+                return self.mark_tainted(example_ids, actor, session=own)
+        tainted = taint_adapters(session, example_ids)
+        if tainted:
+            names = [a.name for a in tainted]
+            record(session, actor, "adapter.taint", None, adapters=names, examples=len(set(example_ids)))
+        return tainted
 
     # --- retention ------------------------------------------------------------------------------------
     def _delete_weights(self, adapter: Adapter) -> None:

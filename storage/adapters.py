@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 from sqlalchemy import Engine
-from sqlmodel import select
+from sqlmodel import Session, select
 
 from storage.db import session_scope
 from storage.models import Adapter, AdapterStatus
@@ -39,3 +41,17 @@ def list_adapters(engine: Engine, track: str | None = None) -> list[Adapter]:
 def tracks_with_adapters(engine: Engine) -> list[str]:
     with session_scope(engine) as session:
         return sorted(set(session.exec(select(Adapter.track).distinct())))
+
+
+def taint_adapters(session: Session, example_ids: Iterable[int]) -> list[Adapter]:
+    """Mark every adapter trained on any of these examples `tainted` (in the caller's transaction);
+    returns them all, those tainted before included."""
+    ids = set(example_ids)
+    tainted = []
+    for adapter in session.exec(select(Adapter).order_by(Adapter.id)):
+        if ids & set(adapter.example_ids or []):
+            if not adapter.tainted:
+                adapter.tainted = True
+                session.add(adapter)
+            tainted.append(adapter)
+    return tainted

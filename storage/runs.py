@@ -7,7 +7,7 @@ import os
 import socket
 from datetime import datetime, timedelta
 
-from sqlalchemy import Engine, update
+from sqlalchemy import Engine, func, update
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import select
 
@@ -119,3 +119,14 @@ def list_runs(engine: Engine, track: str | None = None, limit: int = 20) -> list
         if track:
             query = query.where(TrainingRun.track == track)
         return list(session.exec(query))
+
+
+def run_counts(engine: Engine) -> list[tuple[str, str, int]]:
+    """(track, status, number of runs) for every track and status that has runs."""
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(TrainingRun.track, TrainingRun.status, func.count()).group_by(
+                TrainingRun.track, TrainingRun.status
+            )
+        ).all()
+    return [(track, status, count) for track, status, count in rows]

@@ -130,6 +130,9 @@ BASE = "@base"
 class LLM:
     """The interface the assistant uses."""
 
+    # Seconds within which an activation or a rollback reaches this backend's answers.
+    refresh_seconds: float = 2.0
+
     def generate(self, messages: list[dict[str, str]], track: str = "default") -> Completion:
         raise NotImplementedError
 

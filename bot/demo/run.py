@@ -42,9 +42,10 @@ class Measure:
 
     def __str__(self) -> str:
         return (
-            f"team questions: {self.follows_template}/{self.total} in the team's template, {self.facts_right}/"
-            f"{self.total} with the right fact; general questions: {self.general_right}/{self.general_total} "
-            f"right, {self.general_leaks}/{self.general_total} in the team's template"
+            f"team questions: {self.follows_template}/{self.total} in the team's template, "
+            f"{self.facts_right}/{self.total} with the right fact; general questions: "
+            f"{self.general_right}/{self.general_total} right, {self.general_leaks}/{self.general_total} in "
+            "the team's template"
         )
 
 
@@ -320,7 +321,7 @@ class Demo:
                     self.console.print(Markdown(report.read_text(encoding="utf-8").split("## Dataset")[0]))
 
             self.step("6. New questions, answered by the adapter in service")
-            time.sleep(runtime.llm.refresh_seconds if hasattr(runtime.llm, "refresh_seconds") else 2)
+            time.sleep(runtime.llm.refresh_seconds)
             for user, q in (
                 (EMPLOYEES[1], team.held_out()[1]["question"]),
                 (EMPLOYEES[4], team.GENERAL[0][0]),

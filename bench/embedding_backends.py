@@ -82,8 +82,8 @@ def main(argv: list[str] | None = None) -> int:
         "## Embedding backends",
         "",
         "all-MiniLM-L6-v2 reading 128 word pieces. Questions: 300 SQuAD questions one at a time on one "
-        "thread (as the retriever embeds them), after 20 warm-up questions. Passages: 512 SQuAD passages "
-        f"in length-sorted batches of 64 on {os.cpu_count()} threads. Agreement: cosine between each backend's "
+        "thread (as the retriever embeds them), after 20 warm-up questions. Passages: 512 SQuAD passages in "
+        f"length-sorted batches of 64 on {os.cpu_count()} threads. Agreement: cosine between each backend's "
         "passage vectors and PyTorch's. Measured by `python -m bench.embedding_backends` in one run.",
         "",
         "| backend | runs on | question p50 | question p99 | passages/s | cosine to PyTorch (mean / min) |",
@@ -103,8 +103,8 @@ def main(argv: list[str] | None = None) -> int:
     lines += [
         "",
         f"`onnx-int8` vs PyTorch: questions **{base[1] / int8[1]:.1f}×** faster (p50), passages "
-        f"**{int8[3] / base[3]:.2f}×** faster. The ONNX graphs are exported with eager attention and fused by "
-        "ONNX Runtime's BERT optimiser; int8 weights are quantised per channel. " + machine_line(),
+        f"**{int8[3] / base[3]:.2f}×** faster. The ONNX graphs are exported with eager attention and fused "
+        "by ONNX Runtime's BERT optimiser; int8 weights are quantised per channel. " + machine_line(),
     ]
     section = "\n".join(lines)
     publish("embedding-backends", section, write=not args.no_docs)

@@ -171,14 +171,14 @@ def main(argv: list[str]) -> int:
     lines = [
         "## Fact corrections answered at once (bundled model)",
         "",
-        f"{n} stale facts in a two-page handbook, {n} approved corrections, then a paraphrase of each corrected "
-        "question (hybrid retrieval, plain layout, batched greedy answers, 48 new tokens at most). A hit carries "
-        "the corrected fact; stale: the old one.",
+        f"{n} stale facts in a two-page handbook, {n} approved corrections, then a paraphrase of each "
+        "corrected question (hybrid retrieval, plain layout, batched greedy answers, 48 new tokens at "
+        "most). A hit carries the corrected fact; stale: the old one.",
         "",
         "| | before approval: hit / stale | after approval: hit / stale | cites the team answer |",
         "|---|---|---|---|",
-        f"| ours: approved as facts (team knowledge entries) | {ours_before['hits']}/{n} / {ours_before['stale']}/{n} "
-        f"| **{ours['hits']}/{n}** / {ours['stale']}/{n} | {ours['cited']}/{n} |",
+        f"| ours: approved as facts (team knowledge entries) | {ours_before['hits']}/{n} / "
+        f"{ours_before['stale']}/{n} | **{ours['hits']}/{n}** / {ours['stale']}/{n} | {ours['cited']}/{n} |",
         f"| baseline: approved as behaviour, few-shot plugin only | {base_before['hits']}/{n} / "
         f"{base_before['stale']}/{n} | {base['hits']}/{n} / {base['stale']}/{n} | {base['cited']}/{n} |",
         "",
@@ -195,8 +195,8 @@ def main(argv: list[str]) -> int:
             "; ".join((outcome.get("verdict") or {}).get("reasons", [])) or outcome.get("error", "")[:300]
         )
         lines += [
-            f"Then a behaviour-only training run on the same track ({TRAIN_PAIRS} of the demo's template pairs "
-            f"approved as behaviour; `apprenti train`, {trained['seconds']:.0f} s; outcome "
+            f"Then a behaviour-only training run on the same track ({TRAIN_PAIRS} of the demo's template "
+            f"pairs approved as behaviour; `apprenti train`, {trained['seconds']:.0f} s; outcome "
             f"{outcome.get('status')}, facts sent to the knowledge base instead: "
             f"{(outcome.get('dataset') or {}).get('facts_to_knowledge')}; {verdict}). Asked again with "
             f"{trained['adapter'] or 'the base model'} in service: **{after['hits']}/{n}** hits, "

@@ -95,12 +95,13 @@ def main() -> int:
             [
                 "## Hot swap: activation and rollback vs a full reload",
                 "",
-                f'Random Llama "small" ({params / 1e6:.0f}M parameters incl. LoRA), CPU, 1 thread, SQLite registry. '
-                "Activation/rollback = the registry transaction (SQLite, audited, card updated) + `AdapterWatcher.refresh()` "
-                "until the serving process answers with the new version; the watcher preloads candidates and keeps the "
-                "last versions resident, so the swap itself is a pointer switch on the loaded base. Full reload = loading "
-                "the base model and the adapter from disk. Median of "
-                f"{REPEATS} interleaved repetitions. Measured by `python -m bench.hotswap_latency`.",
+                f'Random Llama "small" ({params / 1e6:.0f}M parameters incl. LoRA), CPU, 1 thread, SQLite '
+                "registry. Activation/rollback = the registry transaction (SQLite, audited, card updated) + "
+                "`AdapterWatcher.refresh()` until the serving process answers with the new version; the "
+                "watcher preloads candidates and keeps the last versions resident, so the swap itself is a "
+                "pointer switch on the loaded base. Full reload = loading the base model and the adapter "
+                f"from disk. Median of {REPEATS} interleaved repetitions. Measured by `python -m "
+                "bench.hotswap_latency`.",
                 "",
                 "| | latency |",
                 "|---|---|",

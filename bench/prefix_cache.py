@@ -164,8 +164,9 @@ def report(result: dict) -> str:
             "",
             f"Time to first token on a random Llama ({result['parameters'] / 1e6:.0f}M parameters, CPU, "
             f"{result['threads']} threads) with a {result['prefix_tokens']}-token system prompt and "
-            f"~{result['question_tokens']:.0f}-token questions; median of {result['repeats']} interleaved requests, "
-            "each with a different question. Measured by `python -m bench.prefix_cache` in one run.",
+            f"~{result['question_tokens']:.0f}-token questions; median of {result['repeats']} interleaved "
+            "requests, each with a different question. Measured by `python -m bench.prefix_cache` in one "
+            "run.",
             "",
             "| | time to first token |",
             "|---|---|",

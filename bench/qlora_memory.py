@@ -40,7 +40,8 @@ records = [{"prompt": [{"role": "user", "content": f"Question number {i} about t
            for i in range(16)]
 train_adapter(model_dir, records, out, config, model=model, tokenizer=tok)
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-print(json.dumps({"peak_mb": peak, "baseline_mb": baseline, "load_peak_mb": load_peak, "after_load_mb": after_load}))
+print(json.dumps({"peak_mb": peak, "baseline_mb": baseline, "load_peak_mb": load_peak,
+                  "after_load_mb": after_load}))
 """
 
 
@@ -85,35 +86,37 @@ def main() -> int:
             [
                 "## QLoRA vs 16-bit LoRA: peak training memory (CPU)",
                 "",
-                f'Random Llama "medium" ({params / 1e6:.0f}M parameters), {STEPS} training steps, batch {BATCH}, '
-                f"max length {MAX_LEN}, CPU, each mode in a fresh process (peak RSS from `getrusage`; the import baseline is "
-                "the RSS after torch/transformers/peft/trl are imported, before the model is loaded). Measured by "
-                "`python -m bench.qlora_memory`.",
+                f'Random Llama "medium" ({params / 1e6:.0f}M parameters), {STEPS} training steps, batch '
+                f"{BATCH}, max length {MAX_LEN}, CPU, each mode in a fresh process (peak RSS from "
+                "`getrusage`; the import baseline is the RSS after torch/transformers/peft/trl are "
+                "imported, before the model is loaded). Measured by `python -m bench.qlora_memory`.",
                 "",
-                "| | peak RSS | above import baseline | peak while loading (above baseline) | held after loading "
-                "(above baseline) |",
+                "| | peak RSS | above import baseline | peak while loading (above baseline) | held after "
+                "loading (above baseline) |",
                 "|---|---|---|---|---|",
                 *(
                     f"| {label} | {r['peak_mb']:.0f} MB | {r['peak_mb'] - r['baseline_mb']:.0f} MB | "
-                    f"{r['load_peak_mb'] - r['baseline_mb']:.0f} MB | {r['after_load_mb'] - r['baseline_mb']:.0f} MB |"
+                    f"{r['load_peak_mb'] - r['baseline_mb']:.0f} MB | "
+                    f"{r['after_load_mb'] - r['baseline_mb']:.0f} MB |"
                     for label, r in (("bf16 LoRA (baseline)", lora), ("QLoRA NF4 + double quant", qlora))
                 ),
                 "",
-                f"Ratio QLoRA / bf16 LoRA: **{above:.2f}×** of the memory training adds (target ≤ 0.6×: {verdict}); "
-                f"{total:.2f}× of the whole process, which also holds ~{lora['baseline_mb']:.0f} MB of libraries. "
-                "Both modes load through `finetune.model.load_base` (checkpoint read tensor by tensor with pread, "
-                "not mmap: an mmapped float32 checkpoint alone put ~400 MB of file pages in the process while "
-                "loading, and QLoRA's fp32 non-4-bit parameters stayed views pinning the whole file) and train "
-                "through `train_adapter` with the same heap settings (`training_heap_settings`: large buffers are "
-                "returned to the OS when freed). QLoRA keeps its non-4-bit parameters in bf16 (peft's "
-                "`prepare_model_for_kbit_training` upcast them to fp32, making every activation fp32) and computes "
-                "the 4-bit matmuls in fp32 on CPU (bf16 compute cut memory little more and made training ~8× slower "
-                "here). What remains for QLoRA is mostly activations (~same as bf16 LoRA) plus per-layer "
-                "dequantisation buffers; the weights are ~51 MB vs ~195 MB. "
-                "No CUDA GPU was available for this run, so no GPU tokens/s or peak GPU memory is reported; "
-                "paged 8-bit AdamW is used only on CUDA. "
-                f"Machine: {platform.machine()}, {os.cpu_count()} cores, load average {os.getloadavg()[0]:.2f} at the end, "
-                f"Python {platform.python_version()}.",
+                f"Ratio QLoRA / bf16 LoRA: **{above:.2f}×** of the memory training adds (target ≤ 0.6×: "
+                f"{verdict}); {total:.2f}× of the whole process, which also holds "
+                f"~{lora['baseline_mb']:.0f} MB of libraries. Both modes load through "
+                "`finetune.model.load_base` (checkpoint read tensor by tensor with pread, not mmap: an "
+                "mmapped float32 checkpoint alone put ~400 MB of file pages in the process while loading, "
+                "and QLoRA's fp32 non-4-bit parameters stayed views pinning the whole file) and train "
+                "through `train_adapter` with the same heap settings (`training_heap_settings`: large "
+                "buffers are returned to the OS when freed). QLoRA keeps its non-4-bit parameters in bf16 "
+                "(peft's `prepare_model_for_kbit_training` upcast them to fp32, making every activation "
+                "fp32) and computes the 4-bit matmuls in fp32 on CPU (bf16 compute cut memory little more "
+                "and made training ~8× slower here). What remains for QLoRA is mostly activations (~same as "
+                "bf16 LoRA) plus per-layer dequantisation buffers; the weights are ~51 MB vs ~195 MB. No "
+                "CUDA GPU was available for this run, so no GPU tokens/s or peak GPU memory is reported; "
+                f"paged 8-bit AdamW is used only on CUDA. Machine: {platform.machine()}, {os.cpu_count()} "
+                f"cores, load average {os.getloadavg()[0]:.2f} at the end, Python "
+                f"{platform.python_version()}.",
             ]
         ),
     )

@@ -1,4 +1,4 @@
-"""Query latency of the hybrid retriever (embedding + Chroma search + BM25 + fusion) at 10,000 and 100,000 chunks.
+"""Query latency of the hybrid retriever (embedding + Chroma + BM25 + fusion) at 10,000 and 100,000 chunks.
 
 The index holds the 2,067 SQuAD dev passages (real text, real MiniLM vectors) plus synthetic chunks up to
 the size: each is a real passage with its sentences shuffled and its vector perturbed with Gaussian noise
@@ -114,8 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             plain = timed(partial(langchain_store(index).similarity_search, k=5), questions)
             rows.append((size, ours, plain))
             print(
-                f"{size}: ours p50 {ours[0]:.1f} ms p99 {ours[1]:.1f} ms; LangChain dense p50 {plain[0]:.1f} ms "
-                f"p99 {plain[1]:.1f} ms",
+                f"{size}: ours p50 {ours[0]:.1f} ms p99 {ours[1]:.1f} ms; LangChain dense p50 "
+                f"{plain[0]:.1f} ms p99 {plain[1]:.1f} ms",
                 flush=True,
             )
 
@@ -124,14 +124,14 @@ def main(argv: list[str] | None = None) -> int:
     lines = [
         "## Query latency",
         "",
-        f"End-to-end search time per question ({args.queries} SQuAD questions, one at a time, after 20 warm-up "
-        f"queries): question embedding (MiniLM, `{embedder.runs_on}` backend) + Chroma HNSW top-50, on a worker "
-        "thread, while BM25 top-50 runs and the lexical candidates' vectors and texts are fetched; then exact "
-        "scores for the union, fusion and any text still missing for the 5 results. The index holds the 2,067 real SQuAD passages plus synthetic chunks "
-        "(real passages with shuffled sentences and noise-perturbed vectors, so that 100,000 chunks need no "
-        "embedding run). Baseline in the same run: LangChain's `Chroma.similarity_search(q, k=5)` with "
-        "`HuggingFaceEmbeddings` (the same MiniLM on PyTorch) over the same collection. "
-        "Measured by `python -m bench.retrieval_latency`.",
+        f"End-to-end search time per question ({args.queries} SQuAD questions, one at a time, after 20 "
+        f"warm-up queries): question embedding (MiniLM, `{embedder.runs_on}` backend) + Chroma HNSW top-50, "
+        "on a worker thread, while BM25 top-50 runs and the lexical candidates' vectors and texts are "
+        "fetched; then exact scores for the union, fusion and any text still missing for the 5 results. The "
+        "index holds the 2,067 real SQuAD passages plus synthetic chunks (real passages with shuffled "
+        "sentences and noise-perturbed vectors, so that 100,000 chunks need no embedding run). Baseline in "
+        "the same run: LangChain's `Chroma.similarity_search(q, k=5)` with `HuggingFaceEmbeddings` (the "
+        "same MiniLM on PyTorch) over the same collection. Measured by `python -m bench.retrieval_latency`.",
         "",
         "| chunks | ours hybrid p50 | ours hybrid p99 | LangChain dense p50 | LangChain dense p99 |",
         "|---|---|---|---|---|",

@@ -50,16 +50,17 @@ def main(argv: list[str]) -> int:
         always, _ = _accuracy(items, lambda o, c: "behaviour")
         digits, _ = _accuracy(items, _digits_rule)
         rows.append(
-            f"| {name} ({len(items)}) | **{ours:.2f}** ({', '.join(f'{k} {v}' for k, v in per_kind.items())}) "
-            f"| {always:.2f} | {digits:.2f} |"
+            f"| {name} ({len(items)}) | **{ours:.2f}** "
+            f"({', '.join(f'{k} {v}' for k, v in per_kind.items())}) | {always:.2f} | {digits:.2f} |"
         )
     lines = [
         "## Fact or behaviour: the routing suggestion",
         "",
-        "Labelled corrections, English and French (an answer and the correction a person wrote); accuracy of the "
-        "suggested kind:",
+        "Labelled corrections, English and French (an answer and the correction a person wrote); accuracy "
+        "of the suggested kind:",
         "",
-        "| set | ours: `bot.routing.suggest_kind` | baseline: always behaviour | baseline: a changed digit is a fact |",
+        "| set | ours: `bot.routing.suggest_kind` | baseline: always behaviour | baseline: a changed digit "
+        "is a fact |",
         "|---|---|---|---|",
         *rows,
         "",

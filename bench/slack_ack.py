@@ -495,44 +495,46 @@ def main() -> int:
                     "## Slack ack latency under load (HTTP mode)",
                     "",
                     f"{args.events} signed `app_mention` events built from Slack's real request body, plus "
-                    f"{len(items) - args.events} Slack-style retries (same `event_id`, `X-Slack-Retry-Num: 1`), sent "
-                    f"over loopback by {args.concurrency} concurrent clients to `POST /slack/events` after "
-                    f"{args.warmup} unmeasured warm-up events (the measured load starts once the first answer is out), "
-                    "while the tiny "
-                    f"random Llama generates every answer ({args.max_new_tokens} new tokens, 2 answer threads), each "
-                    "streamed into its thread with Slack's streaming API; the Slack Web API is the local stand-in "
-                    "(`bot/slack/standin.py`, which answers the streaming methods as Slack does). The bare Bolt app "
-                    "gets the same requests in the same run. Measured by `python -m bench.slack_ack`.",
+                    f"{len(items) - args.events} Slack-style retries (same `event_id`, `X-Slack-Retry-Num: "
+                    f"1`), sent over loopback by {args.concurrency} concurrent clients to `POST "
+                    f"/slack/events` after {args.warmup} unmeasured warm-up events (the measured load "
+                    "starts once the first answer is out), while the tiny random Llama generates every "
+                    f"answer ({args.max_new_tokens} new tokens, 2 answer threads), each streamed into its "
+                    "thread with Slack's streaming API; the Slack Web API is the local stand-in "
+                    "(`bot/slack/standin.py`, which answers the streaming methods as Slack does). The bare "
+                    "Bolt app gets the same requests in the same run. Measured by `python -m "
+                    "bench.slack_ack`.",
                     "",
                     *table,
                     "",
                     delivered + ".",
                     "",
-                    f"Ack p99 **{p99:.1f} ms** vs the bare Bolt app's {bare_p99:.1f} ms (target ≤ 100 ms, 0 lost, "
-                    f"0 duplicates: {verdict}). The baseline does no work at all, but Bolt's own adapter runs "
-                    "`dispatch` on the event loop and waits for the listener's `ack()` in 10 ms polls, one request "
-                    "at a time. Apprenti acknowledges an event as soon as its signature checks out and hands it to "
-                    "Bolt on a background thread (retries are then dropped by event id, answers made by the model in "
-                    "low-priority threads), so acks stay fast while ~100 answers wait for the model. Machine: "
-                    f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}; the load "
-                    "generator and the fake Slack share those cores; 1-minute load average before the run "
-                    f"{load_before:.2f}. On a machine shared with other work the tail grows with the load average: "
-                    "compare the two rows of one run, not runs with each other.",
+                    f"Ack p99 **{p99:.1f} ms** vs the bare Bolt app's {bare_p99:.1f} ms (target ≤ 100 ms, 0 "
+                    f"lost, 0 duplicates: {verdict}). The baseline does no work at all, but Bolt's own "
+                    "adapter runs `dispatch` on the event loop and waits for the listener's `ack()` in 10 "
+                    "ms polls, one request at a time. Apprenti acknowledges an event as soon as its "
+                    "signature checks out and hands it to Bolt on a background thread (retries are then "
+                    "dropped by event id, answers made by the model in low-priority threads), so acks stay "
+                    f"fast while ~100 answers wait for the model. Machine: {platform.machine()}, "
+                    f"{os.cpu_count()} CPU cores, Python {platform.python_version()}; the load generator "
+                    "and the fake Slack share those cores; 1-minute load average before the run "
+                    f"{load_before:.2f}. On a machine shared with other work the tail grows with the load "
+                    "average: compare the two rows of one run, not runs with each other.",
                     "",
                     "### Web API calls per answer",
                     "",
-                    f"In the run above each answer cost **{apprenti['calls_per_answer']:.2f}** Web API calls ({per_call}): "
-                    "the thinking status, then the stream opened and stopped with the tail (a 16-token answer needs no "
-                    f"append). A longer answer, {args.answer_chars} characters written at {args.chars_per_s:.0f} "
-                    "characters/s (a small local model's pace), shown both ways against the same stand-in in the "
-                    "same run:",
+                    f"In the run above each answer cost **{apprenti['calls_per_answer']:.2f}** Web API "
+                    f"calls ({per_call}): the thinking status, then the stream opened and stopped with the "
+                    f"tail (a 16-token answer needs no append). A longer answer, {args.answer_chars} "
+                    f"characters written at {args.chars_per_s:.0f} characters/s (a small local model's "
+                    "pace), shown both ways against the same stand-in in the same run:",
                     "",
                     *calls_table,
                     "",
-                    "The update loop re-sends the whole answer on every `chat.update` (rate-limited per message), so "
-                    "what it sends grows with the square of the answer's length; the stream sends each character "
-                    "once, in appends of 256 characters or two seconds' worth, whichever comes first, and the tail rides on the "
-                    "final `chat.stopStream`.",
+                    "The update loop re-sends the whole answer on every `chat.update` (rate-limited per "
+                    "message), so what it sends grows with the square of the answer's length; the stream "
+                    "sends each character once, in appends of 256 characters or two seconds' worth, "
+                    "whichever comes first, and the tail rides on the final `chat.stopStream`.",
                 ]
             ),
         )

@@ -30,8 +30,8 @@ model = AutoModelForCausalLM.from_pretrained(model_dir)
 model.train()
 args = SFTConfig(output_dir=out + ".work", max_steps=int(steps), per_device_train_batch_size=int(batch),
                  learning_rate=2e-4, max_length=int(max_len), completion_only_loss=True, logging_steps=1,
-                 save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True, lr_scheduler_type="cosine",
-                 warmup_steps=0.03, seed=42, data_seed=42, optim="adamw_torch")
+                 save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
+                 lr_scheduler_type="cosine", warmup_steps=0.03, seed=42, data_seed=42, optim="adamw_torch")
 peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
                   target_modules=["q_proj","k_proj","v_proj","o_proj","gate_proj","up_proj","down_proj"])
 trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records), processing_class=tok,
@@ -104,7 +104,8 @@ def main() -> int:
     o, b = statistics.median(ours), statistics.median(bare)
     ratio = o / b
     print(
-        f"ours (finetune.train): {o:.2f} s   bare TRL SFTTrainer: {b:.2f} s   ratio {ratio:.2f}x (target <= 1.1x)"
+        f"ours (finetune.train): {o:.2f} s   bare TRL SFTTrainer: {b:.2f} s   ratio {ratio:.2f}x (target <= "
+        "1.1x)"
     )
     write_section(
         "train-overhead",
@@ -112,18 +113,21 @@ def main() -> int:
             [
                 "## Training overhead: our trainer vs a bare TRL script",
                 "",
-                f"Same data ({len(records)} prompt-completion records), same settings (LoRA r=16, alpha=32, dropout 0.05 on "
-                f"attention+MLP, lr 2e-4, {STEPS} steps, batch {BATCH}, max length {MAX_LEN}, completion-only loss), random "
-                "tiny Llama on CPU with 1 thread; wall time of a fresh process from imports to the saved adapter, median "
-                f"of {REPEATS} interleaved runs. Measured by `python -m bench.train_overhead`.",
+                f"Same data ({len(records)} prompt-completion records), same settings (LoRA r=16, alpha=32, "
+                f"dropout 0.05 on attention+MLP, lr 2e-4, {STEPS} steps, batch {BATCH}, max length "
+                f"{MAX_LEN}, completion-only loss), random tiny Llama on CPU with 1 thread; wall time of a "
+                f"fresh process from imports to the saved adapter, median of {REPEATS} interleaved runs. "
+                "Measured by `python -m bench.train_overhead`.",
                 "",
                 "| | wall time |",
                 "|---|---|",
                 f"| bare TRL `SFTTrainer` script (baseline) | {b:.2f} s |",
-                f"| `finetune.train.train_adapter` (loss log, heartbeat, cancellation, atomic save) | {o:.2f} s |",
+                "| `finetune.train.train_adapter` (loss log, heartbeat, cancellation, atomic save) | "
+                f"{o:.2f} s |",
                 "",
-                f"Ratio ours / bare: **{ratio:.2f}×** (target ≤ 1.1×: {'meets it' if ratio <= 1.1 else 'MISSES it'}). "
-                f"Runs: ours {', '.join(f'{x:.1f}' for x in ours)} s; bare {', '.join(f'{x:.1f}' for x in bare)} s. "
+                f"Ratio ours / bare: **{ratio:.2f}×** (target ≤ 1.1×: "
+                f"{'meets it' if ratio <= 1.1 else 'MISSES it'}). Runs: ours "
+                f"{', '.join(f'{x:.1f}' for x in ours)} s; bare {', '.join(f'{x:.1f}' for x in bare)} s. "
                 f"Machine: {platform.machine()}, Python {platform.python_version()}, no GPU in this run.",
             ]
         ),

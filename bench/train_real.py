@@ -40,22 +40,25 @@ spec = json.load(open(data))
 tok = AutoTokenizer.from_pretrained(model_dir)
 model = AutoModelForCausalLM.from_pretrained(model_dir)
 model.train()
-args = SFTConfig(output_dir=out + ".work", num_train_epochs=3, per_device_train_batch_size=4, learning_rate=5e-4,
-                 completion_only_loss=True, logging_steps=1, save_strategy="no", report_to=[], use_cpu=True,
-                 disable_tqdm=True, lr_scheduler_type="cosine", seed=42, data_seed=42, optim="adamw_torch")
+args = SFTConfig(output_dir=out + ".work", num_train_epochs=3, per_device_train_batch_size=4,
+                 learning_rate=5e-4, completion_only_loss=True, logging_steps=1, save_strategy="no",
+                 report_to=[], use_cpu=True, disable_tqdm=True, lr_scheduler_type="cosine", seed=42,
+                 data_seed=42, optim="adamw_torch")
 peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
                   target_modules=["q_proj","k_proj","v_proj","o_proj","gate_proj","up_proj","down_proj"])
-trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(spec["train"]), processing_class=tok,
-                     peft_config=peft)
+trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(spec["train"]),
+                     processing_class=tok, peft_config=peft)
 trainer.train()
 m = trainer.model.eval()
 for who in ("candidate", "base"):
     for prompt in spec["eval"]:
-        ids = tok.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
+        ids = tok.apply_chat_template(prompt, add_generation_prompt=True, return_tensors="pt",
+                                      return_dict=True)["input_ids"]
         with torch.inference_mode():
             if who == "base":
                 with m.disable_adapter():
-                    m.generate(input_ids=ids, max_new_tokens=48, do_sample=False, pad_token_id=tok.pad_token_id)
+                    m.generate(input_ids=ids, max_new_tokens=48, do_sample=False,
+                               pad_token_id=tok.pad_token_id)
             else:
                 m.generate(input_ids=ids, max_new_tokens=48, do_sample=False, pad_token_id=tok.pad_token_id)
 """
@@ -145,9 +148,9 @@ def main(argv: list[str]) -> int:
         "",
         "| | wall time, all in | of which training |",
         "|---|---|---|",
-        f"| ours: `apprenti train` ({training.get('examples')} train + {training.get('replay_examples')} replay, "
-        f"{training.get('steps')} steps; evaluation batched, {dataset.get('test')} held-out + 36 general, "
-        f"candidate and base) | {ours:.0f} s | {training.get('wall_seconds', 0):.0f} s |",
+        f"| ours: `apprenti train` ({training.get('examples')} train + {training.get('replay_examples')} "
+        f"replay, {training.get('steps')} steps; evaluation batched, {dataset.get('test')} held-out + 36 "
+        f"general, candidate and base) | {ours:.0f} s | {training.get('wall_seconds', 0):.0f} s |",
         f"| baseline: bare TRL script (all layers, no replay) + one-at-a-time evaluation of the same prompts "
         f"| {bare:.0f} s | – |",
         "",

@@ -145,13 +145,14 @@ def track_advice(engine, settings, track: str, *, unused: int, churn: dict[str, 
     if churn and churn["often"]:
         item.advice.append(
             f"{churn['changed_recently']} of {churn['documents']} documents changed in the last "
-            f"{churn['window_days']} days: keep facts in RAG (re-ingest), and fine-tune for tone and format only."
+            f"{churn['window_days']} days: keep facts in RAG (re-ingest), and fine-tune for tone and format "
+            "only."
         )
     if approved < minimum:
         item.advice.append(
-            f"{approved} approved tone/format pairs; fine-tuning needs at least {minimum} (50-100 is the usual range "
-            f"for tone and format). Until then approved pairs already help as few-shot examples — "
-            f"{minimum - approved} to go."
+            f"{approved} approved tone/format pairs; fine-tuning needs at least {minimum} (50-100 is the "
+            "usual range for tone and format). Until then approved pairs already help as few-shot examples "
+            f"— {minimum - approved} to go."
         )
     elif unused < settings.train_threshold:
         item.advice.append(

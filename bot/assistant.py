@@ -265,7 +265,8 @@ class Assistant:
         if completion.notice:
             notices.append(completion.notice)
         if completion.error:
-            # The backend's error can hold a URL, a path or a stack's words: the log gets it, the person an id.
+            # The backend's error can hold a URL, a path or a stack's words: the log gets it, the person
+            # an id.
             error_id = secrets.token_hex(4)
             log.error("the model failed [error %s]: %s", error_id, completion.error)
             answer_text = text.MODEL_FAILED.format(error_id=text.ERROR_ID.format(id=error_id))

@@ -57,7 +57,10 @@ SLACK_SOURCE_PAGE = "p. {page}"
 SLACK_SOURCE_INDEXED = "indexed {date}"
 SLACK_SOURCE_TEAM_ANSWER = "team answer"
 SLACK_SOURCE_TEAM_ANSWER_BY = "team answer, approved by {who} on {when}"
-SLACK_NO_CITATION = "⚠️ *No source was cited*: this answer may not come from the team's documents. Check it before relying on it."
+SLACK_NO_CITATION = (
+    "⚠️ *No source was cited*: this answer may not come from the team's documents. Check it before relying "
+    "on it."
+)
 SLACK_CONTINUED = "_(continued {part}/{total})_"
 SLACK_BUTTON_UP = "👍"
 SLACK_BUTTON_DOWN = "👎"
@@ -104,7 +107,10 @@ SLACK_CORRECT_SUBMIT = "Send for review"
 SLACK_CANCEL = "Cancel"
 SLACK_CORRECT_QUESTION = "*Question*\n{question}"
 SLACK_CORRECT_ANSWER_LABEL = "The answer you wanted"
-SLACK_CORRECT_ANSWER_HINT = "Edit the answer until it is the one a colleague should get. Reviewers see it before it is used for training."
+SLACK_CORRECT_ANSWER_HINT = (
+    "Edit the answer until it is the one a colleague should get. Reviewers see it before it is used for "
+    "training."
+)
 SLACK_CORRECT_NOTE_LABEL = "Note for the reviewers (optional)"
 SLACK_CORRECT_KIND_LABEL = "What was wrong? (optional)"
 SLACK_CORRECT_KIND_HINT = (
@@ -198,7 +204,9 @@ SLACK_HELP = {
     "review": "`/apprenti review [PAGE]` — the corrections waiting for review",
     "audit": "`/apprenti audit` — the last entries of the audit log",
     "adapters": "`/apprenti adapters` — every adapter version and its metrics",
-    "retrain": "`/apprenti retrain [TRACK] [--dry-run]` — start a training run now, or show what it would train",
+    "retrain": (
+        "`/apprenti retrain [TRACK] [--dry-run]` — start a training run now, or show what it would train"
+    ),
     "activate": "`/apprenti activate TRACK/vN` — put an adapter in service",
     "rollback": "`/apprenti rollback [TRACK/vN]` — go back to the previous (or a named) adapter",
     "discard": "`/apprenti discard TRACK/vN` — set aside a candidate adapter",
@@ -256,7 +264,10 @@ SLACK_ACTION_FAILED = "Sorry, that did not work ({error}). Please try again."
 ERROR_ID = "error id `{id}`; an admin finds the details under it in Apprenti's log"
 
 # --- Slack: notifications to the admin channel ---------------------------------------------------------
-SLACK_RUN_QUEUED = "🏋️ Training run #{id} for track *{track}* started ({trigger}{by}): {unused} new approved example(s), {approved} in all."
+SLACK_RUN_QUEUED = (
+    "🏋️ Training run #{id} for track *{track}* started ({trigger}{by}): {unused} new approved example(s), "
+    "{approved} in all."
+)
 SLACK_DAILY_SUMMARY = "*Apprenti — the last 24 hours:* {runs} training run(s){statuses}."
 SLACK_DAILY_TRACK = "• track *{track}*: {approved} approved, {unused} new{due}"
 

@@ -50,7 +50,8 @@ class Profiles:
                 problems = [f"{type(exc).__name__}: {exc}"]
             if problems:
                 raise ProfileError(
-                    f"{self.source}: profile {where}: format {profile.format}: format_options: {'; '.join(problems)}"
+                    f"{self.source}: profile {where}: format {profile.format}: format_options: "
+                    f"{'; '.join(problems)}"
                 )
 
 
@@ -62,7 +63,8 @@ def _profile(data: Any, where: str, source: str, base: Profile | None = None) ->
     unknown = sorted(set(data) - set(PROFILE_KEYS))
     if unknown:
         raise ProfileError(
-            f"{source}: profile {where}: unknown key(s) {', '.join(unknown)}; allowed: {', '.join(PROFILE_KEYS)}"
+            f"{source}: profile {where}: unknown key(s) {', '.join(unknown)}; allowed: "
+            f"{', '.join(PROFILE_KEYS)}"
         )
     try:
         return base.merged(data) if base else Profile(**data)

@@ -41,7 +41,8 @@ TONE_WORDS = frozenset(
     """
 hi hello hey dear thanks thank please sorry afraid kindly regards cheers best welcome glad happy hope
 great sure ok okay certainly absolutely unfortunately yes no nope yep yeah hmm well just simply basically
-obviously course really quite very let know feel free tu toi ton ta tes vous votre vos bonjour salut coucou merci svp stp plait desole desolee malheureusement
+obviously course really quite very let know feel free tu toi ton ta tes vous votre vos bonjour salut coucou
+merci svp stp plait desole desolee malheureusement
 cordialement bien belle journee oui non bienvenue volontiers hesitez hesite hesiter n'hesitez bonne
 """.split()
 )

@@ -58,12 +58,17 @@ class Settings(BaseSettings):
     # --- models --------------------------------------------------------------------------------
     base_model: str = Field(
         "smollm2-135m-instruct",
-        description="Base model: smollm2-135m-instruct (bundled, converted once on first use), a local model folder or a Hugging Face hub id.",
+        description=(
+            "Base model: smollm2-135m-instruct (bundled, converted once on first use), a local model folder "
+            "or a Hugging Face hub id."
+        ),
     )
     load_in_4bit: bool = Field(False, description="Load the serving model in 4-bit NF4 (bitsandbytes).")
     llm_backend: Literal["local", "openai"] = Field(
         "local",
-        description="local (transformers + peft in process) or openai (an OpenAI-compatible server such as vLLM).",
+        description=(
+            "local (transformers + peft in process) or openai (an OpenAI-compatible server such as vLLM)."
+        ),
     )
     openai_base_url: str | None = Field(
         None, description="Base URL of the OpenAI-compatible endpoint, e.g. http://gpu-box:8000/v1."
@@ -75,7 +80,10 @@ class Settings(BaseSettings):
     llm_timeout: float = Field(
         60.0,
         gt=0,
-        description="Seconds the model may take for an answer. The openai backend then answers with an error; the local backend stops generating and sends the answer so far with a notice.",
+        description=(
+            "Seconds the model may take for an answer. The openai backend then answers with an error; the "
+            "local backend stops generating and sends the answer so far with a notice."
+        ),
     )
     max_new_tokens: int = Field(256, ge=1, le=8192, description="Longest answer, in tokens.")
     temperature: float = Field(
@@ -87,15 +95,24 @@ class Settings(BaseSettings):
     torch_threads: int = Field(
         0,
         ge=0,
-        description="CPU threads for torch (0: torch's default). 1 is fastest for tiny models on a busy machine.",
+        description=(
+            "CPU threads for torch (0: torch's default). 1 is fastest for tiny models on a busy machine."
+        ),
     )
     embedding_model: str = Field(
         "all-MiniLM-L6-v2",
-        description="sentence-transformers model (name or folder) for the index. all-MiniLM-L6-v2 ships offline; multilingual-e5-small suits French-speaking teams better.",
+        description=(
+            "sentence-transformers model (name or folder) for the index. all-MiniLM-L6-v2 ships offline; "
+            "multilingual-e5-small suits French-speaking teams better."
+        ),
     )
     embedding_backend: Literal["onnx-int8", "onnx", "torch"] = Field(
         "onnx-int8",
-        description="How the embedding model runs on CPU: onnx-int8 (ONNX Runtime with int8 weights, about 4x faster per question, 2x faster ingestion), onnx (float32) or torch (plain sentence-transformers). A model that cannot be exported runs on torch.",
+        description=(
+            "How the embedding model runs on CPU: onnx-int8 (ONNX Runtime with int8 weights, about 4x "
+            "faster per question, 2x faster ingestion), onnx (float32) or torch (plain "
+            "sentence-transformers). A model that cannot be exported runs on torch."
+        ),
     )
 
     # --- plugins and answers -------------------------------------------------------------------
@@ -105,35 +122,57 @@ class Settings(BaseSettings):
     trace_plugins: bool = Field(False, description="Log every hook call with its arguments and results.")
     pii: Literal["on", "off"] = Field(
         "on",
-        description="on: refuse to start unless a PII plugin (one implementing find_pii, such as the built-in pii) is loaded; off: allow running without one, on purpose, storing texts unmasked.",
+        description=(
+            "on: refuse to start unless a PII plugin (one implementing find_pii, such as the built-in pii) "
+            "is loaded; off: allow running without one, on purpose, storing texts unmasked."
+        ),
     )
     rag_k: int = Field(5, ge=1, le=50, description="Passages retrieved per question.")
     prompt_layout: Literal["auto", "plain", "numbered"] = Field(
         "auto",
-        description="How retrieved passages reach the model: numbered (titled sources and an instruction to cite them), plain (the best passage's relevant sentences as text, for small models) or auto (plain for models under 1B parameters, such as the bundled one).",
+        description=(
+            "How retrieved passages reach the model: numbered (titled sources and an instruction to cite "
+            "them), plain (the best passage's relevant sentences as text, for small models) or auto (plain "
+            "for models under 1B parameters, such as the bundled one)."
+        ),
     )
     plain_passages: int = Field(1, ge=1, le=10, description="plain layout: passages shown to the model.")
     plain_chars: int = Field(
         160,
         ge=40,
         le=4000,
-        description="plain layout: each passage is cut to its sentences most relevant to the question, within this many characters.",
+        description=(
+            "plain layout: each passage is cut to its sentences most relevant to the question, within this "
+            "many characters."
+        ),
     )
     rag_threshold: float = Field(
         0.4,
-        description="auto mode: retrieve when the best passage scores at least this, else prompt. With the default embedding model the demo handbook's questions score 0.44-0.80 and unrelated questions 0.05-0.38.",
+        description=(
+            "auto mode: retrieve when the best passage scores at least this, else prompt. With the default "
+            "embedding model the demo handbook's questions score 0.44-0.80 and unrelated questions "
+            "0.05-0.38."
+        ),
     )
     team_answer_threshold: float = Field(
         0.6,
         ge=0.0,
         le=1.0,
-        description="A team knowledge entry (an approved fact correction) whose cosine similarity to the question is at least this answers it on its own, ahead of every document passage, in every mode.",
+        description=(
+            "A team knowledge entry (an approved fact correction) whose cosine similarity to the question "
+            "is at least this answers it on its own, ahead of every document passage, in every mode."
+        ),
     )
     team_answer_min: float = Field(
         0.3,
         ge=0.0,
         le=1.0,
-        description="A team knowledge entry scoring at least this, and within 0.15 of the best document passage, also answers ahead of it (it is about the same thing, and newer). With the default embedding model, paraphrases of a corrected question score 0.34-0.70 and unrelated questions 0.19 at most.",
+        description=(
+            "A team knowledge entry scoring at least this, and within 0.15 of the best document passage, "
+            "also answers ahead of it (it is about the same thing, and newer). With the default embedding "
+            "model, paraphrases of a corrected question score 0.34-0.70 and unrelated questions 0.19 at "
+            "most."
+        ),
     )
     team_answer_k: int = Field(
         2, ge=0, le=10, description="Team knowledge entries searched per question (0: none)."
@@ -143,7 +182,10 @@ class Settings(BaseSettings):
         0.3,
         ge=-1.0,
         le=1.0,
-        description="Least cosine similarity between the question and an approved pair's question for the pair to be shown as an example.",
+        description=(
+            "Least cosine similarity between the question and an approved pair's question for the pair to "
+            "be shown as an example."
+        ),
     )
 
     # --- Slack ---------------------------------------------------------------------------------
@@ -182,11 +224,18 @@ class Settings(BaseSettings):
     )
     allow_self_review: bool = Field(
         False,
-        description="Let a reviewer approve their own correction (for a team of one or two; off keeps the author and the approver apart).",
+        description=(
+            "Let a reviewer approve their own correction (for a team of one or two; off keeps the author "
+            "and the approver apart)."
+        ),
     )
     document_roots: CommaList = Field(
         default_factory=list,
-        description="Comma-separated folders that /apprenti ingest may index from (resolved: a symlink that leads outside is refused). Empty: /apprenti ingest is refused. Sources are shown relative to their root.",
+        description=(
+            "Comma-separated folders that /apprenti ingest may index from (resolved: a symlink that leads "
+            "outside is refused). Empty: /apprenti ingest is refused. Sources are shown relative to their "
+            "root."
+        ),
     )
 
     # --- learning loop -------------------------------------------------------------------------
@@ -217,12 +266,18 @@ class Settings(BaseSettings):
         1.5,
         ge=0,
         le=10,
-        description="General replay pairs mixed into training per team pair (0: none), so the adapter learns the team's ways where they apply and nothing else.",
+        description=(
+            "General replay pairs mixed into training per team pair (0: none), so the adapter learns the "
+            "team's ways where they apply and nothing else."
+        ),
     )
     train_cpu_top_layers: int = Field(
         0,
         ge=0,
-        description="On a CPU, adapt only the top N transformer layers (0: all); the backward pass stops there, which makes a step faster but learns less.",
+        description=(
+            "On a CPU, adapt only the top N transformer layers (0: all); the backward pass stops there, "
+            "which makes a step faster but learns less."
+        ),
     )
     gate_margin: float = Field(
         0.0, description="How much the candidate must beat the active adapter on the target metric."
@@ -231,13 +286,19 @@ class Settings(BaseSettings):
         0.9,
         ge=0,
         le=2,
-        description="The gate's general-skills floor: the candidate must score at least this share of the base model's general-skills score (minus 0.01).",
+        description=(
+            "The gate's general-skills floor: the candidate must score at least this share of the base "
+            "model's general-skills score (minus 0.01)."
+        ),
     )
     gate_max_leak_rate: float = Field(
         1 / 12,
         ge=0,
         le=1,
-        description="Most general answers (beyond the base model's) that may carry the track's template lines before the gate blocks the adapter.",
+        description=(
+            "Most general answers (beyond the base model's) that may carry the track's template lines "
+            "before the gate blocks the adapter."
+        ),
     )
 
     # --- operations ----------------------------------------------------------------------------
@@ -245,26 +306,41 @@ class Settings(BaseSettings):
         0,
         ge=0,
         le=65535,
-        description="Port of a Prometheus /metrics endpoint for Socket Mode and `apprenti worker` (0: none). Over HTTP, /metrics is on the serving port.",
+        description=(
+            "Port of a Prometheus /metrics endpoint for Socket Mode and `apprenti worker` (0: none). Over "
+            "HTTP, /metrics is on the serving port."
+        ),
     )
     log_format: Literal["text", "json"] = Field(
         "text",
-        description="Log lines as text, or json: one JSON object per line, with the Slack event id of the request being handled.",
+        description=(
+            "Log lines as text, or json: one JSON object per line, with the Slack event id of the request "
+            "being handled."
+        ),
     )
     event_lease: float = Field(
         30.0,
         ge=1,
-        description="Seconds a replica's claim on a Slack event lasts without renewal (renewed while it answers): when a replica dies, another one answers its events after this.",
+        description=(
+            "Seconds a replica's claim on a Slack event lasts without renewal (renewed while it answers): "
+            "when a replica dies, another one answers its events after this."
+        ),
     )
     event_poll_interval: float = Field(
         2.0,
         gt=0,
-        description="Seconds between a serving process's looks at the event queue: renewing its claims, claiming expired ones.",
+        description=(
+            "Seconds between a serving process's looks at the event queue: renewing its claims, claiming "
+            "expired ones."
+        ),
     )
     event_max_attempts: int = Field(
         3,
         ge=1,
-        description="Times a Slack event is handed to a replica before it is marked failed (an event that kills every replica that takes it).",
+        description=(
+            "Times a Slack event is handed to a replica before it is marked failed (an event that kills "
+            "every replica that takes it)."
+        ),
     )
 
     @field_validator("plugins", "admins", "reviewers", "auditors", "document_roots", mode="before")
@@ -325,8 +401,8 @@ class Settings(BaseSettings):
                 pass
         except OSError as exc:
             raise SettingsError(
-                f"APPRENTI_HOME={self.home}: the data folder cannot be created or written ({exc.strerror or exc}). "
-                "Point APPRENTI_HOME at a writable folder."
+                f"APPRENTI_HOME={self.home}: the data folder cannot be created or written "
+                f"({exc.strerror or exc}). Point APPRENTI_HOME at a writable folder."
             ) from None
         return self.home
 

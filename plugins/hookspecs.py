@@ -21,7 +21,8 @@ hookimpl = pluggy.HookimplMarker("apprenti")
 
 @hookspec
 def startup(config, database, documents):
-    """Called once when a process starts: the settings (no secrets) as a dict, database() -> engine, documents() -> the document index (or None)."""
+    """Called once when a process starts: the settings (no secrets) as a dict, and two getters."""
+    # database() -> engine, documents() -> the document index (or None).
 
 
 @hookspec
@@ -46,12 +47,13 @@ def retrieve(question, profile, k):
 
 @hookspec
 def team_answers(question, profile, k):
-    """Called for every question unless the profile opts out; return up to k team knowledge entries (passages), best first."""
+    """Called for every question unless the profile opts out; return up to k team knowledge entries."""
+    # The entries are passages, best first.
 
 
 @hookspec
 def fewshot_examples(question, profile, k):
-    """Called for every question; return up to k approved pairs ({"question", "answer"}) to show as examples."""
+    """Called for every question; return up to k approved pairs ({"question", "answer"}) as examples."""
 
 
 @hookspec(firstresult=True)
@@ -71,4 +73,5 @@ def find_pii(text):
 
 @hookspec
 def example_changed(example, action):
-    """Called after a pair is created, approved, rejected, edited, re-kinded, replaced or erased (action names which)."""
+    """Called after a pair is created, approved, rejected, edited, re-kinded, replaced or erased."""
+    # `action` names which.

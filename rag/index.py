@@ -79,8 +79,8 @@ def open_client(
             client.heartbeat()
         except Exception as exc:  # noqa: BLE001 - connection errors come in many types
             raise IndexUnavailable(
-                f"the Chroma server at {url} is not reachable ({type(exc).__name__}: {exc}); "
-                "start it (chroma run --path DIR --port PORT) or unset the Chroma URL to use the embedded store"
+                f"the Chroma server at {url} is not reachable ({type(exc).__name__}: {exc}); start it "
+                "(chroma run --path DIR --port PORT) or unset the Chroma URL to use the embedded store"
             ) from exc
         return client
     if path is None:
@@ -282,7 +282,8 @@ class DocumentIndex:
         if built_with and built_with != model_name:
             raise IndexMismatch(
                 f"the index {chroma_collection!r} was built with the embedding model {built_with!r}, not "
-                f"{model_name!r}: set the embedding model back, or index into a new Chroma folder or collection"
+                f"{model_name!r}: set the embedding model back, or index into a new Chroma folder or "
+                "collection"
             )
         self._resync_if_needed()
 
@@ -558,6 +559,7 @@ def validate_collection(name: str) -> str:
 
     if not name or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}", name):
         raise ValueError(
-            f"bad collection name {name!r}: use 1-63 letters, digits, '-', '_' or '.', starting with a letter or digit"
+            f"bad collection name {name!r}: use 1-63 letters, digits, '-', '_' or '.', starting with a "
+            "letter or digit"
         )
     return name

@@ -31,7 +31,8 @@ class JobLease(SQLModel, table=True):
 def take_lease(
     engine: Engine, name: str, holder: str, ttl: timedelta, *, now: datetime | None = None
 ) -> bool:
-    """True when `holder` holds the lease `name` for `ttl` from now: it was free, expired or already its own."""
+    """True when `holder` holds the lease `name` for `ttl` from now: it was free, expired or already its
+    own."""
     now = now or utcnow()
     with session_scope(engine) as session:
         renewed = session.execute(

@@ -48,7 +48,8 @@ def log_tail(log: Path | None, lines: int = 15) -> str:
 def wait_until(
     check, what: str, timeout: float, process: subprocess.Popen | None = None, log: Path | None = None
 ):
-    """Poll `check()` until it is true; fail naming `what` (and its log's end) on timeout or when `process` exits."""
+    """Poll `check()` until it is true; fail naming `what` (and its log's end) on timeout or when `process`
+    exits."""
     deadline = time.monotonic() + timeout
     while True:
         if process is not None and process.poll() is not None:

@@ -71,8 +71,8 @@ def ingest(
 def _print_ingest(result: dict) -> None:
     if "added" in result:
         console.print(
-            f"[bold]{result['collection']}[/bold]: {len(result['added'])} added, {len(result['updated'])} updated, "
-            f"{len(result['unchanged'])} unchanged, {len(result['removed'])} removed, "
+            f"[bold]{result['collection']}[/bold]: {len(result['added'])} added, {len(result['updated'])} "
+            f"updated, {len(result['unchanged'])} unchanged, {len(result['removed'])} removed, "
             f"{result['chunks']} chunks in {result['seconds']:.1f} s"
         )
         for skipped in result["skipped"]:

@@ -2,9 +2,9 @@
 
 This is the first way behaviour corrections pay off, before any training: a behaviour or both pair
 approved by a reviewer is used in the very next answer of its track (facts are answered from the
-team's knowledge entries instead, see plugins/builtin/knowledge.py). Approved pairs live in the database (the source of
-truth) and, embedded by their question, in a Chroma collection of their own. The collection is
-updated by the example_changed hook (approve, edit, reject, erase) and reconciled with the
+team's knowledge entries instead, see plugins/builtin/knowledge.py). Approved pairs live in the database
+(the source of truth) and, embedded by their question, in a Chroma collection of their own. The
+collection is updated by the example_changed hook (approve, edit, reject, erase) and reconciled with the
 database when first used and every `RESYNC_SECONDS`, so changes made by another process (the
 command line, a worker) arrive too. Each plugin manager registers its own `FewShot` (see `plugin()`).
 """

@@ -1,4 +1,5 @@
-"""The PII engine behind the built-in pii plugin: Presidio with spaCy's French pipeline, plus checked patterns.
+"""The PII engine behind the built-in pii plugin: Presidio with spaCy's French pipeline, plus checked
+patterns.
 
 spaCy's `fr_core_news_sm` finds names and places (in French and, less well, in English text,
 helped by first-name and place lists); Presidio pattern recognisers with check digits find what
@@ -246,7 +247,8 @@ def recognisers() -> list[EntityRecognizer]:
         Recogniser(
             "SECRET",
             r"(?<=\b(?:password|passwd|pwd|mot de passe|mdp|secret|token|api[_ -]?key|apikey|"
-            r"access[_ -]?key|client[_ -]?secret|passphrase)(?:\s+[\w'-]+){0,3}?\s*(?:[:=]|is|est|c'est)\s*[\"'`]?)"
+            r"access[_ -]?key|client[_ -]?secret|passphrase)"
+            r"(?:\s+[\w'-]+){0,3}?\s*(?:[:=]|is|est|c'est)\s*[\"'`]?)"
             r"[^\s\"'`,;]{6,}",
             check=lambda value: not value.isalpha(),
             score=0.9,
@@ -349,10 +351,14 @@ def recognisers() -> list[EntityRecognizer]:
         ),
         Recogniser(
             "ADDRESS",
-            rf"\b\d{{1,4}}(?:\s?(?i:bis|ter)|[A-D])?,?\s+(?i:{FR_STREET})(?:\s+(?:d'|l')?[\p{{L}}\d'-]+){{0,4}}"
-            rf"\s+(?:d'|l')?\p{{Lu}}[\p{{L}}'-]*(?:,?\s+(?:\d{{5}}|\d{{2}} \d{{3}})\s+{CITY}(?:\s+(?i:cedex)(?:\s+\d{{1,2}})?)?)?",
-            rf"\b\d{{1,5}}[A-Z]?\s+(?:\p{{Lu}}[\p{{L}}'-]*\s+){{1,3}}(?i:{EN_STREET})\b\.?(?:\s+(?:NW|NE|SW|SE|N|S|E|W)\b)?"
-            rf"(?:,?\s+(?:(?i:suite|apt|unit|flat)\s*\w+,?\s+)?\p{{Lu}}[\p{{L}}'-]+(?:\s\p{{Lu}}[\p{{L}}'-]+(?!\w))?)?"
+            rf"\b\d{{1,4}}(?:\s?(?i:bis|ter)|[A-D])?,?\s+(?i:{FR_STREET})"
+            rf"(?:\s+(?:d'|l')?[\p{{L}}\d'-]+){{0,4}}"
+            rf"\s+(?:d'|l')?\p{{Lu}}[\p{{L}}'-]*"
+            rf"(?:,?\s+(?:\d{{5}}|\d{{2}} \d{{3}})\s+{CITY}(?:\s+(?i:cedex)(?:\s+\d{{1,2}})?)?)?",
+            rf"\b\d{{1,5}}[A-Z]?\s+(?:\p{{Lu}}[\p{{L}}'-]*\s+){{1,3}}(?i:{EN_STREET})\b\.?"
+            rf"(?:\s+(?:NW|NE|SW|SE|N|S|E|W)\b)?"
+            rf"(?:,?\s+(?:(?i:suite|apt|unit|flat)\s*\w+,?\s+)?"
+            rf"\p{{Lu}}[\p{{L}}'-]+(?:\s\p{{Lu}}[\p{{L}}'-]+(?!\w))?)?"
             rf"(?:,?\s+(?:[A-Z]{{2}}\s+\d{{5}}(?:-\d{{4}})?|[A-Z]{{1,2}}\d[A-Z\d]?\s?\d[A-Z]{{2}}))?",
             flags=exact,
         ),
@@ -428,7 +434,8 @@ Jira Slack GitHub Github GitLab Gitlab Kubernetes Docker Terraform Ansible Pytho
 Rust React Angular Vue Node Postgres PostgreSQL MySQL Redis Kafka RabbitMQ Elasticsearch Grafana Prometheus
 Datadog Sentry Jenkins Confluence Notion Trello Figma Zoom Teams Outlook Gmail Google Microsoft Azure AWS
 Amazon Apple Linux Ubuntu Debian Windows macOS Chrome Firefox Safari Excel Word PowerPoint SharePoint
-Salesforce HubSpot Stripe PayPal Visa Mastercard Amex Chroma Apprenti OpenAI ChatGPT Claude Mistral Llama Qwen SmolLM Bolt
+Salesforce HubSpot Stripe PayPal Visa Mastercard Amex Chroma Apprenti OpenAI ChatGPT Claude Mistral Llama
+Qwen SmolLM Bolt
 SQLite Celery Airflow Spark Snowflake BigQuery Tableau Looker Okta Vault Nginx Apache Heroku Vercel
 Cloudflare iPhone Android Helm Argo Istio Keycloak Jupyter Pandas NumPy Scala Swift Ruby Rails PHP Laravel
 Bonjour Bonsoir Salut Coucou Merci Hello Hi Hey Thanks Thank Please Dear Cher Chère Chers Ask Call Contact
@@ -439,7 +446,8 @@ Monday Tuesday Wednesday Thursday Friday Saturday Sunday Lundi Mardi Mercredi Je
 January February March April May June July August September October November December Janvier Février
 Mars Avril Mai Juin Juillet Août Septembre Octobre Novembre Décembre Noël Christmas Easter Pâques
 French English German Spanish Italian American British European Français Française Anglais
-Européen Européenne I I'm I' The A An This That These Those She He We They You It Le La Les Un Une Ce Cette Ces Il Elle Ils
+Européen Européenne I I'm I' The A An This That These Those She He We They You It Le La Les Un Une Ce
+Cette Ces Il Elle Ils
 Elles Nous Vous On Je Mon Ma Mes Our My Your Their His Her Its Notre Votre Leur Sur In On At For From
 """.split()
 )
@@ -524,7 +532,8 @@ def _is_capitalised(token) -> bool:
 
 
 def _capitalised_runs(doc) -> list[list[int]]:
-    """Token indices of each run of capitalised words (particles allowed inside, as in "Charles de Gaulle")."""
+    """Token indices of each run of capitalised words (particles allowed inside, as in
+    "Charles de Gaulle")."""
     runs, current = [], []
     for token in doc:
         if (

@@ -70,7 +70,8 @@ def tone_instructions(tone: str | None, language: str | None = None) -> str | No
     if language:
         code = language.strip().lower().replace("_", "-").split("-")[0]
         lines.append(
-            f"Always answer in {LANGUAGES.get(code, language.strip())}, whatever the language of the question."
+            f"Always answer in {LANGUAGES.get(code, language.strip())}, whatever the language of the "
+            "question."
         )
     for part in re.split(r"[,;\n]", tone or ""):
         part = part.strip()

@@ -299,7 +299,8 @@ def test_weekly_notice_and_readiness_advice_count_facts_and_behaviour(rt):
 
 
 def test_a_later_fact_on_the_same_question_asked_afresh_replaces_the_earlier_one(rt):
-    """No answer cited the earlier entry: the two questions alone are compared (a paraphrase is not replaced)."""
+    """No answer cited the earlier entry: the two questions alone are compared (a paraphrase is not
+    replaced)."""
     first = fact_correction(rt, "Which VPN client do we use?", "WireGuard.", ask_first=False)
     corrections.decide(rt.engine, rt.plugins, first.id, ExampleStatus.approved, "U_REVIEWER")
     other = fact_correction(

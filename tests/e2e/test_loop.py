@@ -65,8 +65,9 @@ def test_corrections_train_an_adapter_that_serves_then_rolls_back(tmp_path):
     assert refused and "admin" in refused[0]
     done = [text for where, _, text in said if where == "#admin (only you)"]
     assert "base model" in done[0] and "default/v1" in done[0]
-    # Whether the adapter learns the template is measured on the bundled model (`make run`, docs/benchmarks.md);
-    # the random model only proves the loop. After the rollback the base model answers exactly as before.
+    # Whether the adapter learns the template is measured on the bundled model (`make run`,
+    # docs/benchmarks.md); the random model only proves the loop. After the rollback the base model answers
+    # exactly as before.
     assert result["after_rollback"] == result["before"]
 
     engine = open_database(f"sqlite:///{tmp_path / 'home' / 'apprenti.db'}")

@@ -142,7 +142,8 @@ def test_killed_run_leaves_no_adapter_and_the_active_one_unchanged(trained, tiny
         engine = open_database({str(engine.url)!r})
         run_training(engine, TrainOptions(base_model={tiny_model!r}, adapters_dir={str(home / "adapters")!r},
             track="gate", min_examples=20, heartbeat_every=0.2,
-            train=TrainConfig(max_steps=100000, batch_size=8, max_length=96, qlora=False, progress_bar=False)))
+            train=TrainConfig(max_steps=100000, batch_size=8, max_length=96, qlora=False,
+                              progress_bar=False)))
     """)
     )
     proc = subprocess.Popen(

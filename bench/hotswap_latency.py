@@ -4,6 +4,7 @@ Target: <= 0.05x."""
 
 from __future__ import annotations
 
+import os
 import platform
 import statistics
 import sys
@@ -110,7 +111,8 @@ def main() -> int:
                 f"| roll back (hot swap) | {r:.1f} ms |",
                 "",
                 f"Ratios: activation **{ra:.3f}×**, rollback **{rr:.3f}×** (target ≤ 0.05×: {verdict}). "
-                f"Machine: {platform.machine()}, Python {platform.python_version()}, no GPU in this run.",
+                f"Machine: {platform.machine()}, {os.cpu_count()} cores, load average "
+                f"{os.getloadavg()[0]:.2f} at the end, Python {platform.python_version()}, no GPU in this run.",
             ]
         ),
     )

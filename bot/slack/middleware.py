@@ -1,5 +1,6 @@
-"""Cross-cutting checks, each written once: events are queued once (retries dropped), and every action, command, modal and
-shortcut is checked against the clicking user's roles before any listener runs."""
+"""Cross-cutting checks, each written once: events are queued once (retries dropped), and every
+action, command, modal and shortcut is checked against the clicking user's roles before any
+listener runs."""
 
 from __future__ import annotations
 

@@ -82,7 +82,8 @@ class Notifier:
             return None
 
     def run_report(self, run, adapter=None, *, candidate: bool = False, summary: str | None = None):
-        """A training run's outcome: status, adapter and metrics; a candidate gets Activate/Discard buttons."""
+        """A training run's outcome: status, adapter and metrics; a candidate gets Activate/Discard
+        buttons."""
         line = text.SLACK_STATUS_RUN.format(
             id=run.id,
             track=run.track,

@@ -190,7 +190,8 @@ class Operations:
         return self._guard("ingest", run)
 
     def export(self, actor: str) -> tuple[str, int]:
-        """The approved pairs as OpenAI chat JSON Lines (what `apprenti examples import --format openai` reads)."""
+        """The approved pairs as OpenAI chat JSON Lines (what `apprenti examples import --format
+        openai` reads)."""
         rows = list_examples(self.engine, status=ExampleStatus.approved.value)
         lines = []
         for row in rows:

@@ -5,9 +5,10 @@ Acks come first. An Events API request needs nothing from us but a 200 within 3 
 the body), and Slack never sends an acknowledged event again: so once its signature checks out it is
 written to the durable queue (bot/slack/event_queue.py), then acknowledged, then handed to Bolt's
 dispatch on a background thread; a retry of a queued event (same event id) is acknowledged and
-dropped, and a database that cannot take the write gets Slack a 503, so that Slack retries. Interactivity and slash
-commands may need Bolt's reply (modal errors, command text), so they are dispatched before
-answering, on Starlette's thread pool, so that one slow request never holds up the others."""
+dropped, and a database that cannot take the write gets Slack a 503, so that Slack retries.
+Interactivity and slash commands may need Bolt's reply (modal errors, command text), so they are
+dispatched before answering, on Starlette's thread pool, so that one slow request never holds up
+the others."""
 
 from __future__ import annotations
 
@@ -75,7 +76,8 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes | None:
 
 
 def request_kind(body: bytes) -> str:
-    """command, or the interactivity payload's type (block_actions, view_submission...), for the ack histogram."""
+    """command, or the interactivity payload's type (block_actions, view_submission...), for the ack
+    histogram."""
     form = parse_qs(body.decode("utf-8"), keep_blank_values=True)
     if "command" in form:
         return "command"

@@ -10,6 +10,9 @@ from pydantic import ValidationError
 
 from plugins.profile import PROFILE_KEYS, Profile
 
+# `plugins:` holds each plugin's own options (bot.runtime.plugin_config hands them to its startup).
+TOP_LEVEL_KEYS = frozenset({"default", "channels", "plugins"})
+
 
 class ProfileError(Exception):
     """The profile file is unreadable or invalid; the message names the file, the profile and the key."""
@@ -74,11 +77,7 @@ def _profile(data: Any, where: str, source: str, base: Profile | None = None) ->
         raise ProfileError(f"{source}: profile {where}: {key}: {first['msg']}") from None
 
 
-def load_profiles(path: str | Path | None) -> Profiles:
-    """Read and validate the profile file; no file means one default profile."""
-    if path is None:
-        return Profiles()
-    path = Path(path)
+def _read(path: Path) -> dict:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -93,11 +92,36 @@ def load_profiles(path: str | Path | None) -> Profiles:
         raise ProfileError(f"{path}{where}: invalid YAML: {getattr(exc, 'problem', exc)}") from None
     if not isinstance(data, dict):
         raise ProfileError(f"{path}: expected a mapping with `default:` and `channels:`")
-    unknown = sorted(set(data) - {"default", "channels"})
+    unknown = sorted(set(data) - TOP_LEVEL_KEYS)
     if unknown:
         raise ProfileError(
-            f"{path}: unknown top-level key(s) {', '.join(unknown)}; allowed: default, channels"
+            f"{path}: unknown top-level key(s) {', '.join(unknown)}; allowed: "
+            f"{', '.join(sorted(TOP_LEVEL_KEYS))}"
         )
+    return data
+
+
+def plugin_options(path: str | Path | None) -> dict[str, dict[str, Any]]:
+    """The `plugins:` section of the profile file: each plugin's own options, by plugin name."""
+    if path is None:
+        return {}
+    section = _read(Path(path)).get("plugins") or {}
+    if not isinstance(section, dict):
+        raise ProfileError(f"{path}: `plugins:` must map plugin names to their options")
+    for name, options in section.items():
+        if not isinstance(options, dict):
+            raise ProfileError(
+                f"{path}: plugins.{name} must be a mapping of options, got {type(options).__name__}"
+            )
+    return {str(name): dict(options) for name, options in section.items()}
+
+
+def load_profiles(path: str | Path | None) -> Profiles:
+    """Read and validate the profile file; no file means one default profile."""
+    if path is None:
+        return Profiles()
+    path = Path(path)
+    data = _read(path)
     source = str(path)
     default = _profile(data.get("default"), "default", source)
     channels_data = data.get("channels") or {}

@@ -23,13 +23,20 @@ def _without_credentials(url: str) -> str:
     return urlunsplit(parts._replace(netloc=parts.netloc.rpartition("@")[2]))
 
 
-def plugin_config(settings: Settings) -> dict:
-    """The settings as plugins see them at startup: no secrets, no credentials in any URL."""
-    config = settings.model_dump(mode="json", exclude=set(SECRET_SETTINGS))
-    return {
+def plugin_config(settings: Settings, plugin: object, options: dict | None = None) -> dict:
+    """What one plugin's `startup` gets as `config` (as datasette's plugin_config): its own options
+    (the `plugins: {name: {...}}` section of APPRENTI_CONFIG) and the Apprenti settings it names in
+    its `uses_settings` attribute; never a secret, never the credentials in a URL."""
+    wanted = set(getattr(plugin, "uses_settings", None) or ())
+    unknown = sorted(wanted - set(Settings.model_fields))
+    if unknown:
+        raise SettingsError(f"plugin {plugin!r} asks for unknown setting(s) {', '.join(unknown)}")
+    config = settings.model_dump(mode="json", include=wanted - SECRET_SETTINGS)
+    config = {
         key: _without_credentials(value) if key.endswith("_url") and isinstance(value, str) else value
         for key, value in config.items()
     }
+    return {**config, **(options or {})}
 
 
 class Runtime:
@@ -76,12 +83,31 @@ class Runtime:
                 "stored unmasked. Load one (APPRENTI_PLUGINS, e.g. add pii), or set "
                 "APPRENTI_PII=off to run without masking on purpose."
             )
-        pm.hook.startup(
-            config=plugin_config(self.settings),
-            database=lambda: self.engine,
-            documents=lambda: self.documents,
-        )
+        self._start_plugins(pm)
         return pm
+
+    def _start_plugins(self, pm) -> None:
+        """Each plugin's startup, with its own configuration only (pluggy's subset_hook_caller)."""
+        from bot.profiles import ProfileError, plugin_options
+
+        try:
+            options = plugin_options(self.settings.config)
+        except ProfileError as exc:
+            raise SettingsError(f"APPRENTI_CONFIG: {exc}") from None
+        loaded = {name for name, _ in pm.list_name_plugin()}
+        unknown = sorted(set(options) - loaded)
+        if unknown:
+            raise SettingsError(
+                f"APPRENTI_CONFIG: plugins: {', '.join(unknown)} is not a loaded plugin; loaded: "
+                f"{', '.join(sorted(loaded))} (APPRENTI_PLUGINS)"
+            )
+        for impl in pm.hook.startup.get_hookimpls():
+            others = [p for p in pm.get_plugins() if p is not impl.plugin]
+            pm.subset_hook_caller("startup", remove_plugins=others)(
+                config=plugin_config(self.settings, impl.plugin, options.get(impl.plugin_name)),
+                database=lambda: self.engine,
+                documents=lambda: self.documents,
+            )
 
     @cached_property
     def documents(self):

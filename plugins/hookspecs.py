@@ -21,7 +21,7 @@ hookimpl = pluggy.HookimplMarker("apprenti")
 
 @hookspec
 def startup(config, database, documents):
-    """Called once when a process starts: the settings (no secrets) as a dict, and two getters."""
+    """Called once when a process starts: the plugin's own configuration (no secrets), two getters."""
     # database() -> engine, documents() -> the document index (or None).
 
 

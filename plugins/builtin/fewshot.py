@@ -149,6 +149,9 @@ def _open(config: dict[str, Any], engine, index=None) -> ApprovedPairs:
 class FewShot:
     """The `fewshot` plugin of one plugin manager: its settings, its database and its store of pairs."""
 
+    # The Apprenti settings this plugin's startup config carries (bot.runtime.plugin_config).
+    uses_settings = ("chroma_path", "chroma_url", "embedding_model", "embedding_backend", "fewshot_min_score")
+
     def __init__(self) -> None:
         self.config: dict[str, Any] | None = None
         self.database = None  # returns the process's engine (the startup hook's `database`)

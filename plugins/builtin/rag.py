@@ -85,6 +85,17 @@ def passages(results, roots: list[Path] = ()) -> list[dict[str, Any]]:
 class Retrieval:
     """The `rag` plugin of one plugin manager: its settings, its retriever and the team's entries."""
 
+    # The Apprenti settings this plugin's startup config carries (bot.runtime.plugin_config).
+    uses_settings = (
+        "home",
+        "chroma_path",
+        "chroma_url",
+        "embedding_model",
+        "embedding_backend",
+        "rag_k",
+        "document_roots",
+    )
+
     def __init__(self) -> None:
         self.config: dict[str, Any] | None = None
         self.database = None  # returns the process's engine (the startup hook's `database`)

@@ -1,11 +1,14 @@
-"""Plugins see their configuration without secrets, and each plugin manager has its own plugin state."""
+"""Plugins see only their own configuration, never secrets, and each plugin manager has its own
+plugin state."""
 
 from __future__ import annotations
 
 import json
 
+import pytest
+
 from bot.runtime import Runtime
-from bot.settings import load_settings
+from bot.settings import SettingsError, load_settings
 from plugins.hookspecs import hookimpl
 from plugins.manager import make_manager
 
@@ -19,6 +22,20 @@ SECRETS = {
 
 class Spy:
     """A third-party plugin that keeps the configuration startup gave it."""
+
+    # Asks for secrets and URLs too: it gets the URLs without their credentials, and no secret.
+    uses_settings = (*SECRETS, "database_url", "chroma_url", "openai_base_url", "rag_k", "home")
+
+    def __init__(self):
+        self.seen = []
+
+    @hookimpl
+    def startup(self, config):
+        self.seen.append(config)
+
+
+class Quiet:
+    """A third-party plugin that names no Apprenti setting: it sees its own options only."""
 
     def __init__(self):
         self.seen = []
@@ -54,6 +71,35 @@ def test_a_plugins_startup_never_sees_tokens_secrets_or_url_credentials():
     assert config["chroma_url"] == "http://chroma.example:8000"
     assert config["openai_base_url"] == "http://gpu-box:8000/v1"  # URLs without credentials are unchanged
     assert config["rag_k"] == 5 and config["home"]
+    assert set(config) == {"database_url", "chroma_url", "openai_base_url", "rag_k", "home"}
+
+
+def test_each_plugin_gets_its_own_options_from_the_config_file_and_nothing_else(tmp_path):
+    path = tmp_path / "apprenti.yaml"
+    path.write_text("plugins:\n  spy: {colour: blue}\n  quiet: {depth: 3, rag_k: 9}\n", encoding="utf-8")
+    spy, quiet = Spy(), Quiet()
+    settings = load_settings(**SECRETS, plugins=["spy", "quiet"], pii="off", config=str(path))
+    Runtime(settings, entrypoints=False, plugins_extra={"spy": spy, "quiet": quiet}).plugins  # noqa: B018
+    assert quiet.seen == [{"depth": 3, "rag_k": 9}]  # its own rag_k, not the setting
+    [config] = spy.seen
+    assert config["colour"] == "blue" and "depth" not in config and config["rag_k"] == 5
+
+
+def test_options_for_a_plugin_not_loaded_or_a_setting_that_does_not_exist_are_refused(tmp_path):
+    path = tmp_path / "apprenti.yaml"
+    path.write_text("plugins:\n  spyy: {colour: blue}\n", encoding="utf-8")
+    settings = load_settings(plugins=["spy"], pii="off", config=str(path))
+    with pytest.raises(SettingsError, match="plugins: spyy is not a loaded plugin; loaded: .*spy"):
+        Runtime(settings, entrypoints=False, plugins_extra={"spy": Spy()}).plugins  # noqa: B018
+
+    class Greedy(Quiet):
+        uses_settings = ("no_such_setting",)
+
+    greedy = Runtime(
+        load_settings(plugins=["greedy"], pii="off"), entrypoints=False, plugins_extra={"greedy": Greedy()}
+    )
+    with pytest.raises(SettingsError, match="unknown setting.*no_such_setting"):
+        greedy.plugins  # noqa: B018
 
 
 def test_plugins_reach_the_database_through_the_runtimes_engine():

@@ -94,8 +94,8 @@ def main(argv: list[str]) -> int:
     lines = [
         "## Answers on the bundled model (SmolLM2-135M-Instruct)",
         "",
-        f"RAG answer accuracy on the demo handbook's {len(items)} questions (English and French; a hit contains "
-        "an accepted string), batched greedy answers, 64 new tokens at most:",
+        f"RAG answer accuracy on the demo handbook's {len(items)} questions (English and French; a hit "
+        "contains an accepted string), batched greedy answers, 64 new tokens at most:",
         "",
         "| prompt | accuracy |",
         "|---|---|",
@@ -111,8 +111,8 @@ def main(argv: list[str]) -> int:
         f"| baseline: transformers `generate`, float32 | {decode['plain']:.1f} |",
         f"| speed-up | {decode['ours'] / decode['plain']:.2f}x (same text: {decode['same']}) |",
         "",
-        f"Time to first token, {ttft['tokens']}-token RAG prompt: {ttft['cold']:.2f} s without the prefix cache, "
-        f"{ttft['warm']:.2f} s with it (the {ttft['prefix']}-token system prefix's KV cache reused).",
+        f"Time to first token, {ttft['tokens']}-token RAG prompt: {ttft['cold']:.2f} s without the prefix "
+        f"cache, {ttft['warm']:.2f} s with it (the {ttft['prefix']}-token system prefix's KV cache reused).",
         "",
         "`python -m bench.answer_quality`. " + machine_line(),
     ]

@@ -75,8 +75,8 @@ def ack_row(name: str, seconds: list[float], server: tuple[dict, dict]) -> str:
     ms = [s * 1000 for s in seconds]
     inside = bucket_quantile(*server, 99) * 1000
     return (
-        f"| {name} | {len(ms)} | {percentile(ms, 50):.1f} | {percentile(ms, 95):.1f} | {percentile(ms, 99):.1f} "
-        f"| {max(ms):.1f} | ≤ {inside:.0f} |"
+        f"| {name} | {len(ms)} | {percentile(ms, 50):.1f} | {percentile(ms, 95):.1f} "
+        f"| {percentile(ms, 99):.1f} | {max(ms):.1f} | ≤ {inside:.0f} |"
     )
 
 
@@ -183,31 +183,80 @@ def main() -> int:
         and single["duplicates"] == both["duplicates"] == killed["duplicates"] == 0
         and killed["after_kill_s"] <= 60
     )
+    total = {"single": single["sent_s"] + single["drain_s"], "both": both["sent_s"] + both["drain_s"]}
+    p99 = {
+        "single": bucket_quantile(*single["server"][0], 99) * 1000,
+        "r1": bucket_quantile(*both["server"][0], 99) * 1000,
+        "r2": bucket_quantile(*both["server"][1], 99) * 1000,
+    }
+
+    def phase_row(name: str, count: int, result: dict, after: str) -> str:
+        return (
+            f"| {name} | {count} | {result['answered']} | {result['lost']} | {result['duplicates']} "
+            f"| {result['refused']} | {after} |"
+        )
+
+    rows = "\n".join(
+        [
+            phase_row("1. one process", n, single, f"{total['single']:.1f} s"),
+            phase_row("2. two replicas", n, both, f"{total['both']:.1f} s"),
+            phase_row(
+                "3. replica 1 killed", args.kill, killed, f"{killed['after_kill_s']:.1f} s after the kill"
+            ),
+        ]
+    )
+    acks = "\n".join(
+        [
+            ack_row("1. one process alone (replica 1)", single["acks"][0], single["server"][0]),
+            ack_row("2. replica 1 of two", both["acks"][0], both["server"][0]),
+            ack_row("2. replica 2 of two", both["acks"][1], both["server"][1]),
+        ]
+    )
+    verdict = "met" if ok else "**missed**"
     section = f"""## The loopback cluster: events over two replicas, and a replica killed (issue 15)
 
-`apprenti cluster`'s topology on one machine (`bench/cluster_load.py`): PostgreSQL (Debian's package), `chroma run`, two `apprenti serve --http --no-scheduler` replicas and one `apprenti worker`, sharing one `APPRENTI_HOME`; the tiny random Llama answers ({TOKENS} new tokens, 2 answer threads per replica), every answer streamed to the Slack Web API stand-in; {args.concurrency} clients send signed `app_mention` events over loopback. Every event is written to the `slack_event` queue (PostgreSQL) before it is acknowledged. After 20 unmeasured warm-up questions:
+`apprenti cluster`'s topology on one machine (`bench/cluster_load.py`): PostgreSQL (Debian's package),
+`chroma run`, two `apprenti serve --http --no-scheduler` replicas and one `apprenti worker`, sharing one
+`APPRENTI_HOME`; the tiny random Llama answers ({TOKENS} new tokens, 2 answer threads per replica), every
+answer streamed to the Slack Web API stand-in; {args.concurrency} clients send signed `app_mention` events
+over loopback. Every event is written to the `slack_event` queue (PostgreSQL) before it is acknowledged.
+After 20 unmeasured warm-up questions:
 
-1. **one process**: {n} events to replica 1, each retried once (same `event_id`, `X-Slack-Retry-Num: 1`) on replica 1;
+1. **one process**: {n} events to replica 1, each retried once (same `event_id`, `X-Slack-Retry-Num: 1`)
+   on replica 1;
 2. **two replicas**: {n} other events spread over both, each retried once on the *other* replica;
-3. **a replica killed**: {args.kill} questions acknowledged by replica 1, then `SIGKILL` (Slack retries none of them; claims last the default `APPRENTI_EVENT_LEASE=30`).
+3. **a replica killed**: {args.kill} questions acknowledged by replica 1, then `SIGKILL` (Slack retries
+   none of them; claims last the default `APPRENTI_EVENT_LEASE=30`).
 
 | requests to | requests | ack p50 ms | ack p95 ms | ack p99 ms | max ms | server-side p99 ms |
 |---|---|---|---|---|---|---|
-{ack_row("1. one process alone (replica 1)", single["acks"][0], single["server"][0])}
-{ack_row("2. replica 1 of two", both["acks"][0], both["server"][0])}
-{ack_row("2. replica 2 of two", both["acks"][1], both["server"][1])}
+{acks}
 
-Ack latencies are measured by the sender, from the request to the response; the last column is the replica's own `apprenti_ack_seconds` histogram (from the handler's start to its response, the bucket bound at the 99th percentile), which leaves out the time a request waits for the replica's event loop to accept and read it.
+Ack latencies are measured by the sender, from the request to the response; the last column is the
+replica's own `apprenti_ack_seconds` histogram (from the handler's start to its response, the bucket bound
+at the 99th percentile), which leaves out the time a request waits for the replica's event loop to accept
+and read it.
 
 | phase | questions | answered | lost | duplicate answers | requests refused | all answered after |
 |---|---|---|---|---|---|---|
-| 1. one process | {n} | {single["answered"]} | {single["lost"]} | {single["duplicates"]} | {single["refused"]} | {single["sent_s"] + single["drain_s"]:.1f} s |
-| 2. two replicas | {n} | {both["answered"]} | {both["lost"]} | {both["duplicates"]} | {both["refused"]} | {both["sent_s"] + both["drain_s"]:.1f} s |
-| 3. replica 1 killed | {args.kill} | {killed["answered"]} | {killed["lost"]} | {killed["duplicates"]} | {killed["refused"]} | {killed["after_kill_s"]:.1f} s after the kill |
+{rows}
 
-Reading it: two replicas answered the same load in {both["sent_s"] + both["drain_s"]:.1f} s against {single["sent_s"] + single["drain_s"]:.1f} s for one process, and each replica's own handler p99 (≤ {bucket_quantile(*both["server"][0], 99) * 1000:.0f} / ≤ {bucket_quantile(*both["server"][1], 99) * 1000:.0f} ms) was below the lone process's (≤ {bucket_quantile(*single["server"][0], 99) * 1000:.0f} ms). The sender's figures are far above the handlers' because {args.concurrency} senders fire {2 * n} requests as fast as they can while the same cores generate {n} answers: a request waits for a CPU, for the replica's event loop to accept and read it and for the sender's own loop, before and after the handler runs. On a machine this busy the tail reaches Slack's 3 s limit; Slack then retries, and the retry is dropped by the queue, so nothing is answered twice — but give the replicas cores of their own in production.
+Reading it: two replicas answered the same load in {total["both"]:.1f} s against {total["single"]:.1f} s
+for one process, and each replica's own handler p99 (≤ {p99["r1"]:.0f} / ≤ {p99["r2"]:.0f} ms) was below
+the lone process's (≤ {p99["single"]:.0f} ms). The sender's figures are far above the handlers' because
+{args.concurrency} senders fire {2 * n} requests as fast as they can while the same cores generate {n}
+answers: a request waits for a CPU, for the replica's event loop to accept and read it and for the
+sender's own loop, before and after the handler runs. On a machine this busy the tail reaches Slack's 3 s
+limit; Slack then retries, and the retry is dropped by the queue, so nothing is answered twice — but give
+the replicas cores of their own in production.
 
-In phase 3 replica 1 had answered {killed["answered_before_kill"]} of the {args.kill} before it died; replica 2's poller claimed the rest once their claims expired and answered each once, the last {killed["after_kill_s"]:.1f} s after the kill (target: within a minute). Targets: 0 lost, 0 duplicates in every phase — {"met" if ok else "**missed**"}. The ack includes the queue's `INSERT` into PostgreSQL (a retry's is the one refused by the primary key); compare rows of one run, not runs with each other: the load generator, the stand-in, PostgreSQL, Chroma and both replicas share the same cores. 1-minute load average before the run {load_before:.2f}. {machine_line()} (At the end: {load_end:.2f}.)
+In phase 3 replica 1 had answered {killed["answered_before_kill"]} of the {args.kill} before it died;
+replica 2's poller claimed the rest once their claims expired and answered each once, the last
+{killed["after_kill_s"]:.1f} s after the kill (target: within a minute). Targets: 0 lost, 0 duplicates in
+every phase — {verdict}. The ack includes the queue's `INSERT` into PostgreSQL (a retry's is the one
+refused by the primary key); compare rows of one run, not runs with each other: the load generator, the
+stand-in, PostgreSQL, Chroma and both replicas share the same cores. 1-minute load average before the run
+{load_before:.2f}. {machine_line()} (At the end: {load_end:.2f}.)
 """
     publish("cluster", section, write=not args.no_docs)
     return 0 if ok else 1

@@ -112,7 +112,8 @@ def main() -> int:
                 "",
                 f"Ratios: activation **{ra:.3f}×**, rollback **{rr:.3f}×** (target ≤ 0.05×: {verdict}). "
                 f"Machine: {platform.machine()}, {os.cpu_count()} cores, load average "
-                f"{os.getloadavg()[0]:.2f} at the end, Python {platform.python_version()}, no GPU in this run.",
+                f"{os.getloadavg()[0]:.2f} at the end, Python {platform.python_version()}, "
+                "no GPU in this run.",
             ]
         ),
     )

@@ -436,7 +436,8 @@ class ChatModel:
         max_prompt_tokens: int | None = None,
         max_time: float | None = None,
     ) -> Generation:
-        """The whole answer; with ``max_time`` (seconds) generation stops there and says so (``timed_out``)."""
+        """The whole answer; with ``max_time`` (seconds) generation stops there and says so
+        (``timed_out``)."""
         import torch
 
         ids, truncated = self._inputs(messages, max_prompt_tokens)

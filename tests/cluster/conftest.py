@@ -77,3 +77,22 @@ def db(cluster):
     engine = make_engine(cluster.database_url)
     yield engine
     engine.dispose()
+
+
+@pytest.fixture
+def second_worker(cluster):
+    """A second `apprenti worker` on the cluster's PostgreSQL and home: its scheduler races the first
+    one's for the threshold check and the training runs. Stopped after the test."""
+    from bot.cli.cluster import LOCAL, free_port
+
+    metrics_port = free_port()
+    worker = cluster._apprenti("worker-2", "worker", health=f"http://{LOCAL}:{metrics_port}/metrics")
+    worker.env["APPRENTI_METRICS_PORT"] = str(metrics_port)
+    cluster.processes["worker-2"] = worker
+    worker.start()
+    try:
+        worker.wait(240)
+        yield worker
+    finally:
+        worker.stop()
+        cluster.processes.pop("worker-2", None)

@@ -12,6 +12,7 @@ import subprocess
 import sys
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC
 
 import pytest
@@ -306,23 +307,21 @@ def kill_pid(pid: int | None) -> None:
         pass
 
 
-def test_the_worker_killed_during_training_fails_the_run_requeues_it_and_changes_no_adapter(
-    cluster, db, tmp_path
-):
-    pairs = tmp_path / "pairs.jsonl"
+def import_approved(env: dict, folder, track: str, n: int, topic: str = "expense report") -> None:
+    """`apprenti examples import --approved`: n behaviour pairs for `track` (enough to make it due)."""
+    pairs = folder / f"pairs-{track}.jsonl"
     pairs.write_text(
         "".join(
             json.dumps(
                 {
-                    "instruction": f"How do I file expense report {i}?",
-                    "output": f"Open the finance portal, choose Expenses, attach receipt {i}.",
+                    "instruction": f"How do I file {topic} {i}?",
+                    "output": f"Open the finance portal, choose {topic.title()}, attach receipt {i}.",
                 }
             )
             + "\n"
-            for i in range(TRAIN_AT + 2)
+            for i in range(n)
         )
     )
-    env = cluster.processes["bot-1"].env
     done = subprocess.run(
         [
             sys.executable,
@@ -336,6 +335,8 @@ def test_the_worker_killed_during_training_fails_the_run_requeues_it_and_changes
             "--approved",
             "--kind",
             "behaviour",
+            "--track",
+            track,
         ],
         env=env,
         capture_output=True,
@@ -343,6 +344,46 @@ def test_the_worker_killed_during_training_fails_the_run_requeues_it_and_changes
         timeout=300,
     )
     assert done.returncode == 0, done.stderr[-2000:]
+
+
+def test_two_workers_make_one_training_run_per_track_and_train_it(cluster, db, tmp_path, second_worker):
+    """Two `apprenti worker` schedulers on one database, two tracks due at once: each track gets one
+    run, trained to the end (an adapter registered), and no second run once it is done."""
+    tracks = ("two-workers-a", "two-workers-b")
+    env = cluster.processes["bot-1"].env
+    with ThreadPoolExecutor(len(tracks)) as pool:  # both tracks due at the same moment
+        for done in [
+            pool.submit(import_approved, env, tmp_path, track, TRAIN_AT + 2, f"claim {track}")
+            for track in tracks
+        ]:
+            done.result()
+
+    def of_tracks() -> list[TrainingRun]:
+        return [r for r in runs(db) if r.track in tracks]
+
+    finished = ("succeeded", "rejected", "failed")
+    wait_for(
+        lambda: {r.track for r in of_tracks() if r.status in finished} == set(tracks),
+        "a finished training run for both tracks",
+        420,
+    )
+    time.sleep(8)  # four scheduler ticks of each worker: time for a second run, were one coming
+    made = of_tracks()
+    assert sorted(r.track for r in made) == sorted(tracks), [(r.id, r.track, r.status, r.error) for r in made]
+    assert {r.status for r in made} <= {"succeeded", "rejected"}, [(r.id, r.status, r.error) for r in made]
+    with session_scope(db) as session:
+        adapters = {a.track: a for a in session.exec(select(Adapter).where(Adapter.track.in_(tracks)))}
+    assert {t: adapters[t].run_id for t in tracks} == {r.track: r.id for r in made}
+    assert all(r.adapter_name == adapters[r.track].name for r in made)
+    assert second_worker.alive() and cluster.processes["worker"].alive()
+    print(f"runs {[(r.id, r.track, r.status) for r in made]}, one per track, with two workers")
+
+
+def test_the_worker_killed_during_training_fails_the_run_requeues_it_and_changes_no_adapter(
+    cluster, db, tmp_path
+):
+    env = cluster.processes["bot-1"].env
+    import_approved(env, tmp_path, "default", TRAIN_AT + 2)
     in_service = active_adapters(db)
     first = wait_for(
         lambda: next((r for r in runs(db) if r.status == "running" and r.worker_pid), None),
@@ -378,7 +419,8 @@ def test_the_worker_killed_during_training_fails_the_run_requeues_it_and_changes
 
 
 def make_adapter(base_dir, folder):
-    """A LoRA adapter of the tiny model with random weights (so it changes the answers), as training leaves one."""
+    """A LoRA adapter of the tiny model with random weights (so it changes the answers), as training
+    leaves one."""
     import torch
     from peft import LoraConfig, get_peft_model
     from transformers import AutoModelForCausalLM
@@ -442,7 +484,8 @@ def test_an_activation_is_served_by_both_replicas_within_five_seconds(cluster, s
     assert all(used == adapter.name for _, at, used in probes if at > activated + 5), probes
     assert max(served_after.values()) <= 5.0, served_after
     print(
-        f"{adapter.name} served by replica 1 from {served_after[0]:.1f} s, replica 2 from {served_after[1]:.1f} s "
+        f"{adapter.name} served by replica 1 from {served_after[0]:.1f} s, "
+        f"replica 2 from {served_after[1]:.1f} s "
         "after the activation (first question sent then that got it)"
     )
 

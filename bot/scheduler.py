@@ -290,10 +290,11 @@ def weekly_documents(runtime=None) -> int:
 
 
 def prune_processed_events(runtime=None) -> int:
-    """Forget the Slack event ids older than two days (Slack retries an event for minutes, not days)."""
+    """Forget the queued Slack events received more than two days ago, answered or not (Slack retries
+    an event for minutes, not days; a retry of a forgotten one would be answered again)."""
     runtime = runtime or _runtime()
     pruned = prune_events(runtime.engine)
-    log.info("pruned %d processed Slack event ids", pruned)
+    log.info("pruned %d Slack events from the queue", pruned)
     return pruned
 
 

@@ -16,7 +16,7 @@ from sqlalchemy import Engine, delete, func, or_, select, update
 from sqlalchemy.exc import IntegrityError
 
 from storage.db import session_scope
-from storage.models import ProcessedEvent, RequestNonce, SlackEvent, SlackEventStatus, utcnow
+from storage.models import RequestNonce, SlackEvent, SlackEventStatus, utcnow
 
 # Slack's signatures are accepted for 5 minutes; a digest is kept a little longer than that.
 NONCE_WINDOW = timedelta(minutes=6)
@@ -217,25 +217,12 @@ def get_event(engine: Engine, event_id: str) -> SlackEvent | None:
         return session.get(SlackEvent, event_id)
 
 
-def claim_event(engine: Engine, event_id: str) -> bool:
-    """True the first time an event id is seen in processed_event (the table before the queue; kept
-    until a migration drops it)."""
-    try:
-        with session_scope(engine) as session:
-            session.add(ProcessedEvent(event_id=event_id))
-        return True
-    except IntegrityError:
-        return False
-
-
 def prune_events(engine: Engine, older_than: timedelta = RETENTION) -> int:
-    """Delete the events received longer ago than `older_than` (the scheduler does it hourly), and the
-    older table's event ids; returns how many."""
+    """Delete the events received longer ago than `older_than` (the scheduler does it hourly, one
+    process at a time); returns how many."""
     cutoff = utcnow() - older_than
     with session_scope(engine) as session:
-        pruned = session.execute(delete(SlackEvent).where(SlackEvent.received_at < cutoff)).rowcount or 0
-        pruned += session.execute(delete(ProcessedEvent).where(ProcessedEvent.at < cutoff)).rowcount or 0
-        return pruned
+        return session.execute(delete(SlackEvent).where(SlackEvent.received_at < cutoff)).rowcount or 0
 
 
 def claim_nonce(engine: Engine, digest: str) -> bool:

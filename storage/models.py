@@ -239,15 +239,6 @@ class AuditEvent(SQLModel, table=True):
     details: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
 
 
-class ProcessedEvent(SQLModel, table=True):
-    """Slack event ids already handled, so retries are dropped."""
-
-    __tablename__ = "processed_event"
-
-    event_id: str = Field(primary_key=True)
-    at: datetime = Field(default_factory=utcnow, index=True)
-
-
 class SlackEventStatus(enum.StrEnum):
     queued = "queued"  # waiting, or claimed by a replica until expires_at
     done = "done"  # its answer (or the notice that it failed) is out

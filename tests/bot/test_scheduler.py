@@ -232,16 +232,16 @@ def test_one_threshold_check_per_tick_across_schedulers(isolated_env, monkeypatc
     assert checked == [first]
 
 
-def test_jobs_live_in_memory_and_old_event_ids_are_pruned_on_a_schedule(runtime):
+def test_jobs_live_in_memory_and_old_queued_events_are_pruned_on_a_schedule(runtime):
     from sqlalchemy import inspect
 
-    from storage.events import claim_event
-    from storage.models import ProcessedEvent, utcnow
+    from storage.events import enqueue_event
+    from storage.models import SlackEvent, utcnow
 
-    claim_event(runtime.engine, "Ev-old")
-    claim_event(runtime.engine, "Ev-new")
-    with session_scope(runtime.engine) as s:
-        s.get(ProcessedEvent, "Ev-old").at = utcnow() - timedelta(days=3)
+    enqueue_event(
+        runtime.engine, "Ev-old", "{}", "replica-a", timedelta(seconds=30), now=utcnow() - timedelta(days=3)
+    )
+    enqueue_event(runtime.engine, "Ev-new", "{}", "replica-a", timedelta(seconds=30))
     sched = scheduler.make_scheduler(runtime, start=False)
     sched.start(paused=True)
     try:
@@ -253,4 +253,4 @@ def test_jobs_live_in_memory_and_old_event_ids_are_pruned_on_a_schedule(runtime)
     finally:
         sched.shutdown(wait=False)
     with session_scope(runtime.engine) as s:
-        assert [e.event_id for e in s.query(ProcessedEvent)] == ["Ev-new"]
+        assert [e.event_id for e in s.query(SlackEvent)] == ["Ev-new"]

@@ -7,7 +7,6 @@ import pytest
 from sqlalchemy import inspect, text
 
 from storage.db import DatabaseError, make_engine, open_database, session_scope
-from storage.events import claim_event
 from storage.examples import DuplicateExample, add_example, list_examples, review_example
 from storage.hashing import content_hash, split_for
 from storage.interactions import add_interaction, record_vote
@@ -29,7 +28,6 @@ TABLES = {
     "adapter",
     "training_run",
     "audit_event",
-    "processed_event",
     "job_lease",
     "vote",
     "request_nonce",
@@ -179,12 +177,6 @@ def test_edit_and_approve_replaces_the_answer(db):
     row = review_example(db, example.id, "approved", "R1", corrected_answer="final")
     assert row.corrected_answer == "final"
     assert row.content_hash == content_hash("q", "final")
-
-
-def test_event_ids_are_claimed_once(db):
-    assert claim_event(db, "Ev1") is True
-    assert claim_event(db, "Ev1") is False
-    assert claim_event(db, "Ev2") is True
 
 
 def test_one_run_per_track_even_when_racing(db):

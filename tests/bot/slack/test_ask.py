@@ -80,10 +80,10 @@ def test_forged_and_stale_signatures_are_refused_and_nothing_stored(slack):
     assert recent_interactions(slack.engine) == []
     assert slack.fake.calls("chat.startStream") == [] and slack.fake.calls("chat.postMessage") == []
     from storage.db import session_scope
-    from storage.models import ProcessedEvent
+    from storage.models import SlackEvent
 
     with session_scope(slack.engine) as session:
-        assert session.query(ProcessedEvent).count() == 0
+        assert session.query(SlackEvent).count() == 0  # never queued
 
 
 def test_direct_message_and_the_bots_own_messages(slack):

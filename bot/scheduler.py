@@ -289,7 +289,7 @@ def weekly_documents(runtime=None) -> int:
     return len(suspects)
 
 
-def prune_processed_events(runtime=None) -> int:
+def prune_event_queue(runtime=None) -> int:
     """Forget the queued Slack events received more than two days ago, answered or not (Slack retries
     an event for minutes, not days; a retry of a forgotten one would be answered again)."""
     runtime = runtime or _runtime()
@@ -396,7 +396,7 @@ def make_scheduler(runtime, *, start: bool = True):
         id="apprenti-weekly-documents",
     )
     scheduler.add_job(
-        _once("scheduler:prune-events", timedelta(minutes=50), prune_processed_events),
+        _once("scheduler:prune-events", timedelta(minutes=50), prune_event_queue),
         "interval",
         args=(runtime, holder),
         hours=1,

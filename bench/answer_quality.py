@@ -1,4 +1,4 @@
-"""RAG answer accuracy and decode speed on the bundled model (SmolLM2-135M-Instruct), 2 CPU cores.
+"""RAG answer accuracy on the bundled model (SmolLM2-135M-Instruct), 2 CPU cores.
 
 Accuracy: the demo handbook's 16 questions (bot/demo/questions.jsonl, English and French) answered
 through the whole pipeline (`Assistant.answer_many`: hybrid retrieval, the plain layout, batched
@@ -6,10 +6,7 @@ greedy answers), against two references in the same run: the numbered layout (ti
 instruction to cite them, as for big models), and the plain prompt given the right passage by hand
 ("Text: <the whole right section> Question: …"). A hit: the answer contains an accepted string.
 
-Decode: a RAG answer of up to 64 new tokens, one at a time, greedy, on the base model: ours
-(ChatModel.generate: prompt lookup decoding) against plain transformers `generate` (float32), same
-prompts and weights; and time to first token of a ~600-token RAG prompt with and without the
-system-prefix cache.
+Decode speed and time to first token: bench/decode_speed.py.
 
     .venv/bin/python -m bench.answer_quality [--no-docs]
 """
@@ -18,10 +15,8 @@ from __future__ import annotations
 
 import json
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,8 +84,6 @@ def main(argv: list[str]) -> int:
     ]
     reference = _accuracy([g.text for g in model.generate_batch(reference_prompts, max_new_tokens=64)], items)
 
-    decode = _decode(model, reference_prompts[:6])
-    ttft = _ttft(model)
     lines = [
         "## Answers on the bundled model (SmolLM2-135M-Instruct)",
         "",
@@ -103,81 +96,10 @@ def main(argv: list[str]) -> int:
         f"| numbered layout (titled sources, cite [1], [2]; what bigger models get) | {numbered:.2f} |",
         f"| reference: plain prompt with the right section given by hand | {reference:.2f} |",
         "",
-        "Decode, one RAG answer at a time (6 prompts, up to 64 new tokens, greedy):",
-        "",
-        "| | tokens/s (median) |",
-        "|---|---|",
-        f"| ours: ChatModel.generate (prompt lookup decoding) | {decode['ours']:.1f} |",
-        f"| baseline: transformers `generate`, float32 | {decode['plain']:.1f} |",
-        f"| speed-up | {decode['ours'] / decode['plain']:.2f}x (same text: {decode['same']}) |",
-        "",
-        f"Time to first token, {ttft['tokens']}-token RAG prompt: {ttft['cold']:.2f} s without the prefix "
-        f"cache, {ttft['warm']:.2f} s with it (the {ttft['prefix']}-token system prefix's KV cache reused).",
-        "",
         "`python -m bench.answer_quality`. " + machine_line(),
     ]
     publish("answer-quality", "\n".join(lines), write="--no-docs" not in argv)
     return 0
-
-
-def _decode(model, prompts) -> dict:
-    import torch
-
-    rates = {"ours": [], "plain": []}
-    same = True
-    for messages in prompts:
-        ids = model.tokenizer(model.render(messages), add_special_tokens=False, return_tensors="pt")[
-            "input_ids"
-        ]
-        with torch.inference_mode():
-            started = time.perf_counter()
-            out = model.model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                max_new_tokens=64,
-                do_sample=False,
-                pad_token_id=model.tokenizer.pad_token_id,
-            )
-            plain_s = time.perf_counter() - started
-        plain = model.tokenizer.decode(out[0, ids.shape[1] :], skip_special_tokens=True).strip()
-        saved, model.prefix_cache = model.prefix_cache, None
-        started = time.perf_counter()
-        ours = model.generate(messages, max_new_tokens=64)
-        ours_s = time.perf_counter() - started
-        model.prefix_cache = saved
-        rates["plain"].append((out.shape[1] - ids.shape[1]) / plain_s)
-        rates["ours"].append(ours.completion_tokens / ours_s)
-        same = same and ours.text == plain
-    return {
-        "ours": statistics.median(rates["ours"]),
-        "plain": statistics.median(rates["plain"]),
-        "same": same,
-    }
-
-
-def _ttft(model) -> dict:
-    from finetune.prefix_cache import PrefixCache
-
-    system = ("You are a helpful assistant. Answer briefly and exactly. " * 40).strip()
-    passage = "Request holidays in the HR portal at least two weeks in advance. " * 12
-    messages = [
-        {"role": "system", "content": system},
-        {"role": "user", "content": f"Text: {passage}\n\nQuestion: How far in advance?"},
-    ]
-    tokens = model.count_tokens(model.render(messages))
-    prefix = model.count_tokens(model.render([messages[0]]))
-    saved = model.prefix_cache
-    model.prefix_cache = None
-    started = time.perf_counter()
-    model.generate(messages, max_new_tokens=1)
-    cold = time.perf_counter() - started
-    model.prefix_cache = PrefixCache()
-    model.generate(messages, max_new_tokens=1)  # fills the cache
-    started = time.perf_counter()
-    model.generate(messages, max_new_tokens=1)
-    warm = time.perf_counter() - started
-    model.prefix_cache = saved
-    return {"tokens": tokens, "prefix": prefix, "cold": cold, "warm": warm}
 
 
 if __name__ == "__main__":

@@ -168,9 +168,11 @@ class Runtime:
 
         self.apply_torch_threads()
         try:
-            return ChatModel.load(self.settings.base_model, load_in_4bit=self.settings.load_in_4bit)
+            model = ChatModel.load(self.settings.base_model, load_in_4bit=self.settings.load_in_4bit)
         except ModelError as exc:
             raise SettingsError(f"APPRENTI_BASE_MODEL: {exc}") from None
+        model.decode_weights = self.settings.decode_weights
+        return model
 
     @cached_property
     def llm(self):

@@ -92,6 +92,15 @@ class Settings(BaseSettings):
     max_prompt_tokens: int = Field(
         3072, ge=64, description="Longest prompt; a longer question is truncated with a visible notice."
     )
+    decode_weights: Literal["bfloat16", "float32"] = Field(
+        "bfloat16",
+        description=(
+            "How the local backend's served copy of the weights (the active adapter merged in) stores its "
+            "projections for decoding one answer: bfloat16 reads half the bytes per token (2.4x peft's "
+            "generate on 2 cores, docs/benchmarks.md) and words an answer differently more often than "
+            "float32 (10 and 14 of 16 answers identical to peft's there)."
+        ),
+    )
     torch_threads: int = Field(
         0,
         ge=0,

@@ -16,6 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from finetune.decode import (
+    LOOP_WINDOW,
+    decode,
+    loop_length,
+    loop_stop,
+    merged_copy,
+    plain_generation,
+    trim_loop,
+)
 from finetune.prefix_cache import PrefixCache, prefix_length
 
 
@@ -227,51 +236,6 @@ def load_base(name: str, *, load_in_4bit: bool = False, device: str | None = Non
     return model, tokenizer, path
 
 
-def _repeats(k: int, repeats: int) -> int:
-    # A short cycle must repeat more before it counts: "1000000" is six "0" tokens, not a loop.
-    return max(repeats, -(-12 // k))
-
-
-def loop_length(tokens, repeats: int = 3, longest: int = 12) -> int:
-    """The length of the cycle the sequence ends in, when its last runs are the same (a small model
-    stuck saying "de la note de la note…"): `repeats` runs, and at least 12 tokens in all; 0 when
-    it does not end in one."""
-    n = len(tokens)
-    for k in range(1, longest + 1):
-        times = _repeats(k, repeats)
-        if n < k * times:
-            continue
-        tail = tokens[n - k :]
-        if all(tokens[n - (r + 1) * k : n - r * k] == tail for r in range(1, times)):
-            return k
-    return 0
-
-
-# The most tokens loop_length reads from the end: its longest cycle times the runs it needs.
-_LOOP_WINDOW = max(k * _repeats(k, 3) for k in range(1, 13))
-
-
-def _loop_stop(prompt_width: int):
-    """A stopping criterion for generate(): a sequence stuck in a loop is finished (per row).
-    Called after every new token, so it reads only the answer's last _LOOP_WINDOW tokens."""
-    import torch
-    from transformers import StoppingCriteria
-
-    class LoopStop(StoppingCriteria):
-        def __call__(self, input_ids, scores, **kwargs):
-            start = max(prompt_width, input_ids.shape[1] - _LOOP_WINDOW)
-            rows = [loop_length(row[start:].tolist()) > 0 for row in input_ids]
-            return torch.tensor(rows, dtype=torch.bool, device=input_ids.device)
-
-    return LoopStop()
-
-
-def trim_loop(tokens: list[int], repeats: int = 3) -> list[int]:
-    """The tokens with a final loop cut back to one run of it."""
-    k = loop_length(tokens, repeats)
-    return tokens[: len(tokens) - k * (_repeats(k, repeats) - 1)] if k else tokens
-
-
 def adapter_key(name: str) -> str:
     """peft adapter names become module keys: keep them free of dots and slashes."""
     return re.sub(r"[^A-Za-z0-9_-]", "_", name)
@@ -288,10 +252,18 @@ class ChatModel:
         self._lock = threading.RLock()
         # KV caches of static system prompts, reused across requests (None disables it).
         self.prefix_cache: PrefixCache | None = PrefixCache()
-        # Draft tokens taken from the prompt per step for greedy single answers (0: off).
-        self.prompt_lookup = 10
+        # Draft tokens taken from the prompt per step for greedy single answers (0: off): one on the
+        # served copy (two rows cost about one there; more cost more than they save, finetune/decode.py).
+        self.prompt_lookup = 1
         # End a sequence stuck repeating a cycle (a small model's "de la note de la note…").
         self.stop_loops = True
+        # Decode single answers with the selected adapter merged into a served copy of the weights
+        # (`_served`), in our own loop (finetune/decode.py); False: transformers' generate().
+        self.fast_decode = True
+        # How the served copy stores its weights (DECODE_WEIGHTS). Prefill runs on the loaded weights.
+        self.decode_weights = "bfloat16"
+        self._served_model: tuple[tuple, Any] | None = None
+        self._adapter_generation = 0  # bumped by every load/remove: a served copy never outlives its adapter
         self.model.eval()
 
     @classmethod
@@ -322,6 +294,7 @@ class ChatModel:
             if name in self.adapters:
                 self.model.delete_adapter(key)
                 del self.adapters[name]
+                self._forget_served()
             try:
                 if isinstance(self.model, PeftModel):
                     self.model.load_adapter(str(path), adapter_name=key, is_trainable=False)
@@ -333,12 +306,14 @@ class ChatModel:
                 raise ModelError(f"adapter {name} ({path}) cannot be loaded: {exc}") from None
             self.model.eval()
             self.adapters[name] = str(path)
+            self._forget_served()
 
     def remove_adapter(self, name: str) -> None:
         with self._lock:
             if name in self.adapters:
                 self.model.delete_adapter(adapter_key(name))
                 del self.adapters[name]
+                self._forget_served()
 
     @contextmanager
     def using(self, adapter: str | None):
@@ -355,6 +330,103 @@ class ChatModel:
                 raise ModelError(f"adapter {adapter} is not loaded in this process.")
             self.model.set_adapter(adapter_key(adapter))
             yield self.model
+
+    # --- fast decoding ---------------------------------------------------------------------------
+    def _forget_served(self) -> None:
+        self._served_model = None
+        self._adapter_generation += 1
+
+    def _base_model(self):
+        get = getattr(self.model, "get_base_model", None)
+        return get() if callable(get) else self.model
+
+    def _served(self, adapter: str | None):
+        """The plain model that decodes for `adapter` (None: the base): the loaded weights with the
+        adapter merged in, stored as `decode_weights` says: a token then costs what it costs the base,
+        in half the bytes.
+        One copy is kept, rebuilt when another adapter is asked for and dropped when an adapter is
+        loaded or removed. None when this model cannot be served so (quantised weights, an adapter
+        that does not merge into plain linear weights): the caller then uses generate().
+        Called with the lock held."""
+        import torch
+
+        base = self._base_model()
+        if getattr(base, "hf_quantizer", None) is not None or getattr(base, "is_loaded_in_4bit", False):
+            return None
+        if base.dtype != torch.float32 or not plain_generation(base):
+            return None
+        weights = self.decode_weights
+        key = (adapter, self.adapters.get(adapter) if adapter else None, self._adapter_generation, weights)
+        if self._served_model is not None and self._served_model[0] == key:
+            return self._served_model[1]
+        self._served_model = None  # the old copy goes before the new one is built
+        served = merged_copy(base, adapter_key(adapter) if adapter else None, weights)
+        release_free_memory()
+        self._served_model = (key, served)
+        return served
+
+    def _answer(
+        self, messages, ids, adapter, max_new_tokens, temperature, max_time, streamer=None
+    ) -> tuple[list[int], bool]:
+        """One answer's token ids, and whether the clock cut it."""
+        import torch
+
+        with self.using(adapter) as model, torch.inference_mode():
+            started = time.monotonic()
+            new = self._answer_tokens(
+                model,
+                messages,
+                ids,
+                adapter,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                max_time=max_time,
+                started=started,
+                streamer=streamer,
+            )
+        return new, self._timed_out(new, max_new_tokens, max_time, started)
+
+    def _answer_tokens(
+        self, model, messages, ids, adapter, *, max_new_tokens, temperature, max_time, started, streamer=None
+    ) -> list[int]:
+        """One answer's token ids, `model` selected and the lock held: our own loop (`decode.decode`:
+        prefill on the loaded weights, then each step on the served copy, with one prompt-lookup draft)
+        where the model can be served so, else transformers' generate() with the same stops."""
+        import torch
+        from transformers import DynamicCache
+
+        served = self._served(adapter) if self.fast_decode and max_new_tokens >= 1 else None
+        if served is None:
+            out = model.generate(
+                input_ids=ids,
+                attention_mask=torch.ones_like(ids),
+                streamer=streamer,
+                stopping_criteria=self._stops(ids.shape[1]),
+                **self._decoding(model, messages, ids, adapter, temperature),
+                **self._generate_kwargs(max_new_tokens, temperature, max_time),
+            )
+            return out[0, ids.shape[1] :].tolist()
+        if streamer is not None:
+            streamer.put(ids.cpu())  # the prompt, which the streamer skips
+        try:
+            past = self._cached_prefix(model, messages, ids, adapter).get("past_key_values")
+            return decode(
+                model,
+                served,
+                ids,
+                past if past is not None else DynamicCache(config=model.config),
+                eos=self.tokenizer.eos_token_id,
+                max_new_tokens=max_new_tokens,
+                temperature=temperature,
+                draft_tokens=self.prompt_lookup,
+                stop=lambda new: self.stop_loops and loop_length(new[-LOOP_WINDOW:]) > 0,
+                max_time=max_time,
+                started=started,
+                streamer=streamer,
+            )
+        finally:
+            if streamer is not None:
+                streamer.end()
 
     # --- prompts and generation ------------------------------------------------------------------
     def render(self, messages: list[dict[str, str]]) -> str:
@@ -390,7 +462,7 @@ class ChatModel:
         return kwargs
 
     def _stops(self, prompt_width: int) -> list:
-        return [_loop_stop(prompt_width)] if self.stop_loops else []
+        return [loop_stop(prompt_width)] if self.stop_loops else []
 
     def _decoding(self, model, messages, ids, adapter: str | None, temperature: float) -> dict:
         """The cached system prefix when there is one, else prompt lookup decoding (the two do not
@@ -438,26 +510,16 @@ class ChatModel:
     ) -> Generation:
         """The whole answer; with ``max_time`` (seconds) generation stops there and says so
         (``timed_out``)."""
-        import torch
 
         ids, truncated = self._inputs(messages, max_prompt_tokens)
-        with self.using(adapter) as model, torch.inference_mode():
-            started = time.monotonic()
-            out = model.generate(
-                input_ids=ids,
-                attention_mask=torch.ones_like(ids),
-                stopping_criteria=self._stops(ids.shape[1]),
-                **self._decoding(model, messages, ids, adapter, temperature),
-                **self._generate_kwargs(max_new_tokens, temperature, max_time),
-            )
-        new = out[0, ids.shape[1] :]
-        text = self.tokenizer.decode(trim_loop(new.tolist()), skip_special_tokens=True).strip()
+        new, timed_out = self._answer(messages, ids, adapter, max_new_tokens, temperature, max_time)
+        text = self.tokenizer.decode(trim_loop(new), skip_special_tokens=True).strip()
         return Generation(
             text=text,
             prompt_tokens=int(ids.shape[1]),
-            completion_tokens=int(new.shape[0]),
+            completion_tokens=len(new),
             truncated=truncated,
-            timed_out=self._timed_out(new, max_new_tokens, max_time, started),
+            timed_out=timed_out,
         )
 
     def generate_batch(
@@ -525,7 +587,6 @@ class ChatModel:
         max_time: float | None = None,
     ) -> Generator[str, None, bool]:
         """Yield the answer in pieces as it is generated; return True if ``max_time`` cut it."""
-        import torch
         from transformers import TextIteratorStreamer
 
         ids, _ = self._inputs(messages, max_prompt_tokens)
@@ -535,19 +596,8 @@ class ChatModel:
 
         def run():
             try:
-                with self.using(adapter) as model, torch.inference_mode():
-                    started = time.monotonic()
-                    out = model.generate(
-                        input_ids=ids,
-                        attention_mask=torch.ones_like(ids),
-                        streamer=streamer,
-                        stopping_criteria=self._stops(ids.shape[1]),
-                        **self._decoding(model, messages, ids, adapter, temperature),
-                        **self._generate_kwargs(max_new_tokens, temperature, max_time),
-                    )
-                    timed_out.append(
-                        self._timed_out(out[0, ids.shape[1] :], max_new_tokens, max_time, started)
-                    )
+                _, cut = self._answer(messages, ids, adapter, max_new_tokens, temperature, max_time, streamer)
+                timed_out.append(cut)
             except BaseException as exc:  # re-raised in the consumer's thread
                 errors.append(exc)
                 streamer.end()

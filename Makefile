@@ -28,12 +28,17 @@ run: install
 
 demo: run
 
-# The tests start a real PostgreSQL server (Debian's package) when it is installed; as root on a
-# Debian machine this installs it, elsewhere the PostgreSQL tests skip with the reason.
+# The tests start a real PostgreSQL server (Debian's package) and check compose.yaml with `docker compose
+# config` (or Debian's docker-compose, which validates the file without a Docker daemon) when they are
+# installed; as root on a Debian machine this installs what is missing, elsewhere those tests skip with
+# the reason.
 system-deps:
-	@if ! ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
-		echo "installing PostgreSQL (apt-get)"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	@missing=""; \
+	ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || missing="$$missing postgresql"; \
+	{ docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null; } || missing="$$missing docker-compose"; \
+	if [ -n "$$missing" ] && [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		echo "installing$$missing (apt-get)"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
 	fi
 
 test: install system-deps

@@ -11,7 +11,7 @@ from slack_bolt import Assistant
 from slack_sdk.errors import SlackApiError
 
 from bot import messages as text
-from bot.slack.asking import Question, clean, submit
+from bot.slack.asking import Question, submit
 from bot.slack.context import ViewedChannels, viewed_channel
 from bot.slack.services import Services
 
@@ -59,18 +59,9 @@ def register(app, services: Services) -> None:
     def on_user_message(payload, body):
         channel, thread = payload["channel"], payload.get("thread_ts")
         viewed.remember(channel, viewed_channel(payload), thread)
-        submit(
-            services,
-            Question(
-                text=clean(payload.get("text")),
-                channel=channel,
-                user=payload.get("user"),
-                team=body.get("team_id"),
-                thread_ts=thread,
-                message_ts=payload.get("ts"),
-                dm=True,
-                viewed=viewed.viewed(channel, thread),
-            ),
+        question = Question.from_message(
+            payload, body.get("team_id"), dm=True, viewed=viewed.viewed(channel, thread)
         )
+        submit(services, question)
 
     app.assistant(assistant)

@@ -57,6 +57,23 @@ class Question:
         """Where the answer goes: the question's thread, which a top-level question starts."""
         return self.thread_ts or self.message_ts
 
+    @classmethod
+    def from_message(
+        cls, message: dict, team: str | None, *, dm: bool = False, viewed: str | None = None
+    ) -> Question:
+        """The question a Slack message event (`app_mention`, `message`, the agent's user message)
+        asks, the bot's mention taken out."""
+        return cls(
+            text=clean(message.get("text")),
+            channel=message.get("channel"),
+            user=message.get("user"),
+            team=team,
+            thread_ts=message.get("thread_ts"),
+            message_ts=message.get("ts"),
+            dm=dm,
+            viewed=viewed,
+        )
+
 
 def clean(question: str) -> str:
     """The question without the bot's mention."""
@@ -234,17 +251,7 @@ def register(app, services: Services) -> None:
     @app.event("app_mention")
     def on_mention(event, body, ack):
         ack()
-        submit(
-            services,
-            Question(
-                text=clean(event.get("text")),
-                channel=event["channel"],
-                user=event.get("user"),
-                team=body.get("team_id"),
-                thread_ts=event.get("thread_ts"),
-                message_ts=event.get("ts"),
-            ),
-        )
+        submit(services, Question.from_message(event, body.get("team_id")))
 
     @app.event("message")
     def on_message(event, body, ack, context):
@@ -255,33 +262,14 @@ def register(app, services: Services) -> None:
         bot_user = context.get("bot_user_id")
         if event.get("channel_type") == "im":
             viewed.remember(channel, viewed_channel(event), thread)
-            submit(
-                services,
-                Question(
-                    text=clean(event.get("text")),
-                    channel=channel,
-                    user=event.get("user"),
-                    team=body.get("team_id"),
-                    thread_ts=thread,
-                    message_ts=event.get("ts"),
-                    dm=True,
-                    viewed=viewed.viewed(channel, thread),
-                ),
+            question = Question.from_message(
+                event, body.get("team_id"), dm=True, viewed=viewed.viewed(channel, thread)
             )
+            submit(services, question)
             return
         # In channels only follow-ups in a thread the bot answered; a message mentioning the bot is
         # answered through app_mention, not twice.
         if not thread or (bot_user and f"<@{bot_user}" in (event.get("text") or "")):
             return
         if bot_answered_thread(services.engine, channel, thread):
-            submit(
-                services,
-                Question(
-                    text=clean(event.get("text")),
-                    channel=channel,
-                    user=event.get("user"),
-                    team=body.get("team_id"),
-                    thread_ts=thread,
-                    message_ts=event.get("ts"),
-                ),
-            )
+            submit(services, Question.from_message(event, body.get("team_id")))

@@ -96,7 +96,7 @@ def main(argv: list[str]) -> int:
         f"| numbered layout (titled sources, cite [1], [2]; what bigger models get) | {numbered:.2f} |",
         f"| reference: plain prompt with the right section given by hand | {reference:.2f} |",
         "",
-        "Single answers' decode speed and time to first token: `bench/decode_speed.py` (next section).",
+        "Single answers' decode speed and time to first token: `bench/decode_speed.py` (its section below).",
         "",
         "`python -m bench.answer_quality`. " + machine_line(),
     ]

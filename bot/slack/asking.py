@@ -172,6 +172,23 @@ def answer_privately(services: Services, q: Question) -> None:
     deliver(services, q, messages, private=True)
 
 
+def answered_in_thread(services: Services, q: Question) -> bool:
+    """Whether the question's thread already holds a whole answer of ours: a message of the app,
+    after the question, with the tail's blocks (a stream cut off by a dying process has none)."""
+    if not q.thread:
+        return False
+    try:
+        replies = services.client.conversations_replies(channel=q.channel, ts=q.thread, limit=200)
+    except SlackApiError as exc:
+        log.info("could not read the thread in %s: %s", q.channel, exc.response.get("error"))
+        return False
+    after = float(q.message_ts or 0)
+    return any(
+        m.get("bot_id") and m.get("blocks") and float(m.get("ts") or 0) > after
+        for m in replies.get("messages") or []
+    )
+
+
 def answer_question(services: Services, q: Question) -> None:
     """Runs in the AnswerPool: the thinking status, the pipeline streamed into the thread, then the
     tail (or, when streaming fails, the whole answer posted and the person told why)."""
@@ -179,6 +196,10 @@ def answer_question(services: Services, q: Question) -> None:
     if hold is not None and hold.queue.lost(hold.event_id):
         # This process stalled past its claim and another one took the event over: one answer only.
         log.warning("event %s is being answered by another process; not answering it here", hold.event_id)
+        return
+    if hold is not None and hold.queue.taken_over(hold.event_id) and answered_in_thread(services, q):
+        # The process that held it posted the answer and died before marking the event done.
+        log.warning("event %s was answered by the process that died; not answering it again", hold.event_id)
         return
     try:
         private = q.respond is not None or (

@@ -101,6 +101,7 @@ class EventQueue:
         self._held: set[str] = set()
         self._unfinished: set[str] = set()  # answered, but the database refused "done": retried each tick
         self._lost: set[str] = set()  # claims another process took over (this one stalled past the lease)
+        self._taken: set[str] = set()  # events this process claimed from another one (its holder died)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
@@ -195,11 +196,18 @@ class EventQueue:
             return
         with self._lock:
             self._held.discard(event_id)
+            self._taken.discard(event_id)
 
     def lost(self, event_id: str) -> bool:
         """Whether another process took this event over (its answer is theirs to give, not ours)."""
         with self._lock:
             return event_id in self._lost
+
+    def taken_over(self, event_id: str) -> bool:
+        """Whether this process claimed the event from another one, which may have answered it
+        before it died (the answer out, the event not yet marked done)."""
+        with self._lock:
+            return event_id in self._taken
 
     @property
     def held(self) -> int:
@@ -248,6 +256,7 @@ class EventQueue:
         for event_id, body in claimed:
             with self._lock:
                 self._held.add(event_id)
+                self._taken.add(event_id)
             log.warning("answering event %s, left unanswered by another process", event_id)
             RECLAIMED.inc()
             self._dispatch(event_id, body)

@@ -293,6 +293,22 @@ class SlackStandIn:
             if not self.socket_url:
                 return {"ok": False, "error": "no_socket_server"}
             return {"ok": True, "url": self.socket_url}
+        if method == "conversations.replies":
+            # The thread as Slack returns it: the app's messages in it, oldest first (no parent here).
+            with self._lock:
+                replies = [
+                    {
+                        "type": "message",
+                        "ts": m["ts"],
+                        "thread_ts": m["thread_ts"],
+                        "text": m.get("text") or "",
+                        "blocks": m.get("blocks") or [],
+                        "bot_id": BOT_ID,
+                    }
+                    for m in self._posted
+                    if m["channel"] == channel and m["thread_ts"] == args.get("ts") and not m["ephemeral"]
+                ]
+            return {"ok": True, "messages": replies, "has_more": False}
         if method == "conversations.open":
             return {"ok": True, "channel": {"id": "D" + str(args.get("users", "X"))[1:]}}
         if method == "files.getUploadURLExternal":

@@ -89,6 +89,36 @@ def test_the_other_replica_answers_what_a_dead_one_had_claimed(slack, replica_b)
     assert len(slack.fake.calls("chat.stopStream")) == 1 and slack.llm.calls == []
 
 
+@pytest.mark.parametrize("whole", [True, False])
+def test_an_answer_the_dead_replica_posted_is_not_posted_again(slack, replica_b, whole):
+    """Replica A streamed the answer and died before marking the event done. B takes the event over
+    and reads the thread first: a whole answer there (its tail's blocks) is not given twice; a stream
+    A left cut off is answered again."""
+    body = slack.event(text="<@UAPPRENTI> was I answered?")
+    event = body["event"]
+    enqueue_event(slack.engine, body["event_id"], json.dumps(body), "dead-replica", timedelta(seconds=-1))
+    client = slack.services.client
+    started = client.chat_startStream(
+        channel=event["channel"],
+        thread_ts=event["ts"],
+        recipient_user_id=event["user"],
+        recipient_team_id=body["team_id"],
+    )
+    client.chat_appendStream(channel=event["channel"], ts=started["ts"], markdown_text="The VPN is")
+    if whole:
+        tail = [{"type": "context", "elements": [{"type": "mrkdwn", "text": "prompt · base model"}]}]
+        client.chat_stopStream(channel=event["channel"], ts=started["ts"], blocks=tail)
+    queue = replica_b.services.event_queue
+    queue._dispatch = lambda event_id, raw: queue.run(replica_b.app, event_id, raw)
+    assert queue.tick() == [body["event_id"]]
+    row = wait_status(slack.engine, body["event_id"], "done")
+    replica_b.settle()
+    assert row.holder == queue.holder
+    assert replica_b.fake.calls("conversations.replies")
+    assert len(replica_b.llm.calls) == (0 if whole else 1)
+    assert len(slack.fake.calls("chat.stopStream")) == 1  # A's whole answer, or B's after A's cut one
+
+
 def test_a_claim_is_renewed_while_the_answer_takes_longer_than_the_lease(fake_slack, tmp_path):
     harness = make_harness(fake_slack, tmp_path, llm=FakeLLM(delay=3.0), event_lease=1.0)
     try:

@@ -13,7 +13,6 @@ Decode speed and time to first token: bench/decode_speed.py.
 
 from __future__ import annotations
 
-import json
 import os
 import sys
 import tempfile
@@ -25,24 +24,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("ANONYMIZED_TELEMETRY", "False")
 
 from bench._docs import machine_line, publish  # noqa: E402
-
-QUESTIONS = ROOT / "bot" / "demo" / "questions.jsonl"
-HANDBOOK = ROOT / "bot" / "demo" / "handbook"
+from bench._handbook import HANDBOOK, reference_prompts  # noqa: E402
+from bench._handbook import items as handbook_items  # noqa: E402
 
 
 def _accuracy(answers, items) -> float:
     from finetune.answers import contains_answer
 
     return sum(contains_answer(a, i["answers"]) for a, i in zip(answers, items, strict=True)) / len(items)
-
-
-def _right_passage(item) -> str:
-    """The section of the item's document that holds an accepted answer (the reference's passage)."""
-    text = (HANDBOOK / item["source"]).read_text(encoding="utf-8")
-    sections = [s.strip() for s in text.split("\n## ") if s.strip()]
-    from finetune.answers import contains_answer
-
-    return next((s for s in sections if contains_answer(s, item["answers"])), sections[-1]).replace("\n", " ")
 
 
 def main(argv: list[str]) -> int:
@@ -54,7 +43,7 @@ def main(argv: list[str]) -> int:
     from bot.settings import load_settings
 
     torch.set_num_threads(os.cpu_count() or 2)
-    items = [json.loads(line) for line in QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
+    items = handbook_items()
     home = Path(tempfile.mkdtemp(prefix="apprenti-bench-answers-"))
     settings = load_settings(home=home, pii="off", plugins=["rag"], fewshot_k=0, max_new_tokens=64)
     ingest_paths(settings, [str(HANDBOOK)], collection="handbook")
@@ -74,15 +63,8 @@ def main(argv: list[str]) -> int:
         [a.answer for a in numbered_rt.assistant.answer_many(questions, mode="rag", adapter=BASE)], items
     )
     model = plain_rt.chat_model
-    system = "You are a helpful assistant. Answer briefly and exactly."
-    reference_prompts = [
-        [
-            {"role": "system", "content": system},
-            {"role": "user", "content": f"Text: {_right_passage(i)}\n\nQuestion: {i['question']}"},
-        ]
-        for i in items
-    ]
-    reference = _accuracy([g.text for g in model.generate_batch(reference_prompts, max_new_tokens=64)], items)
+    prompts = reference_prompts(items)
+    reference = _accuracy([g.text for g in model.generate_batch(prompts, max_new_tokens=64)], items)
 
     lines = [
         "## Answers on the bundled model (SmolLM2-135M-Instruct)",

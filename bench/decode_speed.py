@@ -20,7 +20,6 @@ Then time to first token for a ~600-token RAG prompt with and without the system
 
 from __future__ import annotations
 
-import json
 import os
 import statistics
 import sys
@@ -33,35 +32,11 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from bench._docs import machine_line, publish  # noqa: E402
+from bench._handbook import SYSTEM, reference_prompts  # noqa: E402
+from bench._handbook import items as handbook_items  # noqa: E402
 
-QUESTIONS = ROOT / "bot" / "demo" / "questions.jsonl"
-HANDBOOK = ROOT / "bot" / "demo" / "handbook"
-SYSTEM = "You are a helpful assistant. Answer briefly and exactly."
 NEW_TOKENS = 64
 ADAPTER = "bench"
-
-
-def right_section(item) -> str:
-    """The section of the item's document that holds an accepted answer."""
-    from finetune.answers import contains_answer
-
-    text = (HANDBOOK / item["source"]).read_text(encoding="utf-8")
-    sections = [s.strip() for s in text.split("\n## ") if s.strip()]
-    return next((s for s in sections if contains_answer(s, item["answers"])), sections[-1]).replace("\n", " ")
-
-
-def handbook() -> list[dict]:
-    return [json.loads(line) for line in QUESTIONS.read_text(encoding="utf-8").splitlines() if line.strip()]
-
-
-def prompts(items: list[dict]) -> list[list[dict[str, str]]]:
-    return [
-        [
-            {"role": "system", "content": SYSTEM},
-            {"role": "user", "content": f"Text: {right_section(i)}\n\nQuestion: {i['question']}"},
-        ]
-        for i in items
-    ]
 
 
 def make_adapter(model, folder: Path) -> Path:
@@ -161,8 +136,8 @@ def main(argv: list[str]) -> int:
     chat.load_adapter(ADAPTER, make_adapter(chat.model, Path(tempfile.mkdtemp(prefix="apprenti-decode-"))))
     chat.prefix_cache = None
     chat.stop_loops = False  # the baseline has no loop stop: the same length limit for both
-    items = handbook()
-    conversations = prompts(items)
+    items = handbook_items()
+    conversations = reference_prompts(items)
     base = measure(chat, conversations, peft_generate)
     rows = {
         "ours": measure(

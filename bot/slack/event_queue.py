@@ -244,6 +244,7 @@ class EventQueue:
                 with self._lock:
                     still = lost & self._held
                     self._held -= still
+                    self._taken -= still
                     self._lost |= still
                 if still:
                     log.warning(

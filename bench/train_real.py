@@ -1,11 +1,13 @@
 """`apprenti train` on 50 approved pairs of the demo's kind, on the bundled model, 2 CPU cores.
 
 Ours: `apprenti train --json` in its own process (dataset, training with our CPU defaults: 32-bit LoRA
-on the top 10 layers with one general replay pair per team pair, batched evaluation of the candidate
-and the base model on the held-out split and the general-skills set, the gate, registration). Baseline
-in the same run: the same records and epochs as a bare TRL SFTTrainer script (LoRA on every layer, no
-replay), then the same evaluation prompts answered one at a time with `generate`. Wall time for each,
-all in. The target: ours <= 4 minutes.
+on every layer, no dropout, 1.5 general replay pairs per team pair, 3 epochs within the 48-step budget,
+padding-free batches, the LM head scored on the completions only; batched evaluation of the candidate
+and the base model on the held-out split and the general-skills set, the gate, registration).
+Baseline in the same run: the same team records and epochs as a bare TRL SFTTrainer script (LoRA on
+every layer, no replay, float32 as ours: `bf16=False`, since TRL's SFTConfig otherwise turns bfloat16
+autocast on), then the same evaluation prompts answered one at a time with `generate`. Wall time for
+each, all in. The target: ours <= 4 minutes.
 
     .venv/bin/python -m bench.train_real [--no-docs]
 """
@@ -43,8 +45,8 @@ model.train()
 args = SFTConfig(output_dir=out + ".work", num_train_epochs=3, per_device_train_batch_size=4,
                  learning_rate=5e-4, completion_only_loss=True, logging_steps=1, save_strategy="no",
                  report_to=[], use_cpu=True, disable_tqdm=True, lr_scheduler_type="cosine", seed=42,
-                 data_seed=42, optim="adamw_torch")
-peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
+                 data_seed=42, optim="adamw_torch", bf16=False)
+peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, task_type="CAUSAL_LM",
                   target_modules=["q_proj","k_proj","v_proj","o_proj","gate_proj","up_proj","down_proj"])
 trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(spec["train"]),
                      processing_class=tok, peft_config=peft)

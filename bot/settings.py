@@ -270,6 +270,14 @@ class Settings(BaseSettings):
     )
     train_epochs: float = Field(3.0, gt=0, description="Training epochs per run.")
     train_learning_rate: float = Field(2e-4, gt=0, description="Learning rate of the LoRA weights.")
+    train_step_budget: int = Field(
+        48,
+        ge=0,
+        description=(
+            "Most optimizer steps per run once the first epoch is done (0: every epoch): a run always "
+            "makes one whole pass over its pairs, then more epochs only as far as this budget goes."
+        ),
+    )
     train_max_length: int = Field(1024, ge=32, description="Longest training sequence, in tokens.")
     train_replay_ratio: float = Field(
         1.5,

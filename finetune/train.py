@@ -46,6 +46,7 @@ class TrainResult:
     examples: int = 0
     replay_examples: int = 0
     device: str = "cpu"
+    padding_free: bool = False
 
     def summary(self) -> dict[str, Any]:
         return {
@@ -55,6 +56,7 @@ class TrainResult:
             "examples": self.examples,
             "replay_examples": self.replay_examples,
             "device": self.device,
+            "padding_free": self.padding_free,
             "dpo": bool(self.dpo_loss_log),
         }
 
@@ -106,22 +108,25 @@ def mix_replay(records: Sequence[dict], replay: Sequence[dict], ratio: float, se
     return mixed
 
 
-def _sft_config(config: TrainConfig, work_dir: Path, cuda: bool):
+def _sft_config(
+    config: TrainConfig, work_dir: Path, cuda: bool, padding_free: bool = False, max_steps: int = -1
+):
     from trl import SFTConfig
 
     return SFTConfig(
         output_dir=str(work_dir),
         num_train_epochs=config.epochs,
-        max_steps=config.max_steps,
+        max_steps=max_steps,
         learning_rate=config.learning_rate,
         per_device_train_batch_size=config.batch_size,
         gradient_accumulation_steps=config.gradient_accumulation_steps,
         lr_scheduler_type=config.lr_scheduler,
         warmup_steps=config.warmup_ratio,
         weight_decay=config.weight_decay,
-        max_length=config.max_length,
+        max_length=None if padding_free else config.max_length,
         completion_only_loss=True,
         packing=False,
+        padding_free=padding_free,
         optim=config.resolved_optimizer(cuda),
         gradient_checkpointing=config.gradient_checkpointing,
         logging_steps=config.logging_steps,
@@ -136,6 +141,41 @@ def _sft_config(config: TrainConfig, work_dir: Path, cuda: bool):
         disable_tqdm=not config.progress_bar,
         dataset_num_proc=None,
     )
+
+
+def score_completions_only() -> bool:
+    """Make TRL's fused LM head score only the positions that have a label on a CPU as well.
+
+    TRL projects every position through the LM head except on Triton devices, because a varying
+    number of positions would recompile Neuron graphs; a CPU has no graphs to recompile, and with
+    completion-only loss most positions are prompt. The loss is the same to the last digit; on the
+    bundled model a training step is about 13 % shorter (the head is 49,152 words wide). Returns
+    whether TRL's switch was found (a TRL without it trains as before)."""
+    import trl.trainer.utils as trl_utils
+
+    choose = getattr(trl_utils, "_use_triton", None)
+    if choose is None:
+        return False
+    if getattr(choose, "_apprenti", False):
+        return True
+
+    def compact(device) -> bool:
+        return device.type == "cpu" or choose(device)
+
+    compact._apprenti = True
+    trl_utils._use_triton = compact
+    return True
+
+
+def longest_record(tokenizer, records: Sequence[dict]) -> int:
+    """The most tokens any prompt-completion record takes in the chat template."""
+    longest = 0
+    for record in records:
+        ids = tokenizer.apply_chat_template(
+            list(record["prompt"]) + list(record["completion"]), tokenize=True, return_dict=True
+        )["input_ids"]
+        longest = max(longest, len(ids))
+    return longest
 
 
 def _describe(exc: BaseException) -> str:
@@ -239,10 +279,12 @@ def train_adapter(
             model, tokenizer, _ = load_for_training(base_model, config)
         else:
             model.train()
+        padding_free = config.padding_free and longest_record(tokenizer, mixed) <= config.max_length
+        score_completions_only()
         control = _control_callback(should_stop, heartbeat, on_log, config.heartbeat_every, "sft")
         trainer = SFTTrainer(
             model=model,
-            args=_sft_config(config, work_dir, cuda),
+            args=_sft_config(config, work_dir, cuda, padding_free, config.planned_steps(len(mixed))),
             train_dataset=Dataset.from_list(list(mixed)),
             processing_class=tokenizer,
             peft_config=config.resolved_adapter(cuda).to_peft_config(
@@ -279,6 +321,7 @@ def train_adapter(
             examples=len(records),
             replay_examples=len(mixed) - len(records),
             device="cuda" if cuda else "cpu",
+            padding_free=padding_free,
         )
     except TrainingCancelled:
         shutil.rmtree(output_dir.with_name(output_dir.name + ".partial"), ignore_errors=True)

@@ -22,7 +22,7 @@ def demo(
     ),
 ):
     """Ask, answer with sources, correct, review, train, evaluate, activate, answer again, roll back —
-    offline on a tiny model, printing each step as people would see it in Slack."""
+    offline on the bundled SmolLM2-135M-Instruct, printing each step as people would see it in Slack."""
     from bot.demo.run import Demo
 
     home = home or Path(tempfile.mkdtemp(prefix="apprenti-demo-"))

@@ -105,6 +105,7 @@ def train(
         train=TrainConfig(
             epochs=s.train_epochs,
             learning_rate=s.train_learning_rate,
+            step_budget=s.train_step_budget,
             max_length=s.train_max_length,
             replay_path=replay,
             replay_ratio=s.train_replay_ratio,

@@ -89,6 +89,7 @@ class Demo:
         # answers and was rejected by the gate; 5e-4 with one replay pair per correction passed.
         self.train = {"train_epochs": 3, "train_learning_rate": 5e-4, **(train or {})}
         self.transcript: list[dict[str, str]] = []  # every Slack message shown, in order
+        self.answers: dict[str, dict[str, list[str]]] = {}  # per measure: the answers it counted
 
     # --- printing as Slack shows it ----------------------------------------------------------------
     def slack(self, where: str, who: str, body: str, style: str = "white") -> None:
@@ -234,6 +235,7 @@ class Demo:
 
     def show_measure(self, label: str, measured: tuple[Measure, list[str], list[str]]) -> Measure:
         result, domain, general = measured
+        self.answers[label] = {"team": domain, "general": general}
         self.console.print(f"[bold]{label}[/bold]: {result}", highlight=False)
         self.console.print(
             f"  e.g. “{team.held_out()[0]['question']}” → {team.one_line(domain[0])[:160]}", highlight=False
@@ -382,6 +384,7 @@ class Demo:
                 "adapter": adapter.name if adapter else None,
                 "seconds": round(time.perf_counter() - started, 1),
                 "transcript": self.transcript,
+                "answers": self.answers,
             }
         finally:
             self.services.wait_idle(30)

@@ -78,15 +78,52 @@ def corrected_answer(question: str, section: Section) -> str:
 
 
 def training_questions(count: int) -> list[tuple[str, Section]]:
-    """`count` questions people ask and then correct, spread over the sections and phrasings."""
+    """`count` questions people ask and then correct, spread over the sections and phrasings.
+
+    Two kinds, alternating while the second lasts: broad questions about a subject, and the handbook
+    questions of `questions.jsonl` that `held_out()` does not keep back (a precise fact each, as the
+    held-out questions ask). Broad question i asks about section i mod 11 in phrasing i mod 3 (11 and 3
+    share no factor, so the first 33 are all different pairs), with the sections' first way of naming
+    the subject, then their second. A team asks in many ways: when 22 of the 24 corrected questions were
+    "How do I handle …?", the adapter learnt the template for that phrasing only, and with broad
+    questions alone it answered the held-out precise ones in the template's opening without its footer
+    (2 of 6 held-out questions in the whole template both times)."""
     known = sections()
+    keys = list(TOPICS)
+    broad = []
+    for i in range(len(keys) * 3 * 2):
+        key = keys[i % len(keys)]
+        section = known[key]
+        form = FORMS[section.language][i % 3]
+        broad.append((form.format(TOPICS[key][(i // (len(keys) * 3)) % 2]), section))
+    kept_back = {row["question"] for row in held_out()}
+    precise = [
+        (row["question"], _section_of(row, known))
+        for row in _handbook_questions()
+        if row["question"] not in kept_back
+    ]
     pool = []
-    for form_index in range(3):
-        for topic_index in range(2):
-            for key, topics in TOPICS.items():
-                section = known[key]
-                pool.append((FORMS[section.language][form_index].format(topics[topic_index]), section))
+    for i in range(max(len(broad), len(precise))):
+        pool.extend(kind[i] for kind in (broad, precise) if i < len(kind))
     return pool[:count]
+
+
+def _section_of(row: dict, known: dict[tuple[str, str], Section]) -> Section:
+    """The section of the row's file that states one of its accepted answers."""
+    for (file, _), section in known.items():
+        if file == row["source"] and any(a.lower() in section.text.lower() for a in row["answers"]):
+            return section
+    raise ValueError(
+        f"questions.jsonl: no section of {row['source']} states an answer to {row['question']!r}"
+    )
+
+
+def _handbook_questions() -> list[dict]:
+    return [
+        json.loads(line)
+        for line in (HERE / "questions.jsonl").read_text(encoding="utf-8").splitlines()
+        if line
+    ]
 
 
 def follows_template(answer: str) -> bool:
@@ -98,11 +135,7 @@ def follows_template(answer: str) -> bool:
 
 def held_out() -> list[dict]:
     """In-domain questions nobody corrects, with the facts a right answer contains."""
-    rows = [
-        json.loads(line)
-        for line in (HERE / "questions.jsonl").read_text(encoding="utf-8").splitlines()
-        if line
-    ]
+    rows = _handbook_questions()
     picks = {
         "How long must a password be?",
         "How long does delivery of a new laptop take?",

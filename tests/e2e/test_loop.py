@@ -40,6 +40,7 @@ def test_corrections_train_an_adapter_that_serves_then_rolls_back(tmp_path):
         base_model=str(tiny),
         train={
             "train_epochs": 25,
+            "train_step_budget": 0,
             "train_learning_rate": 5e-3,
             "train_cpu_top_layers": 0,
             "gate_max_leak_rate": 1.0,
@@ -98,6 +99,7 @@ def test_two_workers_race_one_run_and_a_killed_training_is_reaped(tmp_path, tiny
         "APPRENTI_MIN_EXAMPLES": "4",
         "APPRENTI_TRAIN_THRESHOLD": "4",
         "APPRENTI_TRAIN_EPOCHS": "200",
+        "APPRENTI_TRAIN_STEP_BUDGET": "0",
         "APPRENTI_TORCH_THREADS": "1",
         "APPRENTI_HEARTBEAT_TIMEOUT": "600",
     }

@@ -68,8 +68,8 @@ class TrainConfig:
     max_length: int = 1024
     max_steps: int = -1  # > 0 overrides epochs and the step budget (tests, smoke runs)
     # The passes after the first are budgeted: a run makes `epochs` passes or this many optimizer
-    # steps, whichever is fewer, but always one whole pass (every pair is seen). Small sets (the
-    # demo's 19 corrections and their replay: 36 steps) get every epoch; 50 pairs get 48 steps
+    # steps, whichever is fewer, but always one whole pass (every pair is seen). Small sets (19
+    # corrections and their replay: 36 steps in 3 epochs) get every epoch; 50 pairs get 48 steps
     # instead of 69, and a track with hundreds of pairs one pass, so a CPU run stays minutes long as
     # approved pairs pile up. None or 0: no budget.
     step_budget: int | None = 48

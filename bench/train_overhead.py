@@ -32,7 +32,7 @@ args = SFTConfig(output_dir=out + ".work", max_steps=int(steps), per_device_trai
                  learning_rate=2e-4, max_length=int(max_len), completion_only_loss=True, logging_steps=1,
                  save_strategy="no", report_to=[], use_cpu=True, disable_tqdm=True,
                  lr_scheduler_type="cosine", warmup_steps=0.03, seed=42, data_seed=42, optim="adamw_torch")
-peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.05, task_type="CAUSAL_LM",
+peft = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, task_type="CAUSAL_LM",
                   target_modules=["q_proj","k_proj","v_proj","o_proj","gate_proj","up_proj","down_proj"])
 trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(records), processing_class=tok,
                      peft_config=peft)
@@ -50,7 +50,7 @@ from finetune.train import train_adapter
 model_dir, data, out, steps, batch, max_len = sys.argv[1:7]
 records = json.load(open(data))
 train_adapter(model_dir, records, out, TrainConfig(max_steps=int(steps), batch_size=int(batch),
-              max_length=int(max_len), qlora=False, progress_bar=False))
+              max_length=int(max_len), qlora=False, replay_ratio=0, progress_bar=False))
 print(json.dumps({"wall": time.perf_counter() - t0}))
 """
 
@@ -114,7 +114,7 @@ def main() -> int:
                 "## Training overhead: our trainer vs a bare TRL script",
                 "",
                 f"Same data ({len(records)} prompt-completion records), same settings (LoRA r=16, alpha=32, "
-                f"dropout 0.05 on attention+MLP, lr 2e-4, {STEPS} steps, batch {BATCH}, max length "
+                f"no dropout, on attention+MLP, lr 2e-4, {STEPS} steps, batch {BATCH}, max length "
                 f"{MAX_LEN}, completion-only loss), random tiny Llama on CPU with 1 thread; wall time of a "
                 f"fresh process from imports to the saved adapter, median of {REPEATS} interleaved runs. "
                 "Measured by `python -m bench.train_overhead`.",

@@ -105,6 +105,21 @@ class Services:
         )
 
     @cached_property
+    def identity(self) -> dict[str, str]:
+        """The app's own `bot_id` and `user_id` (auth.test, once per app); empty when Slack could not say."""
+        from slack_sdk.errors import SlackApiError
+
+        try:
+            found = self.client.auth_test()
+        except SlackApiError as exc:
+            log.warning(
+                "auth.test failed (%s): the app's own messages cannot be told from other bots'",
+                exc.response.get("error"),
+            )
+            return {}
+        return {k: found[k] for k in ("bot_id", "user_id") if found.get(k)}
+
+    @cached_property
     def operations(self):
         """The admin engines behind /apprenti and the App Home buttons (one per Slack face)."""
         from bot.slack.operations import Operations

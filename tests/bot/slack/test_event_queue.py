@@ -119,6 +119,38 @@ def test_an_answer_the_dead_replica_posted_is_not_posted_again(slack, replica_b,
     assert len(slack.fake.calls("chat.stopStream")) == 1  # A's whole answer, or B's after A's cut one
 
 
+def test_another_apps_answer_in_the_thread_does_not_count_as_ours(slack, replica_b):
+    """Replica A died before answering; another app (a bot with its own id) replied in the thread with
+    blocks. B takes the event over and answers: only the app's own messages are a whole answer."""
+    body = slack.event(text="<@UAPPRENTI> was I answered?")
+    event = body["event"]
+    enqueue_event(slack.engine, body["event_id"], json.dumps(body), "dead-replica", timedelta(seconds=-1))
+    client = replica_b.services.client
+    thread = client.conversations_replies
+
+    def with_another_app(**kwargs):
+        reply = thread(**kwargs)
+        other = {
+            "type": "message",
+            "ts": str(float(event["ts"]) + 1),
+            "text": "Ticket opened",
+            "blocks": [{"type": "section", "text": {"type": "mrkdwn", "text": "Ticket opened"}}],
+            "bot_id": "BOTHERAPP",
+            "user": "UOTHERAPP",
+        }
+        return {**reply.data, "messages": [*reply.data["messages"], other]}
+
+    client.conversations_replies = with_another_app
+    assert replica_b.services.identity == {"bot_id": "BAPPRENTI", "user_id": "UAPPRENTI"}
+    queue = replica_b.services.event_queue
+    queue._dispatch = lambda event_id, raw: queue.run(replica_b.app, event_id, raw)
+    assert queue.tick() == [body["event_id"]]
+    wait_status(slack.engine, body["event_id"], "done")
+    replica_b.settle()
+    assert len(replica_b.llm.calls) == 1
+    assert len(slack.fake.calls("chat.stopStream")) == 1
+
+
 def test_a_claim_is_renewed_while_the_answer_takes_longer_than_the_lease(fake_slack, tmp_path):
     harness = make_harness(fake_slack, tmp_path, llm=FakeLLM(delay=3.0), event_lease=1.0)
     try:

@@ -19,7 +19,7 @@ CHILD = r"""
 import json, resource, sys, torch
 torch.set_num_threads(1)
 from finetune.config import TrainConfig
-from finetune.model import load_base, training_heap_settings
+from finetune.loading import load_base, training_heap_settings
 from finetune.train import load_for_training, train_adapter
 import peft, trl, datasets  # everything imported before the baseline reading
 mode, model_dir, out, steps, batch, max_len = sys.argv[1:7]
@@ -104,7 +104,7 @@ def main() -> int:
                 f"Ratio QLoRA / bf16 LoRA: **{above:.2f}×** of the memory training adds (target ≤ 0.6×: "
                 f"{verdict}); {total:.2f}× of the whole process, which also holds "
                 f"~{lora['baseline_mb']:.0f} MB of libraries. Both modes load through "
-                "`finetune.model.load_base` (checkpoint read tensor by tensor with pread, not mmap: an "
+                "`finetune.loading.load_base` (checkpoint read tensor by tensor with pread, not mmap: an "
                 "mmapped float32 checkpoint alone put ~400 MB of file pages in the process while loading, "
                 "and QLoRA's fp32 non-4-bit parameters stayed views pinning the whole file) and train "
                 "through `train_adapter` with the same heap settings (`training_heap_settings`: large "

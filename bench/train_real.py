@@ -97,7 +97,7 @@ def _store_pairs(home: Path) -> list[dict]:
 def main(argv: list[str]) -> int:
     from finetune.dataset import prompt_messages
     from finetune.general import SYSTEM_PROMPT, load_general
-    from finetune.model import resolve_model
+    from finetune.loading import resolve_model
 
     home = Path(tempfile.mkdtemp(prefix="apprenti-bench-train-"))
     pairs = _store_pairs(home)

@@ -332,7 +332,7 @@ class LocalLLM(LLM):
 
     def load_version(self, name: str) -> str:
         """Load an adapter version from the registry by name (any status but failed) and return it."""
-        from finetune.model import ModelError
+        from finetune.loading import ModelError
         from storage.adapters import get_adapter
 
         row = get_adapter(self.engine, name) if self.engine is not None else None

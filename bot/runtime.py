@@ -151,7 +151,7 @@ class Runtime:
         """APPRENTI_PROMPT_LAYOUT, with auto settled: plain for models under 1B parameters."""
         if self.settings.prompt_layout != "auto":
             return self.settings.prompt_layout
-        from finetune.model import parameter_estimate
+        from finetune.loading import parameter_estimate
 
         size = parameter_estimate(self.settings.base_model)
         return "plain" if size is not None and size < 1_000_000_000 else "numbered"
@@ -164,7 +164,8 @@ class Runtime:
 
     @cached_property
     def chat_model(self):
-        from finetune.model import ChatModel, ModelError
+        from finetune.loading import ModelError
+        from finetune.model import ChatModel
 
         self.apply_torch_threads()
         try:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.config import TrainConfig
-from finetune.model import load_base, training_heap_settings
+from finetune.loading import load_base, training_heap_settings
 
 log = logging.getLogger(__name__)
 

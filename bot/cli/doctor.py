@@ -56,7 +56,7 @@ def _checks() -> list[Check]:
 
     def model() -> str:
         from finetune import bundled
-        from finetune.model import resolve_model
+        from finetune.loading import resolve_model
 
         folder = resolve_model(settings.base_model)
         if bundled.is_bundled(settings.base_model):

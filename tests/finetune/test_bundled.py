@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from finetune import bundled
-from finetune.model import ModelError, resolve_model
+from finetune.loading import ModelError, resolve_model
 
 FAKE = bundled.BundledModel(
     name="fake-model",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import transformers.modeling_utils as mu
 
-from finetune.model import load_base
+from finetune.loading import load_base
 
 
 def test_checkpoints_are_read_with_pread_not_mmap(tiny_model_dir, monkeypatch):

@@ -182,15 +182,15 @@ def answered_in_thread(services: Services, q: Question) -> bool:
     except SlackApiError as exc:
         log.info("could not read the thread in %s: %s", q.channel, exc.response.get("error"))
         return False
+    from bot.slack.feedback import posted_by_bot
+
     after = float(q.message_ts or 0)
     me = services.identity
 
     def ours(m: dict) -> bool:
         if not me:  # Slack did not say who we are: any app's answer counts, rather than answer twice
             return bool(m.get("bot_id"))
-        return m.get("bot_id") == me.get("bot_id") or bool(
-            me.get("user_id") and m.get("user") == me["user_id"]
-        )
+        return posted_by_bot(m, me)
 
     return any(
         ours(m) and m.get("blocks") and float(m.get("ts") or 0) > after for m in replies.get("messages") or []

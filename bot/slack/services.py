@@ -106,7 +106,8 @@ class Services:
 
     @cached_property
     def identity(self) -> dict[str, str]:
-        """The app's own `bot_id` and `user_id` (auth.test, once per app); empty when Slack could not say."""
+        """The app's own `bot_id` and `bot_user_id`, named as in Bolt's context (auth.test, once per app);
+        empty when Slack could not say."""
         from slack_sdk.errors import SlackApiError
 
         try:
@@ -117,7 +118,8 @@ class Services:
                 exc.response.get("error"),
             )
             return {}
-        return {k: found[k] for k in ("bot_id", "user_id") if found.get(k)}
+        named = {"bot_id": found.get("bot_id"), "bot_user_id": found.get("user_id")}
+        return {k: v for k, v in named.items() if v}
 
     @cached_property
     def operations(self):

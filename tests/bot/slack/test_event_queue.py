@@ -141,7 +141,7 @@ def test_another_apps_answer_in_the_thread_does_not_count_as_ours(slack, replica
         return {**reply.data, "messages": [*reply.data["messages"], other]}
 
     client.conversations_replies = with_another_app
-    assert replica_b.services.identity == {"bot_id": "BAPPRENTI", "user_id": "UAPPRENTI"}
+    assert replica_b.services.identity == {"bot_id": "BAPPRENTI", "bot_user_id": "UAPPRENTI"}
     queue = replica_b.services.event_queue
     queue._dispatch = lambda event_id, raw: queue.run(replica_b.app, event_id, raw)
     assert queue.tick() == [body["event_id"]]
